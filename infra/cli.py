@@ -1,0 +1,245 @@
+"""The ``sentinel`` command: the one entry point for people and scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from infra.settings import ARTIFACTS, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Sentinel: streaming sentiment, entities and reply drafts for news and chat.")
+err = Console(stderr=True)
+
+
+class TrainTask(str, Enum):
+    sentiment = "sentiment"
+    entities = "entities"
+    intent = "intent"
+
+
+class EvalTask(str, Enum):
+    sentiment = "sentiment"
+    entities = "entities"
+    intent = "intent"
+
+
+def fail(message: str, hint: str) -> None:
+    err.print(f"[bold red]error:[/] {message}\n[yellow]what to do:[/] {hint}")
+    raise typer.Exit(code=2)
+
+
+def _data_dir(data: Optional[Path]) -> Path:
+    folder = data or get_settings().data_dir
+    if not folder.is_dir():
+        fail(f"data folder {folder} does not exist",
+             "pass --data PATH to the shared data folder, or set SENTINEL_DATA_DIR")
+    return folder
+
+
+DEFAULTS = {
+    TrainTask.sentiment: dict(epochs=4, lr=5e-4, max_length=64),
+    TrainTask.entities: dict(epochs=3, lr=1e-3, max_length=128),
+    TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
+}
+
+
+@app.command()
+def train(
+    task: TrainTask,
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Artefact folder (default: models/artifacts/TASK).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (task default if unset).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (task default if unset).")] = None,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Rows per training batch.")] = 32,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
+    limit: Annotated[int, typer.Option(help="Train on the first N examples only (smoke runs); 0 = all.")] = 0,
+    twitter: Annotated[bool, typer.Option(help="sentiment: also train on twitter-financial-news train.")] = True,
+) -> None:
+    """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
+    from models import training
+    from models.datasets import DataMissing
+
+    folder = _data_dir(data)
+    d = DEFAULTS[task]
+    config = training.TrainConfig(epochs=epochs or d["epochs"], lr=lr or d["lr"], rank=rank, alpha=2 * rank,
+                                  batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit)
+    base = get_settings().base_encoder
+    try:
+        if task is TrainTask.sentiment:
+            job = training.sentiment_job(folder, base, config.max_length, with_twitter=twitter)
+        elif task is TrainTask.entities:
+            job = training.entities_job(folder, base, config.max_length)
+        else:
+            job = training.intent_job(folder, base, config.max_length)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds this data set")
+    training.train(job, out or ARTIFACTS / task.value, config, base)
+
+
+@app.command("eval")
+def evaluate(
+    task: EvalTask,
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model to evaluate (default: the configured one).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Evaluate a task model on its fixed, documented test splits."""
+    from models import evaluation
+    from models.datasets import DataMissing
+
+    folder = _data_dir(data)
+    try:
+        report = evaluation.run(task.value, folder, model)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds this data set")
+    except FileNotFoundError as exc:
+        fail(str(exc), f"train it first: sentinel train {task.value}")
+    evaluation.print_report(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@app.command()
+def analyze(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to analyse.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSONL file of {\"id\", \"text\"} objects.")] = None,
+) -> None:
+    """Sentiment and entities for texts: one JSON object per input on stdout."""
+    from models.analysis import Analyzer, read_jsonl_inputs
+
+    items: list[tuple[str, str]] = []
+    if file is not None:
+        try:
+            items += read_jsonl_inputs(file)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read {file}: {exc}", "give a JSONL file with one {\"id\": ..., \"text\": ...} object per line")
+    items += [(str(i + 1), t) for i, t in enumerate(texts or [])]
+    if not items:
+        fail("nothing to analyse", "pass texts as arguments or --file in.jsonl")
+    try:
+        analyzer = Analyzer.from_settings()
+    except FileNotFoundError as exc:
+        fail(str(exc), "check SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL")
+    for record in analyzer.analyze(items):
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Also replay the demo feed and follow the results.")] = False,
+) -> None:
+    """Start the stack in the foreground: broker, database, migrations, topics and the worker. Ctrl-C stops it."""
+    from infra.stack import Stack, wait_forever_or_until
+
+    s = get_settings()
+    code = 0
+    try:
+        with Stack(s, say=err.print) as stack:
+            worker = stack.start_worker()
+            err.print(f"[green]sentinel is up[/]: {json.dumps(stack.status())}")
+            if demo:
+                from agents.demo import run_demo
+
+                run_demo(stack, err)
+            code = wait_forever_or_until(worker)
+    except KeyboardInterrupt:
+        err.print("stopping…")
+    except (RuntimeError, TimeoutError) as exc:
+        fail(str(exc), "check KAFKA_BOOTSTRAP / DATABASE_URL, or unset them to use the embedded services")
+    if code:
+        fail(f"the worker exited with code {code}", "read its log above; fix the cause and run again")
+
+
+@app.command()
+def demo() -> None:
+    """The live demo on the embedded defaults: stack up, replay the demo feed, show results and alerts."""
+    up(demo=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the worker against configured services (KAFKA_BOOTSTRAP and DATABASE_URL)."""
+    from infra.stack import resolve_services
+
+    s = resolve_services(get_settings())
+    if not s.kafka_bootstrap or not s.database_url:
+        fail("KAFKA_BOOTSTRAP and DATABASE_URL must be set for `sentinel worker`",
+             "export both, or run `sentinel up` to start the embedded services and a worker")
+    from agents.worker import run_worker
+
+    run_worker(s)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Where the running stack is: Kafka bootstrap, database URL (redacted), metrics URL and topics."""
+    from infra.stack import read_status
+
+    st = read_status(get_settings())
+    if st is None:
+        fail("no running stack found", "start one with `sentinel up`")
+    shown = {k: st[k] for k in ("kafka_bootstrap", "database_url", "metrics_url", "topics")}
+    typer.echo(json.dumps(shown) if as_json else "\n".join(f"{k}: {v}" for k, v in shown.items()))
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSONL (sent line by line, as is) or CSV (one event per row).")],
+    topic: Annotated[str, typer.Option(help="Topic to write to.")] = "news",
+    rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 0.0,
+) -> None:
+    """Replay a file of events into a topic, with a progress bar."""
+    from agents.replay import read_events
+    from agents.replay import replay as send
+    from infra.stack import resolve_services
+
+    if not file.is_file():
+        fail(f"{file} does not exist", "give the path of a .jsonl or .csv file")
+    s = resolve_services(get_settings())
+    if not s.kafka_bootstrap:
+        fail("no Kafka to replay into", "start the stack with `sentinel up`, or set KAFKA_BOOTSTRAP")
+    try:
+        values = read_events(file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        fail(f"cannot read {file}: {exc}", "check the file's format (JSONL or CSV with a header row)")
+    n = send(values, s.kafka_bootstrap, topic, rate)
+    err.print(f"sent {n} events to {topic}")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations to DATABASE_URL (the worker also does this at start)."""
+    from infra.db import migrate as run_migrations
+    from infra.db import redact
+    from infra.stack import resolve_services
+
+    s = resolve_services(get_settings())
+    if not s.database_url:
+        fail("DATABASE_URL is not set", "export DATABASE_URL, or run `sentinel up`")
+    run_migrations(s.database_url)
+    err.print(f"database at {redact(s.database_url)} is at the newest migration")
+
+
+@app.command()
+def settings() -> None:
+    """Print every setting: environment variable, current value and what it does."""
+    from infra.settings import Settings
+
+    s = get_settings()
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        env = alias.choices[0] if alias is not None else f"SENTINEL_{name.upper()}"
+        typer.echo(f"{env}={getattr(s, name)}\n    {info.description}")
+
+
+if __name__ == "__main__":
+    app()

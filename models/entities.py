@@ -1,0 +1,185 @@
+"""Named entities: PER, ORG, LOC, MISC from the model, TICKER by rule.
+
+Text is split into words with character offsets first; the model labels the
+first sub-token of each word (IOB2), and words are merged into spans, so every
+span's ``text`` equals ``text[start:end]`` of the input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForTokenClassification
+
+from infra.settings import Settings, get_settings
+from models.encoder import SHAPE_PAD, load_model, word_shape
+from models.runtime import BatchedModel, pick_device, pick_dtype
+
+LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+IGNORE = -100
+
+# PTB-like words, close to CoNLL's tokenisation: abbreviations (U.S.), numbers,
+# words with inner hyphens/ampersands, the possessive 's, then any other symbol.
+_WORD = re.compile(
+    r"(?:[A-Za-z]\.){2,}"
+    r"|\d+(?:[.,:/]\d+)*%?"
+    r"|'[sS]\b"
+    r"|\w+(?:[-&]\w+)*"
+    r"|[^\w\s]"
+)
+
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
+_EXCHANGE = re.compile(
+    r"\(\s*(?i:nasdaq(?:\s+(?:gs|gm|cm|helsinki|stockholm|copenhagen))?|nyse(?:\s+(?:american|arca|mkt))?"
+    r"|amex|lse|lon|tsx|tsxv|asx|hkex|otc(?:qx|qb)?|omx|euronext|xetra|fwb|nse|bse|six|tyo|tse)"
+    r"\s*:\s*([A-Z][A-Z0-9]{0,5}(?:[.-][A-Z0-9]{1,3})?)\s*\)"
+)
+
+
+@dataclass
+class Entity:
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "label": self.label, "start": self.start, "end": self.end,
+                "score": round(self.score, 6)}
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Word spans (start, end) of ``text``."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def find_tickers(text: str) -> list[Entity]:
+    """Cashtags ($AAPL) and exchange tickers ((NASDAQ: AAPL)); the span covers the symbol."""
+    found = []
+    for pattern in (_CASHTAG, _EXCHANGE):
+        for m in pattern.finditer(text):
+            found.append(Entity(m.group(1), "TICKER", m.start(1), m.end(1), 1.0))
+    return sorted(found, key=lambda e: e.start)
+
+
+def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_length: int,
+                 word_labels: Sequence[Sequence[int]] | None = None) -> list[dict[str, list[int]]]:
+    """Sub-word features for pre-split words: ids, word shapes, first-sub-token map (and labels)."""
+    features: list[dict[str, list[int]]] = []
+    nonempty = [i for i, words in enumerate(word_lists) if words]
+    enc = tokenizer([list(word_lists[i]) for i in nonempty], is_split_into_words=True,
+                    truncation=True, max_length=max_length) if nonempty else None
+    by_index = {i: k for k, i in enumerate(nonempty)}
+    empty_ids = tokenizer("", truncation=True, max_length=max_length)["input_ids"]
+    for i, words in enumerate(word_lists):
+        if i not in by_index:
+            features.append({"input_ids": list(empty_ids), "shape_ids": [SHAPE_PAD] * len(empty_ids),
+                             "_first": [], "_words": [], **({"labels": [IGNORE] * len(empty_ids)} if word_labels else {})})
+            continue
+        k = by_index[i]
+        ids = enc["input_ids"][k]
+        word_ids = enc.word_ids(k)
+        shapes, first, first_words, labels = [], [], [], []
+        previous = None
+        for pos, w in enumerate(word_ids):
+            shapes.append(SHAPE_PAD if w is None else word_shape(words[w]))
+            is_first = w is not None and w != previous
+            if is_first:
+                first.append(pos)
+                first_words.append(w)
+            if word_labels is not None:
+                labels.append(word_labels[i][w] if is_first else IGNORE)
+            previous = w
+        # A word can yield no sub-token (e.g. a lone control character): keep its index.
+        feature = {"input_ids": ids, "shape_ids": shapes, "_first": first, "_words": first_words}
+        if word_labels is not None:
+            feature["labels"] = labels
+        features.append(feature)
+    return features
+
+
+def tags_to_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """IOB2 word tags to (label, first_word, last_word); a stray I- opens a new span."""
+    spans: list[tuple[str, int, int]] = []
+    current: list | None = None
+    for i, tag in enumerate(tags):
+        kind, _, label = tag.partition("-")
+        if kind == "B" or (kind == "I" and (current is None or current[0] != label)):
+            if current:
+                spans.append(tuple(current))
+            current = [label, i, i]
+        elif kind == "I":
+            current[2] = i
+        else:
+            if current:
+                spans.append(tuple(current))
+            current = None
+    if current:
+        spans.append(tuple(current))
+    return spans
+
+
+class EntityRecognizer(BatchedModel):
+    task = "entities"
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "EntityRecognizer":
+        s = settings or get_settings()
+        device = pick_device(s.device)
+        loaded = load_model(s.entity_model, AutoModelForTokenClassification, s.base_encoder,
+                            device, pick_dtype(device))
+        return cls(loaded, s.max_length, s.max_batch, s.token_budget)
+
+    def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
+        spans = [split_words(t) for t in texts]
+        words = [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans)]
+        features = encode_words(self.loaded.tokenizer, words, self.max_length)
+        for f, sp in zip(features, spans):
+            f["_spans"] = sp
+        return features
+
+    def decode(self, texts, features, logits: list[torch.Tensor]) -> list[list[Entity]]:
+        results = []
+        for text, feature, row in zip(texts, features, logits):
+            first = feature["_first"]
+            entities: list[Entity] = []
+            if first:
+                probs = torch.softmax(row[first], dim=-1)
+                best, idx = probs.max(dim=-1)
+                tags = [_iob(self.labels[j]) for j in idx.tolist()]
+                word_spans = [feature["_spans"][w] for w in feature["_words"]]
+                for label, a, b in tags_to_spans(tags):
+                    start, end = word_spans[a][0], word_spans[b][1]
+                    score = float(best[a : b + 1].mean())
+                    entities.append(Entity(text[start:end], label, start, end, score))
+            tickers = find_tickers(text)
+            entities = [e for e in entities if not any(e.start < t.end and t.start < e.end for t in tickers)]
+            results.append(sorted(entities + tickers, key=lambda e: e.start))
+        return results
+
+
+def _iob(label: str) -> str:
+    """Normalise other checkpoints' tags (``B-PER``, ``PER``, ``b-per``) to IOB2."""
+    label = label.upper()
+    if label == "O" or label[:2] in ("B-", "I-"):
+        return label
+    return f"I-{label}"
+
+
+def tag_words(recognizer: EntityRecognizer, word_lists: Sequence[Sequence[str]]) -> list[list[str]]:
+    """IOB2 tags for pre-split words (evaluation on CoNLL); words cut by truncation get ``O``."""
+    features = encode_words(recognizer.loaded.tokenizer, word_lists, recognizer.max_length)
+    logits = recognizer.run(features)
+    out = []
+    for words, feature, row in zip(word_lists, features, logits):
+        tags = ["O"] * len(words)
+        if feature["_first"]:
+            idx = row[feature["_first"]].argmax(dim=-1).tolist()
+            for w, j in zip(feature["_words"], idx):
+                tags[w] = _iob(recognizer.labels[j])
+        out.append(tags)
+    return out

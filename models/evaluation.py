@@ -1,0 +1,105 @@
+"""Evaluation on the fixed splits of ``models.datasets``; figures go to docs/MODELS.md."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.table import Table
+from sklearn.metrics import accuracy_score, f1_score
+
+from infra.progress import console, progress
+from infra.settings import Settings, get_settings
+from models import datasets
+
+
+def _in_chunks(label: str, items: Sequence, fn: Callable[[list], list], chunk: int = 256) -> list:
+    out: list = []
+    with progress() as bar:
+        task = bar.add_task(label, total=len(items), info="")
+        for start in range(0, len(items), chunk):
+            part = list(items[start : start + chunk])
+            out += fn(part)
+            bar.update(task, advance=len(part))
+    return out
+
+
+def _classification(name: str, model, split: datasets.TextSplit) -> dict:
+    started = time.perf_counter()
+    predicted = [p.label for p in _in_chunks(name, split.texts, model.predict)]
+    elapsed = time.perf_counter() - started
+    return {
+        "n": len(split.texts),
+        "accuracy": round(accuracy_score(split.labels, predicted), 4),
+        "macro_f1": round(f1_score(split.labels, predicted, average="macro"), 4),
+        "sentences_per_second": round(len(split.texts) / elapsed, 1),
+    }
+
+
+def evaluate_sentiment(data: Path, settings: Settings) -> dict:
+    from models.sentiment import SentimentClassifier
+
+    model = SentimentClassifier.from_settings(settings)
+    fpb = datasets.fpb_splits(data)
+    return {
+        "task": "sentiment", "model": settings.sentiment_model,
+        "fpb_test": _classification("FPB test", model, fpb["test"]),
+        "fpb_test_allagree": _classification("FPB test ∩ AllAgree", model, fpb["test_allagree"]),
+        "twitter_valid": _classification("twitter valid", model, datasets.twitter_split(data, "valid")),
+        "sentfin_single_entity": _classification("SEntFiN single-entity", model,
+                                                 datasets.sentfin_single_entity(data)),
+    }
+
+
+def evaluate_entities(data: Path, settings: Settings) -> dict:
+    from seqeval.metrics import classification_report
+    from seqeval.metrics import f1_score as seq_f1
+    from seqeval.scheme import IOB2
+
+    from models.entities import EntityRecognizer, tag_words
+
+    recognizer = EntityRecognizer.from_settings(settings.model_copy(update={"max_length": 256}))
+    report = {"task": "entities", "model": settings.entity_model}
+    for part in ("valid", "test"):
+        split = datasets.conll_split(data, part)
+        started = time.perf_counter()
+        predicted = _in_chunks(f"CoNLL {part}", split.words, lambda ws: tag_words(recognizer, ws))
+        elapsed = time.perf_counter() - started
+        per_type = classification_report(split.tags, predicted, mode="strict", scheme=IOB2, output_dict=True)
+        report[f"conll_{part}"] = {
+            "n": len(split.words),
+            "f1": round(seq_f1(split.tags, predicted, mode="strict", scheme=IOB2), 4),
+            "per_type_f1": {k: round(v["f1-score"], 4) for k, v in per_type.items() if k.isupper()},
+            "sentences_per_second": round(len(split.words) / elapsed, 1),
+        }
+    return report
+
+
+def evaluate_intent(data: Path, settings: Settings) -> dict:
+    from models.intent import IntentClassifier
+
+    model = IntentClassifier.from_settings(settings)
+    return {"task": "intent", "model": settings.intent_model,
+            "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"])}
+
+
+def run(task: str, data: Path, model: str | None = None) -> dict:
+    settings = get_settings()
+    if model:
+        field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model"}[task]
+        settings = settings.model_copy(update={field: model})
+    return {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent}[task](
+        data, settings)
+
+
+def print_report(report: dict) -> None:
+    table = Table(title=f"{report['task']} — {report['model']}")
+    table.add_column("split")
+    table.add_column("n", justify="right")
+    table.add_column("figures")
+    for split, figures in report.items():
+        if isinstance(figures, dict):
+            shown = {k: v for k, v in figures.items() if k != "n"}
+            table.add_row(split, str(figures.get("n", "")), ", ".join(f"{k}={v}" for k, v in shown.items()))
+    console.print(table)

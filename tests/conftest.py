@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.settings import ARTIFACTS, PROJECT_ROOT
+
+DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data folder {DATA} is absent (CI always has it)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def sentiment_model():
+    from models.sentiment import SentimentClassifier
+
+    return SentimentClassifier.from_settings()
+
+
+@pytest.fixture(scope="session")
+def entity_model():
+    from models.entities import EntityRecognizer
+
+    return EntityRecognizer.from_settings()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    return ARTIFACTS

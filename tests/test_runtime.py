@@ -1,0 +1,83 @@
+"""Batching runtime: planning, padding, order, device choice."""
+
+import random
+
+import torch
+
+from models.runtime import (
+    BatchedModel,
+    PhaseTimings,
+    collate,
+    pick_device,
+    pick_dtype,
+    plan_batches,
+)
+
+
+def test_plan_batches_respects_limits_and_covers_every_index():
+    rng = random.Random(3)
+    lengths = [rng.randint(1, 300) for _ in range(500)]
+    batches = plan_batches(lengths, max_batch=32, token_budget=2048)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(500))
+    for b in batches:
+        assert len(b) <= 32
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 2048
+
+
+def test_plan_batches_groups_similar_lengths():
+    lengths = [5, 100, 6, 101, 7, 102]
+    batches = plan_batches(lengths, max_batch=3, token_budget=10_000)
+    assert [sorted(lengths[i] for i in b) for b in batches] == [[100, 101, 102], [5, 6, 7]]
+
+
+def test_single_row_over_budget_gets_its_own_batch():
+    assert plan_batches([1000, 2, 3], max_batch=8, token_budget=100) == [[0], [2, 1]]
+
+
+def test_collate_pads_dynamically_with_mask():
+    batch = collate([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_cpu_defaults_to_fp32():
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type == "cpu"
+
+
+class FakeLoaded:
+    """A fake network for unit tests: the 'logit' of each row is its own length."""
+
+    labels = ["len"]
+    device = torch.device("cpu")
+    dtype = torch.float32
+    source = "fake"
+
+    def logits(self, batch):
+        return batch["attention_mask"].sum(dim=1, keepdim=True).float()
+
+
+class LengthModel(BatchedModel):
+    def encode(self, texts):
+        return [{"input_ids": [1] * len(t.split())} for t in texts]
+
+    def decode(self, texts, features, logits):
+        return [int(row.item()) for row in logits]
+
+
+def test_predict_keeps_input_order_across_length_sorted_batches():
+    model = LengthModel(FakeLoaded(), max_batch=3, token_budget=64)
+    texts = [" ".join(["w"] * n) for n in [9, 1, 5, 12, 3, 3, 7, 2, 11, 4]]
+    assert model.predict(texts) == [9, 1, 5, 12, 3, 3, 7, 2, 11, 4]
+    assert model.timings.batches >= 4
+    assert model.timings.items == 10
+
+
+def test_phase_timings_notify_listeners():
+    seen = []
+    timings = PhaseTimings(listeners=[lambda phase, seconds, n: seen.append((phase, n))])
+    with timings.phase("infer", 5):
+        pass
+    assert seen == [("infer", 5)] and timings.infer >= 0
