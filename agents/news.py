@@ -1,0 +1,161 @@
+"""The news agent: validate → micro-batch → sentiment + entities → Postgres → `news.enriched`.
+
+Offsets advance only after the batch's database commit and the produce of its
+outputs (``take_events`` acks a batch when the loop body returns), so a crash
+replays at most the batches in flight; idempotent writes absorb the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from agents.sinks import Batch, PostgresSink, dead_letter_row
+from infra import metrics
+from models.analysis import Analyzer
+from models.entity_keys import entity_key
+from schemas.events import InvalidEvent, NewsEvent, parse_news
+from schemas.tables import DeadLetter, EntityMention, NewsArticle
+
+log = logging.getLogger(__name__)
+AGENT = "news"
+
+
+@dataclass
+class Received:
+    """A consumed message with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float  # Kafka record time, seconds since the epoch
+
+    @classmethod
+    def from_event(cls, event) -> "Received":
+        m = event.message
+        return cls(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
+
+@dataclass
+class Outputs:
+    enriched: list[tuple[bytes, bytes]]
+    dead: list[dict]
+
+
+def dead_letter_envelope(row: dict) -> bytes:
+    """The `deadletter` topic's value: the reason, where the message came from, and its bytes."""
+    import base64
+
+    return json.dumps({
+        "reason": row["reason"], "detail": row["detail"], "topic": row["topic"], "partition": row["partition"],
+        "offset": row["offset"], "key": row["key"].decode("utf-8", "replace") if row["key"] else None,
+        "value_base64": base64.b64encode(row["value"] or b"").decode("ascii"),
+    }).encode()
+
+
+class NewsPipeline:
+    def __init__(self, analyzer: Analyzer, sink: PostgresSink, model_version: str):
+        self.analyzer = analyzer
+        self.sink = sink
+        self.model_version = model_version
+        # One thread each: the models use torch's own threads; the database gets its own lane.
+        self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
+        self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
+
+    async def process(self, messages: list[Received]) -> Outputs:
+        loop = asyncio.get_running_loop()
+        started = time.time()
+        metrics.BATCH_SIZE.labels(AGENT).observe(len(messages))
+        dead: list[dict] = []
+        valid: list[tuple[Received, NewsEvent]] = []
+        seen: set[str] = set()
+        for m in messages:
+            metrics.EVENTS_CONSUMED.labels(m.topic).inc()
+            metrics.BATCH_QUEUE.labels(AGENT).observe(max(0.0, started - m.timestamp))
+            try:
+                event = parse_news(m.value)
+            except InvalidEvent as exc:
+                dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, exc.reason, exc.detail))
+                continue
+            if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
+                continue
+            seen.add(event.id)
+            valid.append((m, event))
+
+        analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
+        batch = Batch()
+        enriched: list[tuple[bytes, bytes]] = []
+        for (m, event), result in zip(valid, analysed):
+            if isinstance(result, Exception):
+                dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "model_error",
+                                            f"{type(result).__name__}: {result}"))
+                continue
+            sentiment, entities = result
+            event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=timezone.utc)
+            batch.add(NewsArticle.__table__, {
+                "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
+                "published_at": event.published_at, "tickers": event.tickers,
+                "sentiment_label": sentiment.label, "sentiment_score": sentiment.score,
+                "negative": sentiment.scores["negative"], "neutral": sentiment.scores["neutral"],
+                "positive": sentiment.scores["positive"], "model_version": self.model_version,
+                "kafka_partition": m.partition, "kafka_offset": m.offset, "event_time": event_time,
+            })
+            for e in entities:
+                batch.add(EntityMention.__table__, {"article_id": event.id, "start": e.start, "end": e.end,
+                                                    "label": e.label, "text": e.text, "score": e.score,
+                                                    "entity_key": entity_key(e.text, e.label)})
+            enriched.append((event.id.encode(), json.dumps({
+                "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
+                "published_at": event.published_at.isoformat() if event.published_at else None,
+                "event_time": event_time.isoformat(), "tickers": event.tickers,
+                "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
+                "model_version": self.model_version,
+            }, ensure_ascii=False).encode()))
+
+        positions = {e.id: m for m, e in valid}
+        rejected: list[dict] = []
+
+        def on_rejected(table, row, reason):
+            m = positions.get(row.get("id") or row.get("article_id"))
+            if m is not None and table is NewsArticle.__table__:
+                rejected.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "db_rejected", reason))
+                enriched[:] = [(k, v) for k, v in enriched if k != row["id"].encode()]
+
+        for row in dead:
+            batch.add(DeadLetter.__table__, row)
+        await loop.run_in_executor(self.db_pool, self.sink.write, batch, on_rejected)
+        if rejected:
+            await loop.run_in_executor(self.db_pool, self.sink.write, Batch({DeadLetter.__table__: rejected}))
+            dead += rejected
+        committed = time.time()
+        for m, _ in valid:
+            metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
+        for row in dead:
+            metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
+            log.warning("dead letter %s[%d]@%d: %s (%s)", row["topic"], row["partition"], row["offset"],
+                        row["reason"], row["detail"][:200])
+        return Outputs(enriched, dead)
+
+    def _analyse(self, valid: list[tuple[Received, NewsEvent]]) -> list:
+        """Per-event (sentiment, entities), or the exception for an event the models cannot take."""
+        if not valid:
+            return []
+        texts = [event.content for _, event in valid]
+        try:
+            return self.analyzer.analyze_texts(texts)
+        except Exception:  # one bad input must not sink the batch: find it
+            log.exception("batch analysis failed; retrying one event at a time")
+            out = []
+            for text in texts:
+                try:
+                    out.append(self.analyzer.analyze_texts([text])[0])
+                except Exception as exc:  # noqa: BLE001 - reported as a dead letter
+                    out.append(exc)
+            return out

@@ -1,0 +1,146 @@
+"""A harness around the real services for integration tests and benchmarks:
+the embedded broker and database, real worker processes, produce and read helpers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from infra.db import make_engine, migrate
+from infra.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from infra.kafka import ensure_topics, topic_specs
+from infra.settings import PROJECT_ROOT
+
+
+@dataclass
+class Services:
+    broker: EmbeddedBroker
+    postgres: EmbeddedPostgres
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url
+
+    def scalar(self, sql: str, **params):
+        engine = make_engine(self.database_url, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(sql), params).scalar()
+        finally:
+            engine.dispose()
+
+    def rows(self, sql: str, **params) -> list:
+        engine = make_engine(self.database_url, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text(sql), params))
+        finally:
+            engine.dispose()
+
+
+def start_services(folder: Path, partitions: int = 4) -> Services:
+    broker = EmbeddedBroker(log_file=folder / "tansu.log").start()
+    postgres = EmbeddedPostgres(folder / "pgdata", delete_on_stop=True).start()
+    migrate(postgres.url)
+    ensure_topics(broker.bootstrap, topic_specs(partitions))
+    return Services(broker, postgres)
+
+
+class Worker:
+    """`sentinel worker` in its own process, as in production."""
+
+    def __init__(self, services: Services, log_dir: Path, **env: str):
+        self.port = free_port()
+        self.log_path = log_dir / f"worker-{self.port}.log"
+        self.env = {**os.environ, "KAFKA_BOOTSTRAP": services.bootstrap, "DATABASE_URL": services.database_url,
+                    "SENTINEL_METRICS_PORT": str(self.port), "SENTINEL_STATE_DIR": str(log_dir / "state"),
+                    "PYTHONUNBUFFERED": "1", **env}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready_timeout: float = 180.0) -> "Worker":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "worker"], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.log()[-3000:]}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else 0
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
+    from agents.replay import make_producer
+
+    producer = make_producer(bootstrap)
+    for i, value in enumerate(values):
+        producer.send(topic, key=keys[i] if keys else None, value=value)
+    producer.flush()
+    producer.close()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{message} not reached in {timeout:.0f}s")
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list:
+    """Every record of ``topic`` from its start: waits for ``expected`` records, then drains a little longer."""
+    from agents.demo import follow
+
+    consumer = follow(bootstrap, [topic])
+    records = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batch = list(consumer)
+            records += batch
+            if len(records) >= expected and not batch:
+                break
+    finally:
+        consumer.close()
+    return records

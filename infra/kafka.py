@@ -1,0 +1,62 @@
+"""Topic contract and topic creation (kafka-python admin)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    doc: str
+
+
+def topic_specs(partitions: int) -> list[TopicSpec]:
+    """Every topic Sentinel reads or writes, with explicit partition counts.
+
+    Tansu auto-creates unknown topics with 4 partitions, so nothing is left to
+    auto-creation: the input topics and their outputs share ``partitions``.
+    """
+    return [
+        TopicSpec("news", partitions, "input: news events (JSON)"),
+        TopicSpec("news.enriched", partitions, "output: news events with sentiment and entities"),
+        TopicSpec("chat", partitions, "input: customer chat messages (JSON)"),
+        TopicSpec("chat.replies", partitions, "output: reply drafts"),
+        TopicSpec("alerts", 1, "output: sentiment spikes and chat escalations"),
+        TopicSpec("deadletter", 1, "output: messages that could not be processed (raw bytes + reason)"),
+    ]
+
+
+def admin_client(bootstrap: str):
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sentinel-admin", request_timeout_ms=10_000)
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create missing topics; returns the names that exist afterwards."""
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = admin_client(bootstrap)
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(s.name, s.partitions, 1) for s in specs if s.name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+        return sorted(set(admin.list_topics()))
+    finally:
+        admin.close()

@@ -1,0 +1,72 @@
+"""The Prometheus metrics registry: every metric Sentinel exports, in one place.
+
+Names follow ``sentinel_<op>_<phase>_duration_seconds`` for timings. Label
+values are bounded: topics, reasons, tasks and stages come from fixed sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+EVENTS_CONSUMED = Counter("sentinel_events_consumed_total", "Events read from an input topic.", ["topic"],
+                          registry=REGISTRY)
+EVENTS_PRODUCED = Counter("sentinel_events_produced_total", "Events written to an output topic.", ["topic"],
+                          registry=REGISTRY)
+DEAD_LETTERS = Counter("sentinel_dead_letters_total", "Messages sent to the dead letters, by reason.",
+                       ["topic", "reason"], registry=REGISTRY)
+BATCH_SIZE = Histogram("sentinel_batch_size", "Events per micro-batch.", ["agent"], buckets=_BATCH,
+                       registry=REGISTRY)
+BATCH_QUEUE = Histogram("sentinel_batch_queue_duration_seconds",
+                        "Time from an event's arrival in Kafka to the start of its batch.", ["agent"],
+                        buckets=_LATENCY, registry=REGISTRY)
+MODEL_TOKENIZE = Histogram("sentinel_model_tokenize_duration_seconds", "Tokenization and padding time per call.",
+                           ["task"], buckets=_LATENCY, registry=REGISTRY)
+MODEL_INFER = Histogram("sentinel_model_infer_duration_seconds", "Model forward time per batch.", ["task"],
+                        buckets=_LATENCY, registry=REGISTRY)
+DB_WRITE = Histogram("sentinel_db_write_duration_seconds", "Time to write one batch in one transaction.",
+                     ["agent"], buckets=_LATENCY, registry=REGISTRY)
+KAFKA_PRODUCE = Histogram("sentinel_kafka_produce_duration_seconds", "Time to produce one batch's outputs.",
+                          ["agent"], buckets=_LATENCY, registry=REGISTRY)
+END_TO_END = Histogram("sentinel_end_to_end_latency_seconds",
+                       "From the event's Kafka timestamp to its database commit.", ["agent"],
+                       buckets=_LATENCY, registry=REGISTRY)
+DB_ERRORS = Counter("sentinel_db_errors_total", "Failed database writes (each retried).", ["agent"],
+                    registry=REGISTRY)
+DB_UP = Gauge("sentinel_db_up", "1 while the database accepts writes, 0 during an outage.", registry=REGISTRY)
+CONSUMER_LAG = Gauge("sentinel_consumer_lag", "Messages behind the end of the partition.", ["topic", "partition"],
+                     registry=REGISTRY)
+MODEL_INFO = Gauge("sentinel_model_info", "The model behind each task (value 1).",
+                   ["task", "model", "device", "dtype"], registry=REGISTRY)
+
+
+def observe_model_phases(model) -> None:
+    """Export a model's per-phase timings as they happen."""
+    task = model.task
+
+    def listener(phase: str, seconds: float, items: int) -> None:
+        if phase == "tokenize":
+            MODEL_TOKENIZE.labels(task).observe(seconds)
+        elif phase == "infer":
+            MODEL_INFER.labels(task).observe(seconds)
+
+    model.timings.listeners.append(listener)
+    MODEL_INFO.labels(**model.describe()).set(1)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+# The text exposition format; aiohttp wants the charset apart from the content type.
+CONTENT_TYPE = "text/plain; version=0.0.4"

@@ -1,0 +1,149 @@
+"""Event records at the edge: every field typed, sizes bounded, unknown fields tolerated.
+
+``parse_news`` turns raw Kafka bytes into a ``NewsEvent`` or raises ``InvalidEvent``
+with a short machine-readable reason (the dead-letter reason) and a detail.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MAX_EVENT_BYTES = 256 * 1024
+MAX_TEXT_CHARS = 20_000
+MAX_JSON_DEPTH = 32
+
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"}
+
+
+def _clean(value: str) -> str:
+    """Drop NUL and other control characters: PostgreSQL text cannot hold NUL."""
+    return value.translate(_CONTROL)
+
+
+def Bounded(max_length: int, min_length: int = 0, strip: bool = False):
+    """A string with bounded length and no control characters."""
+    return Annotated[str, AfterValidator(_clean),
+                     StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)]
+
+
+Id = Bounded(128, min_length=1, strip=True)
+Ticker = Bounded(16, min_length=1, strip=True)
+
+
+class InvalidEvent(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class NewsEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    id: Id
+    text: Bounded(MAX_TEXT_CHARS) = ""
+    title: Bounded(2_000) | None = None
+    source: Bounded(256) | None = None
+    published_at: datetime | None = None
+    url: Bounded(2_048) | None = None
+    tickers: Annotated[list[Ticker], Field(max_length=64)] = Field(default_factory=list)
+
+    @field_validator("published_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _has_content(self) -> "NewsEvent":
+        if not self.text.strip() and not (self.title or "").strip():
+            raise PydanticCustomError("missing", "text or title must be a non-empty string")
+        return self
+
+    @property
+    def content(self) -> str:
+        """What the models read: the title and the body, as one text."""
+        title = (self.title or "").strip()
+        text = self.text.strip()
+        if title and text and not text.startswith(title):
+            return f"{title}. {text}" if title[-1] not in ".!?:" else f"{title} {text}"
+        return title or text
+
+
+def _depth(obj, limit: int) -> int:
+    """Depth of nested containers, stopping once past ``limit``."""
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def decode_json(raw: bytes | None) -> dict:
+    """Bytes to a JSON object, or ``InvalidEvent`` with the reason."""
+    if raw is None:
+        raise InvalidEvent("empty", "the message has no value")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent("oversize", f"{len(raw)} bytes, limit {MAX_EVENT_BYTES}")
+    if not raw.strip():
+        raise InvalidEvent("empty", "the message value is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent("invalid_utf8", str(exc)) from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InvalidEvent("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    if _depth(obj, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise InvalidEvent("too_deep", f"JSON nesting deeper than {MAX_JSON_DEPTH}")
+    return obj
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def validate(model: type[BaseModel], raw: bytes | None):
+    obj = decode_json(raw)
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        missing = any(e["type"] == "missing" for e in exc.errors())
+        too_long = any(e["type"] in ("string_too_long", "too_long") for e in exc.errors())
+        reason = "missing_field" if missing else "oversize" if too_long else "invalid_field"
+        raise InvalidEvent(reason, _validation_detail(exc)) from None
+
+
+def parse_news(raw: bytes | None) -> NewsEvent:
+    return validate(NewsEvent, raw)
