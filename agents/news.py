@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from agents.sinks import Batch, PostgresSink, dead_letter_row
 from infra import metrics
 from models.analysis import Analyzer
-from models.entity_keys import entity_key
+from models.entity_keys import KeyResolver, entity_key
 from schemas.events import InvalidEvent, NewsEvent, parse_news
-from schemas.tables import DeadLetter, EntityMention, NewsArticle
+from schemas.tables import ArticleKey, DeadLetter, EntityAlias, EntityMention, NewsArticle
 
 log = logging.getLogger(__name__)
 AGENT = "news"
@@ -47,6 +47,7 @@ class Received:
 class Outputs:
     enriched: list[tuple[bytes, bytes]]
     dead: list[dict]
+    alerts: list[dict]
 
 
 def dead_letter_envelope(row: dict) -> bytes:
@@ -61,10 +62,13 @@ def dead_letter_envelope(row: dict) -> bytes:
 
 
 class NewsPipeline:
-    def __init__(self, analyzer: Analyzer, sink: PostgresSink, model_version: str):
+    def __init__(self, analyzer: Analyzer, sink: PostgresSink, model_version: str,
+                 resolver: KeyResolver | None = None, detector=None):
         self.analyzer = analyzer
         self.sink = sink
         self.model_version = model_version
+        self.resolver = resolver or KeyResolver()
+        self.detector = detector
         # One thread each: the models use torch's own threads; the database gets its own lane.
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
         self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
@@ -92,6 +96,8 @@ class NewsPipeline:
         analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
         batch = Batch()
         enriched: list[tuple[bytes, bytes]] = []
+        touched: dict[str, datetime] = {}
+        partition_times: dict[int, datetime] = {}
         for (m, event), result in zip(valid, analysed):
             if isinstance(result, Exception):
                 dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "model_error",
@@ -107,6 +113,16 @@ class NewsPipeline:
                 "positive": sentiment.scores["positive"], "model_version": self.model_version,
                 "kafka_partition": m.partition, "kafka_offset": m.offset, "event_time": event_time,
             })
+            keys, learned = self.resolver.keys_for(entities, event.tickers)
+            for key in sorted(keys):
+                batch.add(ArticleKey.__table__, {
+                    "article_id": event.id, "key": key, "event_time": event_time, "negative": sentiment.scores["negative"],
+                    "sentiment": sentiment.scores["positive"] - sentiment.scores["negative"],
+                    "is_negative": sentiment.label == "negative"})
+                touched[key] = max(touched.get(key, event_time), event_time)
+            partition_times[m.partition] = max(partition_times.get(m.partition, event_time), event_time)
+            for alias, key in learned:
+                batch.add(EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"})
             for e in entities:
                 batch.add(EntityMention.__table__, {"article_id": event.id, "start": e.start, "end": e.end,
                                                     "label": e.label, "text": e.text, "score": e.score,
@@ -135,13 +151,16 @@ class NewsPipeline:
             await loop.run_in_executor(self.db_pool, self.sink.write, Batch({DeadLetter.__table__: rejected}))
             dead += rejected
         committed = time.time()
+        alerts = []
+        if self.detector is not None and touched:
+            alerts = await loop.run_in_executor(self.db_pool, self.detector.evaluate, touched, partition_times)
         for m, _ in valid:
             metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
         for row in dead:
             metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
             log.warning("dead letter %s[%d]@%d: %s (%s)", row["topic"], row["partition"], row["offset"],
                         row["reason"], row["detail"][:200])
-        return Outputs(enriched, dead)
+        return Outputs(enriched, dead, alerts)
 
     def _analyse(self, valid: list[tuple[Received, NewsEvent]]) -> list:
         """Per-event (sentiment, entities), or the exception for an event the models cannot take."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import faust
 
+from agents.alerts import SpikeDetector, Webhook
 from agents.app import create_app
 from agents.news import NewsPipeline, Received, dead_letter_envelope
 from agents.sinks import PostgresSink
@@ -14,6 +16,7 @@ from infra import metrics
 from infra.db import make_engine, migrate, redact
 from infra.kafka import ensure_topics, topic_specs
 from infra.settings import Settings
+from models.entity_keys import KeyResolver
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,16 @@ async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]]) -> No
     metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
 
 
+def load_resolver(engine, settings: Settings) -> KeyResolver:
+    """Company-to-ticker joins: the mapping file first, then those learned from earlier events."""
+    from sqlalchemy import text
+
+    fixed = KeyResolver.read_map(settings.entity_map) if settings.entity_map else {}
+    with engine.connect() as conn:
+        learned = dict(conn.execute(text("select alias, key from entity_aliases")).all())
+    return KeyResolver(fixed, learned)
+
+
 def build_app(settings: Settings, analyzer=None) -> faust.App:
     from models.analysis import Analyzer
 
@@ -39,11 +52,14 @@ def build_app(settings: Settings, analyzer=None) -> faust.App:
     for model in (analyzer.sentiment, analyzer.entities):
         metrics.observe_model_phases(model)
     sink = PostgresSink(engine, "news", settings.db_retry_max)
-    news = NewsPipeline(analyzer, sink, analyzer.version)
+    detector = SpikeDetector(engine, settings)
+    webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
+    news = NewsPipeline(analyzer, sink, analyzer.version, load_resolver(engine, settings), detector)
     partitions = settings.topic_partitions
     news_topic = app.topic("news", partitions=partitions)
     enriched_topic = app.topic("news.enriched", partitions=partitions)
     dead_topic = app.topic("deadletter", partitions=1)
+    alerts_topic = app.topic("alerts", partitions=1)
 
     @app.agent(news_topic, name="news")
     async def news_agent(stream):
@@ -51,6 +67,11 @@ def build_app(settings: Settings, analyzer=None) -> faust.App:
             out = await news.process([Received.from_event(e) for e in events])
             await produce(enriched_topic, out.enriched)
             await produce(dead_topic, [(row["key"] or b"", dead_letter_envelope(row)) for row in out.dead])
+            await produce(alerts_topic, [(a["key"].encode(), json.dumps(a).encode()) for a in out.alerts])
+            for alert in out.alerts:
+                metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
+                if webhook:
+                    webhook.send_in_background(alert)
 
     @app.page("/metrics")
     async def metrics_view(web, request):
@@ -59,6 +80,10 @@ def build_app(settings: Settings, analyzer=None) -> faust.App:
     @app.page("/health")
     async def health_view(web, request):
         return web.json({"status": "ok", "app": settings.app_id})
+
+    @app.on_partitions_assigned.connect
+    async def reset_watermark(app, assigned, **kwargs):
+        detector.assign({tp.partition for tp in assigned if tp.topic == "news"})
 
     @app.on_before_shutdown.connect
     async def stop_sink(app, **kwargs):

@@ -215,6 +215,58 @@ def replay(
     err.print(f"sent {n} events to {topic}")
 
 
+def _parse_since(value: str):
+    """An ISO time, or a duration back from now such as 30m, 24h or 7d."""
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(seconds=float(m.group(1)) * unit)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@app.command()
+def alerts(
+    since: Annotated[Optional[str], typer.Option(help="Only alerts opened after this: ISO time or 30m/24h/7d.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    limit: Annotated[int, typer.Option(help="Most alerts to list (newest first).")] = 100,
+) -> None:
+    """List recent alerts (sentiment spikes and chat escalations) from the database."""
+    from sqlalchemy import text
+
+    from infra.db import make_engine
+    from infra.stack import resolve_services
+
+    s = resolve_services(get_settings())
+    if not s.database_url:
+        fail("no database to read alerts from", "start the stack with `sentinel up`, or set DATABASE_URL")
+    try:
+        since_at = _parse_since(since) if since else None
+    except ValueError:
+        fail(f"cannot read --since {since!r}", "give an ISO time (2026-03-02T10:00) or a duration (30m, 24h, 7d)")
+    engine = make_engine(s.database_url, pool_size=1)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "select id, kind, key, severity, status, opened_at, closed_at, payload from alerts "
+            "where (cast(:since as timestamptz) is null or opened_at >= :since) "
+            "order by opened_at desc limit :limit"), {"since": since_at, "limit": limit}).all()
+    for r in rows:
+        record = {"id": r.id, "kind": r.kind, "key": r.key, "severity": r.severity, "status": r.status,
+                  "opened_at": r.opened_at.isoformat(),
+                  "closed_at": r.closed_at.isoformat() if r.closed_at else None, "payload": r.payload}
+        if as_json:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            w = r.payload.get("window", {})
+            typer.echo(f"{r.opened_at:%Y-%m-%d %H:%M} {r.severity:>8} {r.status:>6} {r.kind} {r.key}: "
+                       f"{w.get('negatives')}/{w.get('mentions')} negative, z={w.get('z')}")
+    if not rows and not as_json:
+        err.print("no alerts")
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations to DATABASE_URL (the worker also does this at start)."""

@@ -70,3 +70,13 @@ def render() -> bytes:
 
 # The text exposition format; aiohttp wants the charset apart from the content type.
 CONTENT_TYPE = "text/plain; version=0.0.4"
+
+ALERTS = Counter("sentinel_alerts_total", "Alerts raised, by kind and severity.", ["kind", "severity"],
+                 registry=REGISTRY)
+WEBHOOK_FAILURES = Counter("sentinel_alert_webhook_failures_total", "Alerts the webhook could not deliver.",
+                           registry=REGISTRY)
+ENTITY_NEGATIVE_SHARE = Gauge("sentinel_entity_negative_share",
+                              "Negative share of the current window, for the busiest keys only.", ["key"],
+                              registry=REGISTRY)
+ENTITY_MENTIONS = Gauge("sentinel_entity_window_mentions",
+                        "Articles in the current window, for the busiest keys only.", ["key"], registry=REGISTRY)

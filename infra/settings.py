@@ -71,6 +71,31 @@ class Settings(BaseSettings):
     metrics_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
     db_retry_max: float = Field(10.0, gt=0, description="Longest back-off in seconds between database retries.")
     log_level: str = Field("info", description="Worker log level: debug, info, warning or error.")
+    # --- spike alerts -------------------------------------------------------------
+    alert_window: float = Field(3600.0, gt=0, description="Seconds of event time in one spike window.")
+    alert_hop: float = Field(900.0, gt=0, description="Seconds between the starts of overlapping windows.")
+    alert_lookback: float = Field(
+        12 * 3600.0, gt=0, description="Seconds of a key's history before a window that form its baseline."
+    )
+    alert_grace: float = Field(
+        1800.0, ge=0, description="Seconds a window stays open for late events (behind the newest event time)."
+    )
+    alert_min_mentions: int = Field(5, ge=1, description="Fewest mentions in a window before it can alert.")
+    alert_min_negative_share: float = Field(
+        0.5, ge=0, le=1, description="Smallest negative share in a window before it can alert."
+    )
+    alert_z: float = Field(
+        5.0, gt=0, description="Binomial z-score of the window's negatives against the key's baseline to alert."
+    )
+    alert_cooldown: float = Field(
+        3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."
+    )
+    alert_webhook_url: str = Field("", description="Optional URL that receives each new alert as a JSON POST.")
+    alert_webhook_token: str = Field("", description="Bearer token sent with webhook calls (never logged).")
+    entity_map: Path | None = Field(
+        None, description="Optional CSV of name,ticker rows joining company names to their tickers."
+    )
+
     database_url: str = Field(
         "",
         validation_alias=AliasChoices("DATABASE_URL", "SENTINEL_DATABASE_URL"),

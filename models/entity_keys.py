@@ -27,3 +27,41 @@ def entity_key(text: str, label: str) -> str:
     while len(words) > 1 and words[0] == "the":
         words.pop(0)
     return " ".join(words)[:256] or text[:256]
+
+
+class KeyResolver:
+    """The alert keys of an article: its tickers, and its companies joined to their tickers.
+
+    A company name is joined to a ticker by the mapping file, or learned from an event
+    that names exactly one company and carries exactly one ticker (the event's
+    ``tickers`` field or a ticker in its text). Learned joins never override the file.
+    """
+
+    def __init__(self, fixed: dict[str, str] | None = None, learned: dict[str, str] | None = None):
+        self.fixed = dict(fixed or {})
+        self.aliases = {**(learned or {}), **self.fixed}
+
+    @staticmethod
+    def read_map(path) -> dict[str, str]:
+        """``name,ticker`` rows (a header row is allowed) to {company key: ticker key}."""
+        import csv
+
+        out = {}
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.reader(f):
+                if len(row) >= 2 and row[0].strip() and row[0].strip().lower() != "name":
+                    out[entity_key(row[0], "ORG")] = entity_key(row[1].strip(), "TICKER")
+        return out
+
+    def keys_for(self, entities, event_tickers) -> tuple[set[str], list[tuple[str, str]]]:
+        """(keys of the article, newly learned (alias, key) joins)."""
+        tickers = {entity_key(t, "TICKER") for t in event_tickers}
+        tickers |= {entity_key(e.text, "TICKER") for e in entities if e.label == "TICKER"}
+        orgs = {entity_key(e.text, "ORG") for e in entities if e.label == "ORG"}
+        learned = []
+        if len(tickers) == 1 and len(orgs) == 1:
+            org, ticker = next(iter(orgs)), next(iter(tickers))
+            if org not in self.fixed and self.aliases.get(org) != ticker:
+                self.aliases[org] = ticker
+                learned.append((org, ticker))
+        return tickers | {self.aliases.get(o, o) for o in orgs}, learned

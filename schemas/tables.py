@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -95,3 +96,45 @@ class DeadLetter(Base):
 
 
 Index("ix_news_articles_sentiment_time", NewsArticle.sentiment_label, NewsArticle.event_time)
+
+
+class ArticleKey(Base):
+    """The companies/tickers an article is about, one row per (article, key): what spike windows count."""
+
+    __tablename__ = "article_keys"
+    __table_args__ = (Index("ix_article_keys_key_time", "key", "event_time"),)
+
+    article_id: Mapped[str] = mapped_column(ForeignKey("news_articles.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    negative: Mapped[float] = mapped_column(Float)
+    sentiment: Mapped[float] = mapped_column(Float)  # positive minus negative probability, in [-1, 1]
+    is_negative: Mapped[bool] = mapped_column(Boolean)
+
+
+class EntityAlias(Base):
+    """A company name known to stand for a ticker (learned from events or loaded from a mapping file)."""
+
+    __tablename__ = "entity_aliases"
+
+    alias: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class Alert(Base):
+    """One alert per episode: opened once, updated while it lasts, closed when the condition clears."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_key_status", "key", "status"),)
+
+    id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    key: Mapped[str] = mapped_column(String(256))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -24,6 +24,7 @@ COMPANIES = [
     ("Gallant Semiconductors", "GLNT", "NASDAQ"), ("Redfern Utilities", "RDFN", "NYSE"), ("Marisol Hotels", "MRSL", "NYSE"),
     ("Oakhurst Media", "OAKM", "NASDAQ"), ("Dunmore Brewing", "DNMR", "NYSE"), ("Ashby Robotics", "ASHR", "NASDAQ"),
     ("Corran Biotech", "CRRN", "NASDAQ"), ("Elmstead Railways", "ELMR", "NYSE"), ("Halvard Timber", "HLVT", "NYSE"),
+    BURST_COMPANY,
 ]
 PEOPLE = ["Maria Lindqvist", "David Okafor", "Helen Brandt", "Tomas Varga", "Aiko Tanaka", "Rahul Mehta"]
 PLACES = ["Helsinki", "London", "Frankfurt", "Chicago", "Singapore", "Toronto", "Madrid", "Oslo"]
@@ -102,7 +103,8 @@ def generate(n: int = 300, seed: int = 7, burst_at: int | None = 200, burst_size
             calm_left -= 1
             when += timedelta(seconds=spacing_s)
         title = _fill(template, company, rng)
-        events.append({"id": f"{prefix}-{i:05d}", "title": title,
+        # burst headlines carry a "b" in their id, so tests and the demo can tell them apart
+        events.append({"id": f"{prefix}-{i:05d}{'b' if in_burst else ''}", "title": title,
                        "text": f"{title}. The company said in a statement released in {rng.choice(PLACES)}.",
                        "source": rng.choice(["Sentinel Wire", "Market Desk", "Daily Ledger"]),
                        "published_at": when.isoformat(), "tickers": [company[1]]})

@@ -1,0 +1,90 @@
+"""Spike alerts on the real stack: scenario, control and restart, replayed fast on event time."""
+
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from agents.demo.feed import BURST_COMPANY, generate
+from infra.settings import Settings
+from tests.helpers import Worker, news_values, produce, read_topic, start_services, wait_until
+
+pytestmark = pytest.mark.integration
+HRWL = "ticker:" + BURST_COMPANY[1]
+
+
+def stream(burst: bool, prefix: str) -> list[dict]:
+    # 3,000 calm headlines over 24 companies, 12 s apart in event time (10 hours);
+    # the burst: 30 bad headlines about one company, 40 s apart, from the middle on.
+    return generate(n=3000, seed=31, burst_at=1500 if burst else None, burst_size=30, spacing_s=12.0,
+                    burst_spacing_s=40.0, prefix=prefix)
+
+
+def burst_start(events: list[dict]) -> datetime:
+    first = next(e for e in events if e["id"].endswith("b"))
+    return datetime.fromisoformat(first["published_at"])
+
+
+@pytest.fixture
+def services(tmp_path):
+    s = start_services(tmp_path)
+    yield s
+    s.broker.stop()
+    s.postgres.stop()
+
+
+def run(services, tmp_path, events, kill_during_burst=False):
+    worker = Worker(services, tmp_path).start()
+    produce(services.bootstrap, "news", news_values(events))
+    if kill_during_burst:
+        burst_ids = [e["id"] for e in events if e["id"].endswith("b")]
+        wait_until(lambda: services.scalar("select count(*) from news_articles where id = any(:ids)",
+                                           ids=burst_ids) >= 5, timeout=600, message="burst under way")
+        worker.kill()
+        assert services.scalar("select count(*) from news_articles") < len(events)
+        worker = Worker(services, tmp_path).start()
+    try:
+        wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events), timeout=900,
+                   message=f"{len(events)} articles stored")
+    finally:
+        worker.stop()
+    alerts = services.rows("select id, key, severity, opened_at, payload from alerts order by opened_at")
+    if len(alerts) != 1:  # say what the windows held, to make a failure readable
+        print(services.rows(f"""select date_trunc('hour', event_time) h, count(*), sum(is_negative::int)
+                               from article_keys where key = '{HRWL}' group by 1 order by 1"""))
+        print(services.rows("select sentiment_label, count(*) from news_articles group by 1"))
+    return alerts
+
+
+def assert_one_burst_alert(alerts, events):
+    assert [a.key for a in alerts] == [HRWL], f"alerts: {[(a.key, a.payload['window']) for a in alerts]}"
+    alert = alerts[0]
+    window = timedelta(seconds=Settings().alert_window)
+    start = burst_start(events)
+    assert start <= alert.opened_at <= start + 2 * window, (start, alert.opened_at)
+    payload = alert.payload
+    assert payload["key"] == HRWL
+    assert payload["window"]["negatives"] >= Settings().alert_min_mentions
+    assert payload["baseline"]["mentions"] > 0
+    tops = payload["top_headlines"]
+    assert tops and all(BURST_COMPANY[0] in t["text"] for t in tops)
+
+
+def test_burst_raises_exactly_one_alert_for_that_company(services, tmp_path):
+    events = stream(True, "scn")
+    alerts = run(services, tmp_path, events)
+    assert_one_burst_alert(alerts, events)
+    on_topic = [json.loads(r.value) for r in read_topic(services.bootstrap, "alerts", 1, timeout=20)]
+    assert [a["key"] for a in on_topic] == [HRWL]
+    assert {"id", "kind", "key", "severity", "opened_at", "payload"} <= set(on_topic[0])
+
+
+def test_calm_stream_raises_no_alert(services, tmp_path):
+    alerts = run(services, tmp_path, stream(False, "calm"))
+    assert alerts == []
+
+
+def test_restart_during_burst_still_one_alert(services, tmp_path):
+    events = stream(True, "rst")
+    alerts = run(services, tmp_path, events, kill_during_burst=True)
+    assert_one_burst_alert(alerts, events)
