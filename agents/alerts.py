@@ -122,26 +122,30 @@ class SpikeDetector:
         hop = self.s.alert_hop
         return _at((math.floor(_epoch(t) / hop) + 1) * hop)
 
-    def evaluate(self, touched: dict[str, datetime], partition_times: dict[int, datetime] | None = None) -> list[dict]:
-        """Re-evaluate the current window of each key touched by a committed batch; returns new alerts."""
+    def evaluate(self, touched: dict[str, set[datetime]],
+                 partition_times: dict[int, datetime] | None = None) -> list[dict]:
+        """Re-evaluate every window touched by a committed batch (key -> event times); returns new alerts.
+
+        Each distinct window of each key is evaluated in time order: a fast replay
+        delivers one key's events from several partitions, far apart in event time.
+        """
         if partition_times:
             self.advance(partition_times)
-        if not touched:
-            return []
         final_before = self.watermark - timedelta(seconds=self.s.alert_grace) if self.watermark else None
         new_alerts = []
-        global_share = self.global_share()
-        for key, t in sorted(touched.items()):
-            end = self.window_end(t)
-            if final_before is not None and end < final_before:
-                continue  # a late event in a final window: stored, but changes no alert
-            with self.engine.begin() as conn:
-                conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-                window = self._window(conn, key, end, global_share)
-                self._current[key] = (_epoch(window.end), window.mentions, window.share)
-                alert = self._decide(conn, window)
-            if alert:
-                new_alerts.append(alert)
+        global_share = self.global_share() if touched else 0.0
+        for key, times in sorted(touched.items()):
+            for end in sorted({self.window_end(t) for t in times}):
+                if final_before is not None and end < final_before:
+                    continue  # a late event in a final window: stored, but changes no alert
+                with self.engine.begin() as conn:
+                    conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+                    window = self._window(conn, key, end, global_share)
+                    if key not in self._current or _epoch(end) >= self._current[key][0]:
+                        self._current[key] = (_epoch(end), window.mentions, window.share)
+                    alert = self._decide(conn, window)
+                if alert:
+                    new_alerts.append(alert)
         self._export_top_keys()
         return new_alerts
 

@@ -96,7 +96,7 @@ class NewsPipeline:
         analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
         batch = Batch()
         enriched: list[tuple[bytes, bytes]] = []
-        touched: dict[str, datetime] = {}
+        touched: dict[str, set[datetime]] = {}
         partition_times: dict[int, datetime] = {}
         for (m, event), result in zip(valid, analysed):
             if isinstance(result, Exception):
@@ -119,7 +119,7 @@ class NewsPipeline:
                     "article_id": event.id, "key": key, "event_time": event_time, "negative": sentiment.scores["negative"],
                     "sentiment": sentiment.scores["positive"] - sentiment.scores["negative"],
                     "is_negative": sentiment.label == "negative"})
-                touched[key] = max(touched.get(key, event_time), event_time)
+                touched.setdefault(key, set()).add(event_time)
             partition_times[m.partition] = max(partition_times.get(m.partition, event_time), event_time)
             for alias, key in learned:
                 batch.add(EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"})

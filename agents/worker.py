@@ -42,6 +42,18 @@ def load_resolver(engine, settings: Settings) -> KeyResolver:
     return KeyResolver(fixed, learned)
 
 
+def record_lag(app: faust.App, events) -> None:
+    """Messages behind the end of each partition in the batch (the end as the consumer last saw it)."""
+    newest: dict = {}
+    for event in events:
+        tp = event.message.tp
+        newest[tp] = max(newest.get(tp, -1), event.message.offset)
+    for tp, offset in newest.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+
+
 def build_app(settings: Settings, analyzer=None) -> faust.App:
     from models.analysis import Analyzer
 
@@ -65,6 +77,7 @@ def build_app(settings: Settings, analyzer=None) -> faust.App:
     async def news_agent(stream):
         async for events in stream.take_events(settings.max_batch, within=settings.max_wait):
             out = await news.process([Received.from_event(e) for e in events])
+            record_lag(app, events)
             await produce(enriched_topic, out.enriched)
             await produce(dead_topic, [(row["key"] or b"", dead_letter_envelope(row)) for row in out.dead])
             await produce(alerts_topic, [(a["key"].encode(), json.dumps(a).encode()) for a in out.alerts])

@@ -1,0 +1,88 @@
+"""Grafana dashboards as code: ``python -m infra.grafana.build`` writes dashboards/*.json.
+
+Each panel's queries are plain PromQL (no Grafana variables), so the test suite can
+run every one of them against a real Prometheus scraping a real worker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+
+
+def panel(title: str, queries: dict[str, str], unit: str = "short", kind: str = "timeseries") -> dict:
+    return {"title": title, "type": kind, "datasource": DATASOURCE,
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": DATASOURCE}
+                        for i, (legend, expr) in enumerate(queries.items())]}
+
+
+def dashboard(uid: str, title: str, panels: list[dict]) -> dict:
+    for i, p in enumerate(panels):
+        p["id"] = i + 1
+        p["gridPos"] = {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)}
+    return {"uid": uid, "title": title, "tags": ["sentinel"], "timezone": "utc", "schemaVersion": 39,
+            "refresh": "10s", "time": {"from": "now-1h", "to": "now"}, "panels": panels}
+
+
+def pipeline_health() -> dict:
+    return dashboard("sentinel-pipeline", "Sentinel / pipeline health", [
+        panel("Events consumed per second", {"{{topic}}": "sum by (topic) (rate(sentinel_events_consumed_total[1m]))"},
+              "ops"),
+        panel("Events produced per second", {"{{topic}}": "sum by (topic) (rate(sentinel_events_produced_total[1m]))"},
+              "ops"),
+        panel("Dead letters by reason", {"{{reason}}": "sum by (reason) (sentinel_dead_letters_total)"}),
+        panel("Micro-batch size (p50, p95)", {
+            "p50": "histogram_quantile(0.5, sum by (le) (rate(sentinel_batch_size_bucket[5m])))",
+            "p95": "histogram_quantile(0.95, sum by (le) (rate(sentinel_batch_size_bucket[5m])))"}),
+        panel("Model time per batch, p95 (tokenize, infer)", {
+            "tokenize {{task}}": "histogram_quantile(0.95, sum by (le, task) "
+                                 "(rate(sentinel_model_tokenize_duration_seconds_bucket[5m])))",
+            "infer {{task}}": "histogram_quantile(0.95, sum by (le, task) "
+                              "(rate(sentinel_model_infer_duration_seconds_bucket[5m])))"}, "s"),
+        panel("Queue, database write and produce time, p95", {
+            "queue": "histogram_quantile(0.95, sum by (le) (rate(sentinel_batch_queue_duration_seconds_bucket[5m])))",
+            "db write": "histogram_quantile(0.95, sum by (le) (rate(sentinel_db_write_duration_seconds_bucket[5m])))",
+            "produce": "histogram_quantile(0.95, sum by (le) "
+                       "(rate(sentinel_kafka_produce_duration_seconds_bucket[5m])))"}, "s"),
+        panel("End-to-end latency (event to commit)", {
+            "p50": "histogram_quantile(0.5, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket[5m])))",
+            "p99": "histogram_quantile(0.99, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket[5m])))"},
+              "s"),
+        panel("Consumer lag", {"{{topic}}": "sum by (topic) (sentinel_consumer_lag)"}),
+        panel("Database up", {"{{instance}}": "min by (instance) (sentinel_db_up)"}, kind="stat"),
+        panel("Models", {"{{task}} {{model}} {{device}} {{dtype}}": "sentinel_model_info"}, kind="table"),
+    ])
+
+
+def sentiment_by_company() -> dict:
+    return dashboard("sentinel-sentiment", "Sentinel / sentiment by company", [
+        panel("Negative share, current window (busiest keys)", {"{{key}}": "sentinel_entity_negative_share"},
+              "percentunit"),
+        panel("Mentions in the current window", {"{{key}}": "sentinel_entity_window_mentions"}),
+        panel("Spike alerts by severity", {"{{severity}}": 'sum by (severity) (sentinel_alerts_total{kind="sentiment_spike"})'},
+              kind="stat"),
+        panel("Enriched headlines per second", {
+            "enriched": 'sum(rate(sentinel_events_produced_total{topic="news.enriched"}[1m]))'}, "ops"),
+    ])
+
+
+DASHBOARDS = {"pipeline-health.json": pipeline_health, "sentiment-by-company.json": sentiment_by_company}
+
+
+def build() -> list[Path]:
+    OUT.mkdir(exist_ok=True)
+    paths = []
+    for name, make in DASHBOARDS.items():
+        path = OUT / name
+        path.write_text(json.dumps(make(), indent=2) + "\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in build():
+        print(p)
