@@ -61,37 +61,52 @@ def dead_letter_envelope(row: dict) -> bytes:
     }).encode()
 
 
+def dead_letter_rows_for(messages: list[Received], parse, agent: str) -> tuple[list[tuple], list[dict]]:
+    """Parse a batch: (valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message."""
+    started = time.time()
+    dead: list[dict] = []
+    valid: list[tuple] = []
+    seen: set[str] = set()
+    for m in messages:
+        metrics.EVENTS_CONSUMED.labels(m.topic).inc()
+        metrics.BATCH_QUEUE.labels(agent).observe(max(0.0, started - m.timestamp))
+        try:
+            event = parse(m.value)
+        except InvalidEvent as exc:
+            dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, exc.reason, exc.detail))
+            continue
+        if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
+            continue
+        seen.add(event.id)
+        valid.append((m, event))
+    return valid, dead
+
+
+def report_dead_letters(rows: list[dict]) -> None:
+    for row in rows:
+        metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
+        log.warning("dead letter %s[%d]@%d: %s (%s)", row["topic"], row["partition"], row["offset"],
+                    row["reason"], row["detail"][:200])
+
+
 class NewsPipeline:
     def __init__(self, analyzer: Analyzer, sink: PostgresSink, model_version: str,
-                 resolver: KeyResolver | None = None, detector=None):
+                 resolver: KeyResolver | None = None, detector=None,
+                 model_pool: ThreadPoolExecutor | None = None, db_pool: ThreadPoolExecutor | None = None):
         self.analyzer = analyzer
         self.sink = sink
         self.model_version = model_version
         self.resolver = resolver or KeyResolver()
         self.detector = detector
-        # One thread each: the models use torch's own threads; the database gets its own lane.
-        self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
-        self.db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
+        # One thread each, shared by the agents: the models use torch's own threads,
+        # and the database gets its own lane.
+        self.model_pool = model_pool or ThreadPoolExecutor(1, thread_name_prefix="models")
+        self.db_pool = db_pool or ThreadPoolExecutor(1, thread_name_prefix="db")
 
     async def process(self, messages: list[Received]) -> Outputs:
         loop = asyncio.get_running_loop()
-        started = time.time()
         metrics.BATCH_SIZE.labels(AGENT).observe(len(messages))
-        dead: list[dict] = []
-        valid: list[tuple[Received, NewsEvent]] = []
-        seen: set[str] = set()
-        for m in messages:
-            metrics.EVENTS_CONSUMED.labels(m.topic).inc()
-            metrics.BATCH_QUEUE.labels(AGENT).observe(max(0.0, started - m.timestamp))
-            try:
-                event = parse_news(m.value)
-            except InvalidEvent as exc:
-                dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, exc.reason, exc.detail))
-                continue
-            if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
-                continue
-            seen.add(event.id)
-            valid.append((m, event))
+        valid, dead = dead_letter_rows_for(messages, parse_news, AGENT)
 
         analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
         batch = Batch()
@@ -156,10 +171,6 @@ class NewsPipeline:
             alerts = await loop.run_in_executor(self.db_pool, self.detector.evaluate, touched, partition_times)
         for m, _ in valid:
             metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
-        for row in dead:
-            metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
-            log.warning("dead letter %s[%d]@%d: %s (%s)", row["topic"], row["partition"], row["offset"],
-                        row["reason"], row["detail"][:200])
         return Outputs(enriched, dead, alerts)
 
     def _analyse(self, valid: list[tuple[Received, NewsEvent]]) -> list:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from sqlalchemy import text
 
 from agents.alerts import SpikeDetector, Webhook
 from agents.app import create_app
-from agents.news import NewsPipeline, Received, dead_letter_envelope
+from agents.news import NewsPipeline, Outputs, Received, dead_letter_envelope, report_dead_letters
 from agents.sinks import PostgresSink
 from infra import metrics
 from infra.db import make_engine, migrate, redact
@@ -21,25 +23,16 @@ from models.entity_keys import KeyResolver
 log = logging.getLogger(__name__)
 
 
-async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
     """Send and wait for the broker's acknowledgement of every record."""
     if not records:
         return
-    started = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     futures = [await topic.send(key=key, value=value) for key, value in records]
     await asyncio.gather(*futures)
-    metrics.KAFKA_PRODUCE.labels("news").observe(asyncio.get_running_loop().time() - started)
+    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
     metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
-
-
-def load_resolver(engine, settings: Settings) -> KeyResolver:
-    """Company-to-ticker joins: the mapping file first, then those learned from earlier events."""
-    from sqlalchemy import text
-
-    fixed = KeyResolver.read_map(settings.entity_map) if settings.entity_map else {}
-    with engine.connect() as conn:
-        learned = dict(conn.execute(text("select alias, key from entity_aliases")).all())
-    return KeyResolver(fixed, learned)
 
 
 def record_lag(app: faust.App, events) -> None:
@@ -54,37 +47,94 @@ def record_lag(app: faust.App, events) -> None:
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
 
 
-def build_app(settings: Settings, analyzer=None) -> faust.App:
+def load_resolver(engine, settings: Settings) -> KeyResolver:
+    """Company-to-ticker joins: the mapping file first, then those learned from earlier events."""
+    fixed = KeyResolver.read_map(settings.entity_map) if settings.entity_map else {}
+    with engine.connect() as conn:
+        learned = dict(conn.execute(text("select alias, key from entity_aliases")).all())
+    return KeyResolver(fixed, learned)
+
+
+def enabled_agents(settings: Settings) -> set[str]:
+    names = {a.strip() for a in settings.agents.split(",") if a.strip()}
+    unknown = names - {"news", "chat"}
+    if unknown or not names:
+        raise ValueError(f"SENTINEL_AGENTS={settings.agents!r}: choose news, chat or news,chat")
+    return names
+
+
+def build_app(settings: Settings) -> faust.App:
     from models.analysis import Analyzer
 
+    agents = enabled_agents(settings)
     app = create_app(settings)
     engine = make_engine(settings.database_url)
-    analyzer = analyzer or Analyzer.from_settings(settings)
+    analyzer = Analyzer.from_settings(settings)
     analyzer.warm_up()
     for model in (analyzer.sentiment, analyzer.entities):
         metrics.observe_model_phases(model)
-    sink = PostgresSink(engine, "news", settings.db_retry_max)
-    detector = SpikeDetector(engine, settings)
+    model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
+    db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
+    sinks: list[PostgresSink] = []
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
-    news = NewsPipeline(analyzer, sink, analyzer.version, load_resolver(engine, settings), detector)
     partitions = settings.topic_partitions
-    news_topic = app.topic("news", partitions=partitions)
-    enriched_topic = app.topic("news.enriched", partitions=partitions)
     dead_topic = app.topic("deadletter", partitions=1)
     alerts_topic = app.topic("alerts", partitions=1)
 
-    @app.agent(news_topic, name="news")
-    async def news_agent(stream):
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait):
-            out = await news.process([Received.from_event(e) for e in events])
-            record_lag(app, events)
-            await produce(enriched_topic, out.enriched)
-            await produce(dead_topic, [(row["key"] or b"", dead_letter_envelope(row)) for row in out.dead])
-            await produce(alerts_topic, [(a["key"].encode(), json.dumps(a).encode()) for a in out.alerts])
-            for alert in out.alerts:
-                metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
-                if webhook:
-                    webhook.send_in_background(alert)
+    async def deliver(agent: str, output_topic: faust.TopicT, out: Outputs) -> None:
+        await produce(output_topic, out.enriched, agent)
+        await produce(dead_topic, [(row["key"] or b"", dead_letter_envelope(row)) for row in out.dead], agent)
+        await produce(alerts_topic, [(a["key"].encode(), json.dumps(a).encode()) for a in out.alerts], agent)
+        report_dead_letters(out.dead)
+        for alert in out.alerts:
+            metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
+            if webhook:
+                webhook.send_in_background(alert)
+
+    if "news" in agents:
+        sink = PostgresSink(engine, "news", settings.db_retry_max)
+        sinks.append(sink)
+        detector = SpikeDetector(engine, settings)
+        news = NewsPipeline(analyzer, sink, analyzer.version, load_resolver(engine, settings), detector,
+                            model_pool, db_pool)
+        enriched_topic = app.topic("news.enriched", partitions=partitions)
+
+        @app.agent(app.topic("news", partitions=partitions), name="news")
+        async def news_agent(stream):
+            async for events in stream.take_events(settings.max_batch, within=settings.max_wait):
+                out = await news.process([Received.from_event(e) for e in events])
+                record_lag(app, events)
+                await deliver("news", enriched_topic, out)
+
+        @app.on_partitions_assigned.connect
+        async def reset_watermark(app, assigned, **kwargs):
+            detector.assign({tp.partition for tp in assigned if tp.topic == "news"})
+
+    if "chat" in agents:
+        from agents.chat import ChatPipeline
+        from models.generator import ReplyGenerator
+        from models.intent import IntentClassifier
+        from models.knowledge import Retriever
+        from models.replies import ReplyComposer
+
+        intents = IntentClassifier.from_settings(settings)
+        intents.warm_up()
+        metrics.observe_model_phases(intents)
+        generator = ReplyGenerator.from_settings(settings)
+        metrics.observe_model_phases(generator)
+        composer = ReplyComposer(Retriever.from_settings(settings), generator, settings.chat_min_confidence,
+                                 settings.chat_negative_escalation)
+        sink = PostgresSink(engine, "chat", settings.db_retry_max)
+        sinks.append(sink)
+        chat = ChatPipeline(analyzer, intents, composer, sink, model_pool, db_pool)
+        replies_topic = app.topic("chat.replies", partitions=partitions)
+
+        @app.agent(app.topic("chat", partitions=partitions), name="chat")
+        async def chat_agent(stream):
+            async for events in stream.take_events(settings.generator_max_batch, within=settings.max_wait):
+                out = await chat.process([Received.from_event(e) for e in events])
+                record_lag(app, events)
+                await deliver("chat", replies_topic, out)
 
     @app.page("/metrics")
     async def metrics_view(web, request):
@@ -92,23 +142,21 @@ def build_app(settings: Settings, analyzer=None) -> faust.App:
 
     @app.page("/health")
     async def health_view(web, request):
-        return web.json({"status": "ok", "app": settings.app_id})
-
-    @app.on_partitions_assigned.connect
-    async def reset_watermark(app, assigned, **kwargs):
-        detector.assign({tp.partition for tp in assigned if tp.topic == "news"})
+        return web.json({"status": "ok", "app": settings.app_id, "agents": sorted(agents)})
 
     @app.on_before_shutdown.connect
-    async def stop_sink(app, **kwargs):
-        sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
+    async def stop_sinks(app, **kwargs):
+        for sink in sinks:
+            sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
 
-    log.info("worker ready: kafka=%s database=%s models=%s", settings.kafka_bootstrap,
+    log.info("worker ready: agents=%s kafka=%s database=%s models=%s", sorted(agents), settings.kafka_bootstrap,
              redact(settings.database_url), analyzer.version)
     return app
 
 
 def run_worker(settings: Settings) -> None:
     """Prepare the services (migrations, topics) and run the worker until it is stopped."""
+    enabled_agents(settings)
     migrate(settings.database_url)
     ensure_topics(settings.kafka_bootstrap, topic_specs(settings.topic_partitions))
     app = build_app(settings)

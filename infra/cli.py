@@ -28,6 +28,7 @@ class EvalTask(str, Enum):
     sentiment = "sentiment"
     entities = "entities"
     intent = "intent"
+    replies = "replies"
 
 
 def fail(message: str, hint: str) -> None:

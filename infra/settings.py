@@ -36,6 +36,20 @@ class Settings(BaseSettings):
         str(ARTIFACTS / "intent"),
         description="Chat intent model: a Sentinel artefact folder, a HF model id or a local HF folder.",
     )
+    generator_model: str = Field(
+        "", description="Reply generator: a HF instruct model id or folder; empty = SmolLM2-135M-Instruct (bundled)."
+    )
+    generator_max_new_tokens: int = Field(48, ge=4, le=1024, description="Most new tokens in one generated reply part.")
+    generator_max_batch: int = Field(16, ge=1, le=256, description="Most replies generated together in one batch.")
+    knowledge_base: str = Field(
+        "", description="Knowledge base CSV/JSONL (question, answer, intent?); empty = the shipped banking answers."
+    )
+    chat_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Below this intent and retrieval confidence a chat message is escalated."
+    )
+    chat_negative_escalation: float = Field(
+        0.85, ge=0, le=1, description="Negative-sentiment probability from which a chat message is escalated."
+    )
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
     max_length: int = Field(128, ge=8, le=512, description="Tokens per input; longer inputs are truncated.")
     max_batch: int = Field(64, ge=1, le=4096, description="Most inputs in one model batch.")
@@ -60,6 +74,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "SENTINEL_KAFKA_BOOTSTRAP"),
         description="Kafka bootstrap servers; empty = start the embedded Tansu broker.",
     )
+    agents: str = Field("news,chat", description="Agents this worker runs: news, chat or both (comma-separated).")
     app_id: str = Field("sentinel", description="Faust application id (the Kafka consumer group).")
     topic_partitions: int = Field(4, ge=1, le=256, description="Partitions of the input topics and their outputs.")
     max_wait: float = Field(0.2, gt=0, le=30, description="Seconds a micro-batch waits to fill before it runs.")

@@ -87,10 +87,11 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
 def run(task: str, data: Path, model: str | None = None) -> dict:
     settings = get_settings()
     if model:
-        field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model"}[task]
+        field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model",
+                 "replies": "generator_model"}[task]
         settings = settings.model_copy(update={field: model})
-    return {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent}[task](
-        data, settings)
+    return {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
+            "replies": evaluate_replies}[task](data, settings)
 
 
 def print_report(report: dict) -> None:
@@ -99,7 +100,59 @@ def print_report(report: dict) -> None:
     table.add_column("n", justify="right")
     table.add_column("figures")
     for split, figures in report.items():
-        if isinstance(figures, dict):
+        if isinstance(figures, dict) and split != "samples":
             shown = {k: v for k, v in figures.items() if k != "n"}
             table.add_row(split, str(figures.get("n", "")), ", ".join(f"{k}={v}" for k, v in shown.items()))
     console.print(table)
+
+
+def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
+    """Drafts for a fixed sample of banking77 test messages: intent, grounding, safety, length."""
+    import random
+
+    from models.analysis import Analyzer
+    from models.generator import ReplyGenerator
+    from models.intent import IntentClassifier
+    from models.knowledge import Retriever
+    from models.replies import CONTACT, PLACEHOLDER, ReplyComposer
+
+    test = datasets.banking77_splits(data)["test"]
+    picks = sorted(random.Random(datasets.SPLIT_SEED).sample(range(len(test.texts)), n))
+    texts = [test.texts[i] for i in picks]
+    gold = [test.labels[i] for i in picks]
+    retriever = Retriever.from_settings(settings)
+    composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), settings.chat_min_confidence,
+                             settings.chat_negative_escalation)
+    analyzer = Analyzer.from_settings(settings)
+    intents = IntentClassifier.from_settings(settings)
+
+    def draft_chunk(chunk: list[str]) -> list:
+        analysed = analyzer.analyze_texts(chunk)
+        return composer.compose(chunk, intents.predict(chunk), [a[0] for a in analysed], [a[1] for a in analysed])
+
+    started = time.perf_counter()
+    drafts = _in_chunks("drafts", texts, draft_chunk, chunk=16)
+    elapsed = time.perf_counter() - started
+    gold_answers = [retriever.by_intent[g].answer for g in gold]
+    kb_text = " ".join(e.answer for e in retriever.entries)
+    verbatim = [retriever.search([t], k=1)[0][0][0].answer for t in texts]
+    unsafe = [d for d in drafts if PLACEHOLDER.search(d.text)
+              or any(m not in kb_text for m in CONTACT.findall(d.text))]
+    grounding = retriever.similarity([d.text for d in drafts], gold_answers)
+    baseline = retriever.similarity(verbatim, gold_answers)
+    samples = [{"message": t, "intent": d.intent, "escalate": d.escalate, "reason": d.escalation_reason,
+                "draft": d.text} for t, d in list(zip(texts, drafts))[:10]]
+    return {
+        "task": "replies", "model": composer.generator.source,
+        "banking77_test_sample": {
+            "n": n, "intent_accuracy": round(sum(d.intent == g for d, g in zip(drafts, gold)) / n, 4),
+            "grounding_mean": round(sum(grounding) / n, 4),
+            "grounding_baseline_retrieved_verbatim": round(sum(baseline) / n, 4),
+            "unsafe_rate": round(len(unsafe) / n, 4),
+            "generated_opening_rate": round(sum(d.generated_opening for d in drafts) / n, 4),
+            "escalated_rate": round(sum(d.escalate for d in drafts) / n, 4),
+            "mean_words": round(sum(len(d.text.split()) for d in drafts) / n, 1),
+            "drafts_per_second": round(n / elapsed, 2),
+        },
+        "samples": samples,
+    }

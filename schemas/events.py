@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 MAX_EVENT_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 20_000
+MAX_CHAT_CHARS = 4_000
 MAX_JSON_DEPTH = 32
 
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"}
@@ -147,3 +148,31 @@ def validate(model: type[BaseModel], raw: bytes | None):
 
 def parse_news(raw: bytes | None) -> NewsEvent:
     return validate(NewsEvent, raw)
+
+
+class ChatEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Id
+    conversation_id: Id
+    text: Bounded(MAX_CHAT_CHARS)
+    customer_id: Bounded(128) | None = None
+    channel: Bounded(32) | None = None
+    ts: datetime | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+    @model_validator(mode="after")
+    def _has_text(self) -> "ChatEvent":
+        if not self.text.strip():
+            raise PydanticCustomError("missing", "text must be a non-empty string")
+        return self
+
+
+def parse_chat(raw: bytes | None) -> ChatEvent:
+    return validate(ChatEvent, raw)

@@ -138,3 +138,39 @@ class Alert(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChatMessage(Base):
+    """One customer message with what the models read from it."""
+
+    __tablename__ = "chat_messages"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    sentiment_label: Mapped[str] = mapped_column(String(16))
+    negative: Mapped[float] = mapped_column(Float)
+    entities: Mapped[list] = mapped_column(JSONB, default=list)
+    kafka_partition: Mapped[int] = mapped_column(Integer)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReplyDraft(Base):
+    """The reply draft for a message, with everything a reviewer needs to trust or correct it."""
+
+    __tablename__ = "reply_drafts"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), index=True)
+    intent: Mapped[str] = mapped_column(String(128))
+    intent_score: Mapped[float] = mapped_column(Float)
+    draft: Mapped[str] = mapped_column(Text)
+    escalate: Mapped[bool] = mapped_column(Boolean, index=True)
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    retrieved: Mapped[list] = mapped_column(JSONB)
+    generator: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -34,7 +34,7 @@ def services(tmp_path):
 
 
 def run(services, tmp_path, events, kill_during_burst=False):
-    worker = Worker(services, tmp_path).start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     produce(services.bootstrap, "news", news_values(events))
     if kill_during_burst:
         burst_ids = [e["id"] for e in events if e["id"].endswith("b")]
@@ -42,7 +42,7 @@ def run(services, tmp_path, events, kill_during_burst=False):
                                            ids=burst_ids) >= 5, timeout=600, message="burst under way")
         worker.kill()
         assert services.scalar("select count(*) from news_articles") < len(events)
-        worker = Worker(services, tmp_path).start()
+        worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     try:
         wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events), timeout=900,
                    message=f"{len(events)} articles stored")

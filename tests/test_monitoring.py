@@ -64,7 +64,7 @@ def query(base: str, expr: str) -> list:
 @pytest.mark.integration
 def test_every_panel_returns_data_from_a_live_worker(promtool, tmp_path, capsys):
     services = start_services(tmp_path)
-    worker = Worker(services, tmp_path).start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"""

