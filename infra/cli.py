@@ -62,7 +62,9 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Rows per training batch.")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     limit: Annotated[int, typer.Option(help="Train on the first N examples only (smoke runs); 0 = all.")] = 0,
-    twitter: Annotated[bool, typer.Option(help="sentiment: also train on twitter-financial-news train.")] = True,
+    twitter_fraction: Annotated[float, typer.Option(help="sentiment: share of twitter-financial-news train used.")] = 1.0,
+    fpb_repeat: Annotated[int, typer.Option(help="sentiment: times the FPB train part is repeated per epoch.")] = 1,
+    init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage).")] = None,
 ) -> None:
     """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
     from models import training
@@ -71,11 +73,14 @@ def train(
     folder = _data_dir(data)
     d = DEFAULTS[task]
     config = training.TrainConfig(epochs=epochs or d["epochs"], lr=lr or d["lr"], rank=rank, alpha=2 * rank,
-                                  batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit)
+                                  batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
+                                  init=str(init) if init else "")
+    if init is not None and not (init / "sentinel.json").is_file():
+        fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = get_settings().base_encoder
     try:
         if task is TrainTask.sentiment:
-            job = training.sentiment_job(folder, base, config.max_length, with_twitter=twitter)
+            job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat)
         elif task is TrainTask.entities:
             job = training.entities_job(folder, base, config.max_length)
         else:

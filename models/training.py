@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 13
     warmup: float = 0.06
     limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
+    init: str = ""  # warm start from this Sentinel artefact's adapter and head (a second training stage)
 
 
 @dataclass
@@ -94,10 +95,15 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
     net = build_tasknet(base, len(job.labels), job.head_kind, job.use_shapes)
     from peft import get_peft_model
 
-    lcfg = lora_config(config.rank, config.alpha)
-    if not job.use_shapes:
-        lcfg.modules_to_save = ["head"]
-    model = get_peft_model(net, lcfg)
+    if config.init:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(net, config.init, is_trainable=True)
+    else:
+        lcfg = lora_config(config.rank, config.alpha)
+        if not job.use_shapes:
+            lcfg.modules_to_save = ["head"]
+        model = get_peft_model(net, lcfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     console.print(f"[bold]{job.task}[/]: {len(job.train_features)} training examples, "
                   f"{trainable:,} trainable parameters, {config}")
@@ -169,18 +175,22 @@ def _accuracy_validator(model_cls: type[BatchedModel], texts: list[str], gold: l
     return validate
 
 
-def sentiment_job(data: Path, base_setting: str, max_length: int, with_twitter: bool = True) -> TrainJob:
+def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fraction: float = 1.0,
+                  fpb_repeat: int = 1) -> TrainJob:
+    """FPB train (``fpb_repeat`` times) plus a fixed ``twitter_fraction`` of twitter-financial-news train."""
     from models.sentiment import LABELS, SentimentClassifier
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
     fpb = datasets.fpb_splits(data)
-    texts, labels = list(fpb["train"].texts), list(fpb["train"].labels)
-    sources = ["financial_phrasebank/Sentences_50Agree.txt (train part)"]
-    if with_twitter:
+    texts, labels = list(fpb["train"].texts) * fpb_repeat, list(fpb["train"].labels) * fpb_repeat
+    sources = [f"financial_phrasebank/Sentences_50Agree.txt (train part) x{fpb_repeat}"]
+    if twitter_fraction > 0:
         tw = datasets.twitter_split(data, "train")
-        texts += tw.texts
-        labels += tw.labels
-        sources.append("twitter_financial_news_sentiment/sent_train.csv")
+        keep = sorted(random.Random(datasets.SPLIT_SEED).sample(range(len(tw.texts)),
+                                                                 int(round(twitter_fraction * len(tw.texts)))))
+        texts += [tw.texts[i] for i in keep]
+        labels += [tw.labels[i] for i in keep]
+        sources.append(f"twitter_financial_news_sentiment/sent_train.csv ({twitter_fraction:.0%})")
     return TrainJob("sentiment", LABELS, "sequence", False,
                     _sequence_features(tokenizer, texts, labels, LABELS, max_length),
                     _accuracy_validator(SentimentClassifier, fpb["val"].texts, fpb["val"].labels),

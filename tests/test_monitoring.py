@@ -19,6 +19,9 @@ from tests.helpers import Worker, produce, start_services, wait_until
 
 PROM = PROJECT_ROOT / "infra" / "prometheus"
 DASHBOARDS = sorted((PROJECT_ROOT / "infra" / "grafana" / "dashboards").glob("*.json"))
+CHAT = ["I lost my card yesterday, please help", "How long does a transfer to another country take?",
+        "Why is there an extra fee on my card payment?", "Can I top up with Apple Pay?",
+        "My new card still hasn't arrived after two weeks", "I don't recognise a payment on my statement"]
 METRIC_FAMILIES = [
     "sentinel_events_consumed_total", "sentinel_events_produced_total", "sentinel_dead_letters_total",
     "sentinel_batch_size", "sentinel_batch_queue_duration_seconds", "sentinel_model_tokenize_duration_seconds",
@@ -64,7 +67,7 @@ def query(base: str, expr: str) -> list:
 @pytest.mark.integration
 def test_every_panel_returns_data_from_a_live_worker(promtool, tmp_path, capsys):
     services = start_services(tmp_path)
-    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news,chat").start(ready_timeout=400)
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"""
@@ -83,8 +86,11 @@ scrape_configs:
         wait_for_port("127.0.0.1", port, timeout=30)
         values = read_events(FEED_FILE)
         produce(services.bootstrap, "news", values + [b"{broken json", b'{"id": "no-text"}'])
-        wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(values), timeout=600,
-                   message="demo feed processed")
+        produce(services.bootstrap, "chat", [json.dumps({"id": f"m{i}", "conversation_id": f"c{i}", "text": t}).encode()
+                                             for i, t in enumerate(CHAT)] + [b'{"id": "bad chat"}'])
+        wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(values)
+                   and services.scalar("select count(*) from reply_drafts") >= len(CHAT), timeout=900,
+                   message="demo feed and chat messages processed")
         time.sleep(8)  # a few more scrapes after the last batch
         exposition = worker.metrics()
         checked, empty = [], []

@@ -70,7 +70,28 @@ def sentiment_by_company() -> dict:
     ])
 
 
-DASHBOARDS = {"pipeline-health.json": pipeline_health, "sentiment-by-company.json": sentiment_by_company}
+def customer_service() -> dict:
+    return dashboard("sentinel-chat", "Sentinel / customer service", [
+        panel("Chat messages per second", {"consumed": 'sum(rate(sentinel_events_consumed_total{topic="chat"}[1m]))',
+                                           "drafts": 'sum(rate(sentinel_events_produced_total{topic="chat.replies"}[1m]))'},
+              "ops"),
+        panel("Escalations by severity", {"{{severity}}": 'sum by (severity) (sentinel_alerts_total{kind="escalation"})'},
+              kind="stat"),
+        panel("Draft generation time per batch, p95", {
+            "generator": "histogram_quantile(0.95, sum by (le) "
+                         '(rate(sentinel_model_infer_duration_seconds_bucket{task="generator"}[5m])))',
+            "intent": "histogram_quantile(0.95, sum by (le) "
+                      '(rate(sentinel_model_infer_duration_seconds_bucket{task="intent"}[5m])))'}, "s"),
+        panel("Chat latency (message to stored draft)", {
+            "p50": 'histogram_quantile(0.5, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))',
+            "p99": 'histogram_quantile(0.99, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))'},
+              "s"),
+        panel("Chat dead letters by reason", {"{{reason}}": 'sum by (reason) (sentinel_dead_letters_total{topic="chat"})'}),
+    ])
+
+
+DASHBOARDS = {"pipeline-health.json": pipeline_health, "sentiment-by-company.json": sentiment_by_company,
+              "customer-service.json": customer_service}
 
 
 def build() -> list[Path]:

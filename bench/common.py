@@ -1,0 +1,46 @@
+"""Shared pieces of the benchmarks: hardware description and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "bench"
+
+
+def hardware() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def save(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "hardware": hardware(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def headlines(n: int, seed: int = 3) -> list[str]:
+    """``n`` demo-feed texts of about 30 tokens (title plus a short body)."""
+    from agents.demo.feed import generate
+    from schemas.events import NewsEvent
+
+    return [NewsEvent.model_validate(e).content for e in generate(n=n, burst_at=None, seed=seed, prefix="bench")]

@@ -1,0 +1,40 @@
+"""Acceptance bars of the committed models on the fixed test splits (needs ../shared/data)."""
+
+import pytest
+
+from infra.settings import get_settings
+from models import datasets, evaluation
+
+
+def test_fpb_split_is_fixed_deduplicated_and_stratified(data_dir):
+    s = datasets.fpb_splits(data_dir)
+    sizes = {k: len(v.texts) for k, v in s.items()}
+    total = sizes["train"] + sizes["val"] + sizes["test"]
+    assert total == 4836  # 4,838 unique sentences minus the 2 with conflicting labels
+    assert abs(sizes["test"] - total / 10) <= 1 and abs(sizes["val"] - total / 10) <= 1
+    assert not set(s["train"].texts) & set(s["test"].texts)
+    assert set(s["test_allagree"].texts) <= set(s["test"].texts)
+    assert datasets.fpb_splits(data_dir)["test"].texts == s["test"].texts
+
+
+@pytest.fixture(scope="module")
+def sentiment_report(data_dir):
+    return evaluation.evaluate_sentiment(data_dir, get_settings(), sentfin=False)
+
+
+def test_sentiment_meets_bars(sentiment_report):
+    r = sentiment_report
+    assert r["fpb_test"]["accuracy"] >= 0.85
+    assert r["fpb_test"]["macro_f1"] >= 0.83
+    assert r["fpb_test_allagree"]["accuracy"] >= 0.95
+    assert r["twitter_valid"]["accuracy"] >= 0.86
+
+
+def test_entities_meet_bar(data_dir):
+    r = evaluation.evaluate_entities(data_dir, get_settings())
+    assert r["conll_test"]["f1"] >= 0.84
+
+
+def test_intent_meets_bar(data_dir):
+    r = evaluation.evaluate_intent(data_dir, get_settings())
+    assert r["banking77_test"]["accuracy"] >= 0.90
