@@ -72,7 +72,7 @@ def evaluate_entities(data: Path, settings: Settings) -> dict:
         report[f"conll_{part}"] = {
             "n": len(split.words),
             "f1": round(seq_f1(split.tags, predicted, mode="strict", scheme=IOB2), 4),
-            "per_type_f1": {k: round(v["f1-score"], 4) for k, v in per_type.items() if k.isupper()},
+            "per_type_f1": {k: round(float(v["f1-score"]), 4) for k, v in per_type.items() if k.isupper()},
             "sentences_per_second": round(len(split.words) / elapsed, 1),
         }
     return report
