@@ -106,6 +106,7 @@ def lora_config(rank: int, alpha: int, dropout: float = 0.05):
 def save_artifact(peft_model, out_dir: Path, meta: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(out_dir))
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's empty model-card template; sentinel.json says it all
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
