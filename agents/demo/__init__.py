@@ -22,7 +22,7 @@ def follow(bootstrap: str, topics: list[str]):
     return consumer
 
 
-def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 60.0) -> dict:
+def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) -> dict:
     """Replay the demo feed into `news`, print each enriched headline and alert; return the counts."""
     from agents.replay import read_events, replay
 
