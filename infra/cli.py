@@ -15,7 +15,7 @@ from infra.settings import ARTIFACTS, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentinel: streaming sentiment, entities and reply drafts for news and chat.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # errors stay on one line, whatever the terminal width
 
 
 class TrainTask(str, Enum):

@@ -11,6 +11,13 @@ LEGAL_SUFFIXES = {
     "holdings", "holding", "group", "the",
 }
 _PUNCT = re.compile(r"[^\w\s&]")
+# Names the entity model sometimes tags as organisations in financial text that are not companies:
+# currencies and units ("EUR 52 million"), which must never become alert keys.
+NOT_COMPANIES = {
+    "eur", "euro", "euros", "usd", "dollar", "dollars", "gbp", "pound", "pounds", "sterling", "jpy", "yen", "chf",
+    "sek", "nok", "dkk", "cny", "yuan", "inr", "rupee", "rupees", "rs", "cad", "aud", "hkd", "sgd", "rub", "brl",
+    "mln", "mn", "bn", "billion", "million", "pct", "ceo", "cfo", "ipo", "q1", "q2", "q3", "q4",
+}
 
 
 def entity_key(text: str, label: str) -> str:
@@ -57,7 +64,7 @@ class KeyResolver:
         """(keys of the article, newly learned (alias, key) joins)."""
         tickers = {entity_key(t, "TICKER") for t in event_tickers}
         tickers |= {entity_key(e.text, "TICKER") for e in entities if e.label == "TICKER"}
-        orgs = {entity_key(e.text, "ORG") for e in entities if e.label == "ORG"}
+        orgs = {entity_key(e.text, "ORG") for e in entities if e.label == "ORG"} - NOT_COMPANIES
         learned = []
         if len(tickers) == 1 and len(orgs) == 1:
             org, ticker = next(iter(orgs)), next(iter(tickers))

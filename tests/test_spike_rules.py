@@ -57,3 +57,8 @@ def test_mapping_file_wins_over_learned_joins(tmp_path):
     resolver = KeyResolver(KeyResolver.read_map(path))
     keys, learned = resolver.keys_for([ent("Nokia", "ORG")], ["NOKIA"])
     assert learned == [] and keys == {"ticker:NOK", "ticker:NOKIA"}
+
+
+def test_currencies_are_never_company_keys():
+    keys, learned = KeyResolver().keys_for([ent("EUR", "ORG"), ent("Nokia", "ORG")], [])
+    assert keys == {"nokia"} and learned == []
