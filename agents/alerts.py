@@ -133,19 +133,30 @@ class SpikeDetector:
             self.advance(partition_times)
         final_before = self.watermark - timedelta(seconds=self.s.alert_grace) if self.watermark else None
         new_alerts = []
-        global_share = self.global_share() if touched else 0.0
-        for key, times in sorted(touched.items()):
-            for end in sorted({self.window_end(t) for t in times}):
-                if final_before is not None and end < final_before:
-                    continue  # a late event in a final window: stored, but changes no alert
-                with self.engine.begin() as conn:
-                    conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-                    window = self._window(conn, key, end, global_share)
-                    if key not in self._current or _epoch(end) >= self._current[key][0]:
-                        self._current[key] = (_epoch(end), window.mentions, window.share)
-                    alert = self._decide(conn, window)
-                if alert:
-                    new_alerts.append(alert)
+        if not touched:
+            return new_alerts
+        global_share = self.global_share()
+        pairs = sorted({(key, self.window_end(t)) for key, times in touched.items() for t in times})
+        if final_before is not None:  # a late event in a final window: stored, but changes no alert
+            pairs = [(k, end) for k, end in pairs if end >= final_before]
+        # One query screens every touched window; only windows that alert, and keys with an
+        # open episode, take the per-key lock and decide (most batches: none).
+        with self.engine.connect() as conn:
+            windows = self._windows(conn, pairs, global_share)
+            open_keys = set(conn.execute(text(
+                "select distinct key from alerts where kind = :kind and status = 'open' and key = any(:keys)"),
+                {"kind": KIND, "keys": sorted({k for k, _ in pairs})}).scalars())
+        for window in windows:
+            if window.key not in self._current or _epoch(window.end) >= self._current[window.key][0]:
+                self._current[window.key] = (_epoch(window.end), window.mentions, window.share)
+            if not self.alerting(window) and window.key not in open_keys:
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": window.key})
+                fresh = self._windows(conn, [(window.key, window.end)], global_share)[0]
+                alert = self._decide(conn, fresh)
+            if alert:
+                new_alerts.append(alert)
         self._export_top_keys()
         return new_alerts
 
@@ -162,20 +173,31 @@ class SpikeDetector:
         self._global_share = (now, share)
         return share
 
-    def _window(self, conn, key: str, end: datetime, global_share: float) -> Window:
-        start = end - timedelta(seconds=self.s.alert_window)
-        since = start - timedelta(seconds=self.s.alert_lookback)
-        row = conn.execute(text("""
-            select count(*) filter (where event_time >= :start),
-                   coalesce(sum(is_negative::int) filter (where event_time >= :start), 0),
-                   coalesce(avg(sentiment) filter (where event_time >= :start), 0),
-                   count(*) filter (where event_time < :start),
-                   coalesce(sum(is_negative::int) filter (where event_time < :start), 0)
-            from article_keys where key = :key and event_time >= :since and event_time < :end"""),
-            {"key": key, "start": start, "end": end, "since": since}).one()
-        n, k, mean, base_n, base_k = int(row[0]), int(row[1]), float(row[2]), int(row[3]), int(row[4])
-        expected = (base_k + PRIOR_WEIGHT * global_share) / (base_n + PRIOR_WEIGHT)
-        return Window(key, start, end, n, k, mean, base_n, base_k / base_n if base_n else 0.0, expected)
+    def _windows(self, conn, pairs: list[tuple[str, datetime]], global_share: float) -> list[Window]:
+        """Figures of each (key, window end): the window itself and the key's baseline before it."""
+        if not pairs:
+            return []
+        window = timedelta(seconds=self.s.alert_window)
+        lookback = timedelta(seconds=self.s.alert_lookback)
+        rows = conn.execute(text("""
+            with w(key, wend) as (select * from unnest(cast(:keys as text[]), cast(:ends as timestamptz[])))
+            select w.key, w.wend,
+                   count(k.key) filter (where k.event_time >= w.wend - cast(:window as interval)),
+                   coalesce(sum(k.is_negative::int) filter (where k.event_time >= w.wend - cast(:window as interval)), 0),
+                   coalesce(avg(k.sentiment) filter (where k.event_time >= w.wend - cast(:window as interval)), 0),
+                   count(k.key) filter (where k.event_time < w.wend - cast(:window as interval)),
+                   coalesce(sum(k.is_negative::int) filter (where k.event_time < w.wend - cast(:window as interval)), 0)
+            from w left join article_keys k
+              on k.key = w.key and k.event_time >= w.wend - cast(:span as interval) and k.event_time < w.wend
+            group by w.key, w.wend order by w.wend, w.key"""),
+            {"keys": [k for k, _ in pairs], "ends": [e for _, e in pairs], "window": window,
+             "span": window + lookback}).all()
+        out = []
+        for key, end, n, k, mean, base_n, base_k in rows:
+            expected = (base_k + PRIOR_WEIGHT * global_share) / (base_n + PRIOR_WEIGHT)
+            out.append(Window(key, end - window, end, int(n), int(k), float(mean), int(base_n),
+                              base_k / base_n if base_n else 0.0, expected))
+        return out
 
     def alerting(self, w: Window) -> bool:
         return (w.mentions >= self.s.alert_min_mentions and w.share >= self.s.alert_min_negative_share

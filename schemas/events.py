@@ -81,7 +81,9 @@ class NewsEvent(BaseModel):
         """What the models read: the title and the body, as one text."""
         title = (self.title or "").strip()
         text = self.text.strip()
-        if title and text and not text.startswith(title):
+        if title and text:
+            if text.startswith(title):
+                return text
             return f"{title}. {text}" if title[-1] not in ".!?:" else f"{title} {text}"
         return title or text
 

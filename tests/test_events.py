@@ -52,5 +52,10 @@ def test_valid_event_is_cleaned_and_tolerates_unknown_fields():
     assert event.content == "Nokia cuts jobs. Nokia said it would cut jobs."
 
 
+def test_body_that_repeats_the_title_is_read_once():
+    event = parse_news(b'{"id": "r", "title": "Nokia cuts jobs", "text": "Nokia cuts jobs. More to follow."}')
+    assert event.content == "Nokia cuts jobs. More to follow."
+
+
 def test_title_alone_is_enough():
     assert parse_news(b'{"id": "t", "title": "Markets rally"}').content == "Markets rally"
