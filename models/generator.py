@@ -102,8 +102,13 @@ class ReplyGenerator:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, prompts: list[str], greedy: bool = True) -> list[str]:
-        """Completions for chat-formatted prompts, in input order, batched by prompt length."""
+    def generate(self, prompts: list[str], greedy: bool = True, stop_strings: list[str] | None = None,
+                 max_new_tokens: int | None = None) -> list[str]:
+        """Completions for chat-formatted prompts, in input order, batched by prompt length.
+
+        A sequence is finished at the end of its turn or at one of ``stop_strings``, so a
+        batch ends when its longest *useful* completion does.
+        """
         out: list[str] = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self.max_batch):
@@ -112,8 +117,10 @@ class ReplyGenerator:
                 batch = self.tokenizer([prompts[i] for i in ids], return_tensors="pt", padding=True,
                                        add_special_tokens=False).to(self.device)
             with self.timings.phase("infer", len(ids)), torch.inference_mode():
-                generated = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, do_sample=not greedy,
-                                                eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
+                generated = self.model.generate(**batch, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                                do_sample=not greedy, eos_token_id=self.stop_ids,
+                                                pad_token_id=self.tokenizer.pad_token_id,
+                                                stop_strings=stop_strings, tokenizer=self.tokenizer)
             new_tokens = generated[:, batch["input_ids"].shape[1]:]
             for row, i in enumerate(ids):
                 out[i] = self.tokenizer.decode(new_tokens[row], skip_special_tokens=True).strip()

@@ -97,7 +97,8 @@ class ReplyComposer:
             user = f"Customer message: {text}\nNamed in the message: {mentioned}"
             prompts.append(self.generator.prompt(SYSTEM_PROMPT, user) + OPENING_PREFIX)
         out = []
-        for text, completion in zip(texts, self.generator.generate(prompts)):
+        completions = self.generator.generate(prompts, stop_strings=[".", "!", "?"], max_new_tokens=32)
+        for text, completion in zip(texts, completions):
             sentence = (OPENING_PREFIX + " " + completion.lstrip()).strip() if completion else ""
             match = re.match(r"^(.+?[.!?])(\s|$)", sentence)
             sentence = match.group(1) if match else ""

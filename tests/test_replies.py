@@ -23,7 +23,7 @@ class FakeGenerator:
     def prompt(self, system, user):
         return f"<system>{system}</system><user>{user}</user>"
 
-    def generate(self, prompts):
+    def generate(self, prompts, **options):
         self.prompts += prompts
         return [self.completion] * len(prompts)
 
