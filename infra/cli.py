@@ -146,6 +146,12 @@ def up(
     """Start the stack in the foreground: broker, database, migrations, topics and the worker. Ctrl-C stops it."""
     from infra.stack import Stack, wait_forever_or_until
 
+    import signal
+
+    def stop_on_term(*_):
+        raise KeyboardInterrupt  # SIGTERM stops the stack as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop_on_term)
     s = get_settings()
     code = 0
     try:

@@ -157,7 +157,9 @@ class EntityRecognizer(BatchedModel):
                     score = float(best[a : b + 1].mean())
                     entities.append(Entity(text[start:end], label, start, end, score))
             tickers = find_tickers(text)
-            entities = [e for e in entities if not any(e.start < t.end and t.start < e.end for t in tickers)]
+            # the rules win: no model span may overlap a ticker or its "(EXCHANGE: SYMBOL)" group
+            claimed = [(t.start, t.end) for t in tickers] + [m.span() for m in _EXCHANGE.finditer(text)]
+            entities = [e for e in entities if not any(e.start < b and a < e.end for a, b in claimed)]
             results.append(sorted(entities + tickers, key=lambda e: e.start))
         return results
 

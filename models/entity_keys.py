@@ -12,11 +12,13 @@ LEGAL_SUFFIXES = {
 }
 _PUNCT = re.compile(r"[^\w\s&]")
 # Names the entity model sometimes tags as organisations in financial text that are not companies:
-# currencies and units ("EUR 52 million"), which must never become alert keys.
+# currencies, units ("EUR 52 million") and exchanges ("NYSE:"), which must never become alert keys.
 NOT_COMPANIES = {
     "eur", "euro", "euros", "usd", "dollar", "dollars", "gbp", "pound", "pounds", "sterling", "jpy", "yen", "chf",
     "sek", "nok", "dkk", "cny", "yuan", "inr", "rupee", "rupees", "rs", "cad", "aud", "hkd", "sgd", "rub", "brl",
     "mln", "mn", "bn", "billion", "million", "pct", "ceo", "cfo", "ipo", "q1", "q2", "q3", "q4",
+    # exchanges are where a company trades, not the company
+    "nyse", "nasdaq", "amex", "lse", "tsx", "asx", "hkex", "otc", "omx", "euronext", "xetra", "nse", "bse",
 }
 
 

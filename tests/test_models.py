@@ -43,6 +43,7 @@ def test_tickers_win_over_model_spans(entity_model):
     entities = entity_model.predict([text])[0]
     tickers = [e.text for e in entities if e.label == "TICKER"]
     assert tickers == ["AAPL", "MSFT"]
+    assert not [e for e in entities if e.text.startswith("NASDAQ")], "the exchange is part of the ticker rule"
     spans = sorted((e.start, e.end) for e in entities)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "spans overlap"
 

@@ -60,5 +60,5 @@ def test_mapping_file_wins_over_learned_joins(tmp_path):
 
 
 def test_currencies_are_never_company_keys():
-    keys, learned = KeyResolver().keys_for([ent("EUR", "ORG"), ent("Nokia", "ORG")], [])
+    keys, learned = KeyResolver().keys_for([ent("EUR", "ORG"), ent("NYSE:", "ORG"), ent("Nokia", "ORG")], [])
     assert keys == {"nokia"} and learned == []
