@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -41,6 +40,12 @@ def Bounded(max_length: int, min_length: int = 0, strip: bool = False):
                      StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)]
 
 
+def _utc(value: datetime) -> datetime:
+    """Times without a zone are taken as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 Id = Bounded(128, min_length=1, strip=True)
 Ticker = Bounded(16, min_length=1, strip=True)
 
@@ -59,16 +64,9 @@ class NewsEvent(BaseModel):
     text: Bounded(MAX_TEXT_CHARS) = ""
     title: Bounded(2_000) | None = None
     source: Bounded(256) | None = None
-    published_at: datetime | None = None
+    published_at: UtcDatetime | None = None
     url: Bounded(2_048) | None = None
     tickers: Annotated[list[Ticker], Field(max_length=64)] = Field(default_factory=list)
-
-    @field_validator("published_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
 
     @model_validator(mode="after")
     def _has_content(self) -> "NewsEvent":
@@ -160,14 +158,7 @@ class ChatEvent(BaseModel):
     text: Bounded(MAX_CHAT_CHARS)
     customer_id: Bounded(128) | None = None
     channel: Bounded(32) | None = None
-    ts: datetime | None = None
-
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
+    ts: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _has_text(self) -> "ChatEvent":
