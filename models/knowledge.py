@@ -1,7 +1,7 @@
 """The knowledge base and its retrieval by embedding similarity.
 
 The project ships its own answer for each of the 77 banking intents
-(``models/knowledge/banking77.jsonl``); a user's knowledge base can replace it as
+(``models/knowledge/bank_answers.jsonl``); a user's knowledge base can replace it as
 CSV or JSONL with ``question``, ``answer`` and optionally ``intent`` and ``id``.
 Entries are embedded once at start-up with the base encoder (mean pooling, unit
 length); retrieval is a cosine top-k.
@@ -21,7 +21,7 @@ from infra.settings import Settings, get_settings
 from models.encoder import base_encoder_path
 from models.runtime import collate, pick_device, plan_batches, to_device
 
-SHIPPED = Path(__file__).resolve().parent / "knowledge" / "banking77.jsonl"
+SHIPPED = Path(__file__).resolve().parent / "knowledge" / "bank_answers.jsonl"
 
 
 @dataclass(frozen=True)
