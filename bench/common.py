@@ -44,3 +44,17 @@ def headlines(n: int, seed: int = 3) -> list[str]:
     from schemas.events import NewsEvent
 
     return [NewsEvent.model_validate(e).content for e in generate(n=n, burst_at=None, seed=seed, prefix="bench")]
+
+
+def print_table(title: str, result: dict) -> None:
+    """The figures of a run as a two-column table."""
+    from rich.table import Table
+
+    from infra.progress import console
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        table.add_row(k, str(v))
+    console.print(table)

@@ -17,10 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.table import Table
-
 from agents.demo.feed import generate
-from bench.common import save
+from bench.common import print_table, save
 from infra.harness import Worker, produce, start_services, wait_until
 from infra.progress import console
 from infra.settings import get_settings
@@ -102,12 +100,7 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0) -> dict:
         "latency_p50_s": round(_percentile(latencies, 0.5), 3),
         "latency_p99_s": round(_percentile(latencies, 0.99), 3),
     }
-    table = Table(title="news pipeline, embedded Tansu + PostgreSQL, one worker")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for k, v in result.items():
-        table.add_row(k, str(v))
-    console.print(table)
+    print_table("news pipeline, embedded Tansu + PostgreSQL, one worker", result)
     console.print(f"written to {save('pipeline', result)}")
     return result
 

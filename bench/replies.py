@@ -11,9 +11,7 @@ import argparse
 import random
 import time
 
-from rich.table import Table
-
-from bench.common import save
+from bench.common import print_table, save
 from infra.progress import console, progress
 from infra.settings import get_settings
 
@@ -65,12 +63,7 @@ def main(n: int = 32) -> dict:
         "time_to_first_draft_batched_s": round(timings["batched"][1], 2),
         "time_to_first_draft_single_s": round(timings["single"][1], 2),
     }
-    table = Table(title=f"reply drafts, {n} banking77 test messages")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for k, v in result.items():
-        table.add_row(k, str(v))
-    console.print(table)
+    print_table(f"reply drafts, {n} banking77 test messages", result)
     console.print(f"written to {save('replies', result)}")
     return result
 

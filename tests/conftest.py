@@ -33,3 +33,14 @@ def entity_model():
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     return ARTIFACTS
+
+
+@pytest.fixture
+def services(tmp_path):
+    """A fresh embedded broker and database for one integration test."""
+    from infra.harness import start_services
+
+    s = start_services(tmp_path)
+    yield s
+    s.broker.stop()
+    s.postgres.stop()

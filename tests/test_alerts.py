@@ -7,7 +7,7 @@ import pytest
 
 from agents.demo.feed import BURST_COMPANY, generate
 from infra.settings import Settings
-from tests.helpers import Worker, news_values, produce, read_topic, start_services, wait_until
+from tests.helpers import Worker, news_values, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 HRWL = "ticker:" + BURST_COMPANY[1]
@@ -23,14 +23,6 @@ def stream(burst: bool, prefix: str) -> list[dict]:
 def burst_start(events: list[dict]) -> datetime:
     first = next(e for e in events if e["id"].endswith("b"))
     return datetime.fromisoformat(first["published_at"])
-
-
-@pytest.fixture
-def services(tmp_path):
-    s = start_services(tmp_path)
-    yield s
-    s.broker.stop()
-    s.postgres.stop()
 
 
 def run(services, tmp_path, events, kill_during_burst=False):

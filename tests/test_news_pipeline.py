@@ -12,19 +12,10 @@ from tests.helpers import (
     news_values,
     produce,
     read_topic,
-    start_services,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def services(tmp_path):
-    s = start_services(tmp_path)
-    yield s
-    s.broker.stop()
-    s.postgres.stop()
 
 
 def test_valid_and_malformed_events_end_to_end(services, tmp_path):
