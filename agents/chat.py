@@ -1,8 +1,9 @@
 """The chat agent: validate → micro-batch → sentiment, entities, intent → knowledge-base
 answer + generated opening → Postgres → `chat.replies`, escalations → `alerts`.
 
-Same delivery rules as the news agent: one transaction per batch, keyed by the
-message id, offsets acknowledged after the commit and the produce.
+Same delivery rules and the same two stages as the news agent: ``prepare`` runs
+the models, ``store`` writes one transaction per batch keyed by the message id;
+offsets are acknowledged after the commit and the produce.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from agents.news import Outputs, Received, dead_letter_rows_for
+from agents.news import Outputs, Prepared, Received, dead_letter_rows_for
 from agents.sinks import Batch, PostgresSink
 from infra import metrics
 from models.analysis import Analyzer
@@ -46,7 +47,8 @@ class ChatPipeline:
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
         return analysed, drafts
 
-    async def process(self, messages: list[Received]) -> Outputs:
+    async def prepare(self, messages: list[Received]) -> Prepared:
+        """Parse the batch, run the models and compose the drafts (in the model thread); build the rows."""
         loop = asyncio.get_running_loop()
         metrics.BATCH_SIZE.labels(AGENT).observe(len(messages))
         valid, dead = dead_letter_rows_for(messages, parse_chat, AGENT)
@@ -55,7 +57,7 @@ class ChatPipeline:
         batch = Batch()
         replies, alerts = [], []
         for (m, event), (sentiment, entities), draft in zip(valid, analysed, drafts):
-            when = event.ts or datetime.fromtimestamp(m.timestamp, tz=timezone.utc)
+            when = event.ts or datetime.fromtimestamp(m.timestamp, tz=UTC)
             batch.add(ChatMessage.__table__, {
                 "id": event.id, "conversation_id": event.conversation_id, "customer_id": event.customer_id,
                 "channel": event.channel, "text": event.text, "sentiment_label": sentiment.label,
@@ -87,8 +89,12 @@ class ChatPipeline:
                 alerts.append(alert)
         for row in dead:
             batch.add(DeadLetter.__table__, row)
-        await loop.run_in_executor(self.db_pool, self.sink.write, batch)
+        return Prepared(batch, Outputs(replies, dead, alerts), [m for m, _ in valid])
+
+    async def store(self, prepared: Prepared) -> Outputs:
+        """Write the batch in one transaction (in the database thread)."""
+        await asyncio.get_running_loop().run_in_executor(self.db_pool, self.sink.write, prepared.batch)
         committed = time.time()
-        for m, _ in valid:
+        for m in prepared.stored:
             metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
-        return Outputs(replies, dead, alerts)
+        return prepared.outputs

@@ -1,8 +1,11 @@
 """The news agent: validate → micro-batch → sentiment + entities → Postgres → `news.enriched`.
 
-Offsets advance only after the batch's database commit and the produce of its
-outputs (``take_events`` acks a batch when the loop body returns), so a crash
-replays at most the batches in flight; idempotent writes absorb the replay.
+A batch goes through two stages: ``prepare`` (parse, models, rows) on the agent
+and ``store`` (one transaction, alert screening) on the commit stage, so the
+models work on the next batch while this one is written (see
+``agents/commit_stage.py``). Offsets advance only after the batch's database
+commit and the produce of its outputs, so a crash replays at most the batches in
+flight; idempotent writes absorb the replay.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from agents.sinks import Batch, PostgresSink, dead_letter_row
 from infra import metrics
 from models.analysis import Analyzer
 from models.entity_keys import KeyResolver, entity_key
 from schemas.events import InvalidEvent, NewsEvent, parse_news
-from schemas.tables import ArticleKey, DeadLetter, EntityAlias, EntityMention, NewsArticle
+from schemas.tables import (
+    ArticleKey,
+    DeadLetter,
+    EntityAlias,
+    EntityMention,
+    NewsArticle,
+)
 
 log = logging.getLogger(__name__)
 AGENT = "news"
@@ -38,7 +47,7 @@ class Received:
     timestamp: float  # Kafka record time, seconds since the epoch
 
     @classmethod
-    def from_event(cls, event) -> "Received":
+    def from_event(cls, event) -> Received:
         m = event.message
         return cls(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
@@ -48,6 +57,18 @@ class Outputs:
     enriched: list[tuple[bytes, bytes]]
     dead: list[dict]
     alerts: list[dict]
+
+
+@dataclass
+class Prepared:
+    """A batch after the models: its rows and outputs, and what storing and alerting need."""
+
+    batch: Batch
+    outputs: Outputs
+    stored: list[Received]  # the valid messages, for the end-to-end latency
+    positions: dict[str, Received] = field(default_factory=dict)  # article id -> its message
+    touched: dict[str, set[datetime]] = field(default_factory=dict)  # alert key -> event times
+    partition_times: dict[int, datetime] = field(default_factory=dict)
 
 
 def dead_letter_envelope(row: dict) -> bytes:
@@ -103,23 +124,24 @@ class NewsPipeline:
         self.model_pool = model_pool or ThreadPoolExecutor(1, thread_name_prefix="models")
         self.db_pool = db_pool or ThreadPoolExecutor(1, thread_name_prefix="db")
 
-    async def process(self, messages: list[Received]) -> Outputs:
+    async def prepare(self, messages: list[Received]) -> Prepared:
+        """Parse the batch and run the models (in the model thread); build its rows and outputs."""
         loop = asyncio.get_running_loop()
         metrics.BATCH_SIZE.labels(AGENT).observe(len(messages))
         valid, dead = dead_letter_rows_for(messages, parse_news, AGENT)
-
         analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
         batch = Batch()
         enriched: list[tuple[bytes, bytes]] = []
-        touched: dict[str, set[datetime]] = {}
-        partition_times: dict[int, datetime] = {}
+        prepared = Prepared(batch, Outputs(enriched, dead, []), [m for m, _ in valid],
+                            {e.id: m for m, e in valid})
+        touched, partition_times = prepared.touched, prepared.partition_times
         for (m, event), result in zip(valid, analysed):
             if isinstance(result, Exception):
                 dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "model_error",
                                             f"{type(result).__name__}: {result}"))
                 continue
             sentiment, entities = result
-            event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=timezone.utc)
+            event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=UTC)
             batch.add(NewsArticle.__table__, {
                 "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
                 "published_at": event.published_at, "tickers": event.tickers,
@@ -149,29 +171,33 @@ class NewsPipeline:
                 "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
                 "model_version": self.model_version,
             }, ensure_ascii=False).encode()))
+        for row in dead:
+            batch.add(DeadLetter.__table__, row)
+        return prepared
 
-        positions = {e.id: m for m, e in valid}
+    async def store(self, prepared: Prepared) -> Outputs:
+        """Write the batch in one transaction (in the database thread), then screen it for alerts."""
+        loop = asyncio.get_running_loop()
+        out = prepared.outputs
         rejected: list[dict] = []
 
         def on_rejected(table, row, reason):
-            m = positions.get(row.get("id") or row.get("article_id"))
+            m = prepared.positions.get(row.get("id") or row.get("article_id"))
             if m is not None and table is NewsArticle.__table__:
                 rejected.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "db_rejected", reason))
-                enriched[:] = [(k, v) for k, v in enriched if k != row["id"].encode()]
+                out.enriched[:] = [(k, v) for k, v in out.enriched if k != row["id"].encode()]
 
-        for row in dead:
-            batch.add(DeadLetter.__table__, row)
-        await loop.run_in_executor(self.db_pool, self.sink.write, batch, on_rejected)
+        await loop.run_in_executor(self.db_pool, self.sink.write, prepared.batch, on_rejected)
         if rejected:
             await loop.run_in_executor(self.db_pool, self.sink.write, Batch({DeadLetter.__table__: rejected}))
-            dead += rejected
+            out.dead += rejected
         committed = time.time()
-        alerts = []
-        if self.detector is not None and touched:
-            alerts = await loop.run_in_executor(self.db_pool, self.detector.evaluate, touched, partition_times)
-        for m, _ in valid:
+        if self.detector is not None and prepared.touched:
+            out.alerts = await loop.run_in_executor(self.db_pool, self.sink.retrying, self.detector.evaluate,
+                                                    prepared.touched, prepared.partition_times)
+        for m in prepared.stored:
             metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
-        return Outputs(enriched, dead, alerts)
+        return out
 
     def _analyse(self, valid: list[tuple[Received, NewsEvent]]) -> list:
         """Per-event (sentiment, entities), or the exception for an event the models cannot take."""

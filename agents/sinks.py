@@ -60,24 +60,20 @@ class PostgresSink:
 
     def write(self, batch: Batch, on_rejected=None) -> None:
         """Write the batch in one transaction; returns once it is committed (or the sink stops)."""
+        self.retrying(self._write_batch, batch, on_rejected)
+
+    def retrying(self, work, *args):
+        """Run ``work(*args)`` through database outages: connection errors are retried with back-off.
+
+        Only for idempotent work: the batch writes, and the alert screening that follows them.
+        """
         delay = 0.25
         while True:
-            started = time.perf_counter()
             try:
-                try:
-                    self._write_once(batch.rows)
-                except (OperationalError, InterfaceError):
-                    raise
-                except DBAPIError as exc:
-                    metrics.DB_ERRORS.labels(self.agent).inc()
-                    log.error("database rejected a batch (%s); writing it row by row",
-                              type(exc.orig or exc).__name__)
-                    self._write_rows_one_by_one(batch, on_rejected)
-                metrics.DB_WRITE.labels(self.agent).observe(time.perf_counter() - started)
+                result = work(*args)
                 metrics.DB_UP.set(1)
-                return
+                return result
             except (OperationalError, InterfaceError) as exc:
-                # Every write is idempotent, so the whole batch is simply tried again.
                 metrics.DB_ERRORS.labels(self.agent).inc()
                 metrics.DB_UP.set(0)
                 if self.stopping.is_set():
@@ -86,6 +82,18 @@ class PostgresSink:
                             type(getattr(exc, "orig", None) or exc).__name__, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
+
+    def _write_batch(self, batch: Batch, on_rejected) -> None:
+        started = time.perf_counter()
+        try:
+            self._write_once(batch.rows)
+        except (OperationalError, InterfaceError):
+            raise
+        except DBAPIError as exc:
+            metrics.DB_ERRORS.labels(self.agent).inc()
+            log.error("database rejected a batch (%s); writing it row by row", type(exc.orig or exc).__name__)
+            self._write_rows_one_by_one(batch, on_rejected)
+        metrics.DB_WRITE.labels(self.agent).observe(time.perf_counter() - started)
 
     def _write_once(self, rows: dict[Table, list[dict]]) -> None:
         with self.engine.begin() as conn:

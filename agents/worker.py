@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,14 @@ from sqlalchemy import text
 
 from agents.alerts import SpikeDetector, Webhook
 from agents.app import create_app
-from agents.news import NewsPipeline, Outputs, Received, dead_letter_envelope, report_dead_letters
+from agents.commit_stage import CommitStage
+from agents.news import (
+    NewsPipeline,
+    Outputs,
+    Received,
+    dead_letter_envelope,
+    report_dead_letters,
+)
 from agents.sinks import PostgresSink
 from infra import metrics
 from infra.db import make_engine, migrate, redact
@@ -91,6 +99,17 @@ def build_app(settings: Settings) -> faust.App:
             if webhook:
                 webhook.send_in_background(alert)
 
+    async def run_stages(stream, stage: CommitStage, max_batch: int, prepare, store) -> None:
+        """Take batches, run the models on each, and hand it to the commit stage (see agents/commit_stage.py)."""
+        try:
+            async for events in stream.take_events(max_batch, within=settings.max_wait):
+                stage.hold(events)
+                prepared = await prepare([Received.from_event(e) for e in events])
+                record_lag(app, events)
+                await stage.submit(events, functools.partial(store, prepared))
+        except Exception as exc:  # noqa: BLE001 - held events stay unacknowledged; the restart replays them
+            await stage.fail(exc)
+
     if "news" in agents:
         sink = PostgresSink(engine, "news", settings.db_retry_max)
         sinks.append(sink)
@@ -99,12 +118,12 @@ def build_app(settings: Settings) -> faust.App:
                             model_pool, db_pool)
         enriched_topic = app.topic("news.enriched", partitions=partitions)
 
+        async def store_news(prepared) -> None:
+            await deliver("news", enriched_topic, await news.store(prepared))
+
         @app.agent(app.topic("news", partitions=partitions), name="news")
         async def news_agent(stream):
-            async for events in stream.take_events(settings.max_batch, within=settings.max_wait):
-                out = await news.process([Received.from_event(e) for e in events])
-                record_lag(app, events)
-                await deliver("news", enriched_topic, out)
+            await run_stages(stream, CommitStage(app, "news"), settings.max_batch, news.prepare, store_news)
 
         @app.on_partitions_assigned.connect
         async def reset_watermark(app, assigned, **kwargs):
@@ -129,12 +148,13 @@ def build_app(settings: Settings) -> faust.App:
         chat = ChatPipeline(analyzer, intents, composer, sink, model_pool, db_pool)
         replies_topic = app.topic("chat.replies", partitions=partitions)
 
+        async def store_chat(prepared) -> None:
+            await deliver("chat", replies_topic, await chat.store(prepared))
+
         @app.agent(app.topic("chat", partitions=partitions), name="chat")
         async def chat_agent(stream):
-            async for events in stream.take_events(settings.generator_max_batch, within=settings.max_wait):
-                out = await chat.process([Received.from_event(e) for e in events])
-                record_lag(app, events)
-                await deliver("chat", replies_topic, out)
+            await run_stages(stream, CommitStage(app, "chat"), settings.generator_max_batch, chat.prepare,
+                             store_chat)
 
     @app.page("/metrics")
     async def metrics_view(web, request):

