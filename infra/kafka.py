@@ -60,3 +60,12 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0)
         return sorted(set(admin.list_topics()))
     finally:
         admin.close()
+
+
+def cluster_id(bootstrap: str) -> str:
+    """The id the cluster reports; a new one means the cluster was rebuilt (see the worker's reset check)."""
+    admin = admin_client(bootstrap)
+    try:
+        return admin.describe_cluster()["cluster_id"]
+    finally:
+        admin.close()

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     stream_buffer: int = Field(
         1024, ge=16, description="Events buffered per partition before consumption pauses (bounds memory)."
     )
+    cluster_check_interval: float = Field(
+        5.0, gt=0, description="Seconds between checks that the Kafka cluster is still the one the worker started on."
+    )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits of processed events.")
     metrics_host: str = Field("127.0.0.1", description="Address of the worker's web server (/metrics, /health).")
     metrics_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
