@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import queue
 import threading
 import time
 import urllib.request
@@ -282,13 +283,21 @@ class SpikeDetector:
 
 
 class Webhook:
-    """POSTs each alert as JSON, with retries and exponential back-off, off the event loop."""
+    """POSTs each alert as JSON from one background thread, with retries and exponential back-off.
 
-    def __init__(self, url: str, token: str = "", attempts: int = 4, first_delay: float = 1.0):
+    The queue is bounded: while the endpoint is down and the queue is full, further alerts are
+    dropped and counted as failures. The webhook is a notification only; every alert is in the
+    ``alerts`` table and on the ``alerts`` topic whatever happens here.
+    """
+
+    def __init__(self, url: str, token: str = "", attempts: int = 4, first_delay: float = 1.0,
+                 queue_size: int = 1000):
         self.url = url
         self.token = token
         self.attempts = attempts
         self.first_delay = first_delay
+        self.queue: queue.Queue = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
 
     def send(self, alert: dict) -> bool:
         body = json.dumps(alert).encode()
@@ -311,7 +320,20 @@ class Webhook:
         metrics.WEBHOOK_FAILURES.inc()
         return False
 
-    def send_in_background(self, alert: dict) -> threading.Thread:
-        thread = threading.Thread(target=self.send, args=(alert,), daemon=True, name="alert-webhook")
-        thread.start()
-        return thread
+    def send_in_background(self, alert: dict) -> bool:
+        """Queue the alert for the sender thread; False when the queue is full (the alert is dropped)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="alert-webhook")
+            self._thread.start()
+        try:
+            self.queue.put_nowait(alert)
+            return True
+        except queue.Full:
+            metrics.WEBHOOK_FAILURES.inc()
+            log.warning("alert webhook queue full (%d waiting); alert %s not sent", self.queue.qsize(),
+                        alert.get("id"))
+            return False
+
+    def _run(self) -> None:
+        while True:
+            self.send(self.queue.get())

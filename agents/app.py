@@ -31,6 +31,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_host=s.metrics_host,
         web_port=s.metrics_port,
         web_in_thread=False,
+        # The web server serves GET /metrics and /health only: Faust's own views (table
+        # lookups, the router, stats, the graph) stay off, so nothing accepts data over HTTP.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         store="memory://",
         table_cleanup_interval=30.0,
     )

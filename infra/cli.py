@@ -296,13 +296,13 @@ def migrate() -> None:
 @app.command()
 def settings() -> None:
     """Print every setting: environment variable, current value and what it does."""
-    from infra.settings import Settings
+    from infra.settings import Settings, shown
 
     s = get_settings()
     for name, info in Settings.model_fields.items():
         alias = info.validation_alias
         env = alias.choices[0] if alias is not None else f"SENTINEL_{name.upper()}"
-        typer.echo(f"{env}={getattr(s, name)}\n    {info.description}")
+        typer.echo(f"{env}={shown(s, name)}\n    {info.description}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,18 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+SECRET_SETTINGS = {"alert_webhook_token"}
+
+
+def shown(settings: Settings, name: str) -> str:
+    """A setting's value for output: secrets masked, passwords cut out of URLs."""
+    value = getattr(settings, name)
+    if name in SECRET_SETTINGS:
+        return "***" if value else ""
+    if name == "database_url" and value:
+        from infra.db import redact
+
+        return redact(value)
+    return str(value)
