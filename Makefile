@@ -32,8 +32,10 @@ up: setup
 test: setup system-deps
 	$(BIN)/python -m pytest -q -ra
 
+# The performance harness (models, pipeline, naive baseline, generation) in one run, ~15 minutes.
 bench: setup
-	$(BIN)/python -m bench.analyze
+	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
+	$(BIN)/python -m bench.performance
 
 clean:
 	rm -rf $(VENV) .sentinel .pytest_cache

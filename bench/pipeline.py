@@ -3,10 +3,12 @@
 1. model-only: the worker's models on the same events, in batches of ``max_batch``;
 2. end-to-end: a backlog of events produced at once to the real worker on the embedded
    stack; events/s from the first produce to the last database commit;
-3. latency: events replayed at half the end-to-end rate; p50/p99 from the Kafka record
-   time to the database write.
+3. latency: events replayed at shares of the end-to-end rate (``--loads``, default 50%);
+   p50/p99 from the Kafka record time to the database write, and the worker's RSS;
+4. burst (``--burst``): ten times the 50% rate for 20 s produced at once; the worker's peak
+   RSS against its median RSS at 50% load (queues are bounded, so memory must be too).
 
-Run: ``python -m bench.pipeline [--events N]``.
+Run: ``python -m bench.pipeline [--events N] [--loads 0.25,0.5,0.9] [--burst]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,7 +55,60 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def main(n_events: int = 1500, latency_seconds: float = 40.0) -> dict:
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stored(services, prefix: str) -> int:
+    return services.scalar("select count(*) from news_articles where id like :p", p=f"{prefix}-%")
+
+
+def _at_load(services, worker, rate: float, seconds: float, prefix: str) -> dict:
+    """Replay at ``rate`` for ``seconds``; p50/p99 from the Kafka record time to the database write,
+    and the worker's RSS sampled meanwhile."""
+    from agents.replay import replay
+
+    n = max(20, int(rate * seconds))
+    rss: list[float] = []
+    sender = threading.Thread(target=replay, args=([json.dumps(e).encode() for e in _events(n, prefix)],
+                                                   services.bootstrap, "news", rate, False), daemon=True)
+    sender.start()
+    while sender.is_alive() or _stored(services, prefix) < n:
+        rss.append(rss_mib(worker.process.pid))
+        time.sleep(0.5)
+    latencies = [float(r[0]) for r in services.rows(
+        "select extract(epoch from processed_at - event_time) from news_articles where id like :p", p=f"{prefix}-%")]
+    return {"events_per_s": round(rate, 1), "events": n, "p50_s": round(_percentile(latencies, 0.5), 3),
+            "p99_s": round(_percentile(latencies, 0.99), 3), "rss_mib_median": round(sorted(rss)[len(rss) // 2], 1)}
+
+
+def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: int = 10) -> dict:
+    """``factor`` x the steady rate for ``seconds``, produced at once; the worker's peak RSS meanwhile."""
+    n = int(steady_rate * factor * seconds)
+    peak = 0.0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_mib(worker.process.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    events = _events(n, "burst")
+    produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
+    wait_until(lambda: _stored(services, "burst") >= n, timeout=1800, interval=0.5, message="burst stored")
+    done.set()
+    sampler.join()
+    return {"burst_events": n, "burst_factor": factor, "burst_peak_rss_mib": round(peak, 1)}
+
+
+def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float, ...] = (0.5,),
+         burst: bool = False) -> dict:
     settings = get_settings()
     events = _events(n_events, "bench")
     console.print(f"model-only: {min(n_events, 640)} events in batches of {settings.max_batch} …")
@@ -62,6 +118,8 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
     services = start_services(folder)
     worker = Worker(services, folder, SENTINEL_AGENTS="news").start()
+    at_load: dict[str, dict] = {}
+    extra: dict = {}
     try:
         console.print(f"end-to-end: {n_events} events produced at once …")
         started = time.time()
@@ -72,17 +130,15 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0) -> dict:
         last = services.scalar("select extract(epoch from max(processed_at)) from news_articles")
         e2e_rate = n_events / (float(last) - started)
         console.print(f"end-to-end: {e2e_rate:.1f} events/s")
-
-        rate = e2e_rate / 2
-        n_latency = int(rate * latency_seconds)
-        console.print(f"latency: {n_latency} events at {rate:.1f}/s (half the end-to-end rate) …")
-        from agents.replay import replay
-
-        replay([json.dumps(e).encode() for e in _events(n_latency, "lat")], services.bootstrap, "news", rate)
-        wait_until(lambda: services.scalar("select count(*) from news_articles where id like 'lat-%'") >= n_latency,
-                   timeout=600, message="latency events stored")
-        latencies = [float(r[0]) for r in services.rows(
-            "select extract(epoch from processed_at - event_time) from news_articles where id like 'lat-%'")]
+        for load in loads:
+            console.print(f"latency at {load:.0%} of the end-to-end rate for {latency_seconds:g} s …")
+            at_load[f"{load:.0%}"] = _at_load(services, worker, e2e_rate * load, latency_seconds,
+                                              f"lat{int(load * 100)}")
+        if burst:
+            steady = at_load.get("50%") or _at_load(services, worker, e2e_rate / 2, latency_seconds, "lat50")
+            console.print("burst: 10x the 50% load at once …")
+            extra = {**_burst(services, worker, steady["events_per_s"]), "steady_rss_mib": steady["rss_mib_median"]}
+            extra["burst_peak_to_steady_rss"] = round(extra["burst_peak_rss_mib"] / extra["steady_rss_mib"], 3)
     finally:
         worker.stop()
         services.broker.stop()
@@ -95,11 +151,10 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0) -> dict:
         "model_only_events_per_s": round(model_rate, 1),
         "end_to_end_events_per_s": round(e2e_rate, 1),
         "ratio_end_to_end_to_model": round(e2e_rate / model_rate, 3),
-        "latency_load_events_per_s": round(rate, 1),
-        "latency_events": n_latency,
-        "latency_p50_s": round(_percentile(latencies, 0.5), 3),
-        "latency_p99_s": round(_percentile(latencies, 0.99), 3),
     }
+    for load, figures in at_load.items():
+        result.update({f"load_{load}_{k}": v for k, v in figures.items()})
+    result.update(extra)
     print_table("news pipeline, embedded Tansu + PostgreSQL, one worker", result)
     console.print(f"written to {save('pipeline', result)}")
     return result
@@ -109,5 +164,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--latency-seconds", type=float, default=40.0)
+    parser.add_argument("--loads", default="0.5", help="comma-separated shares of the end-to-end rate")
+    parser.add_argument("--burst", action="store_true", help="also measure peak RSS under a 10x burst")
     args = parser.parse_args()
-    main(args.events, args.latency_seconds)
+    main(args.events, args.latency_seconds, tuple(float(x) for x in args.loads.split(",")), args.burst)

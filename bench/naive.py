@@ -1,0 +1,80 @@
+"""The naive baseline: one message at a time through a Hugging Face ``pipeline()`` per task.
+
+Sentinel's task networks (a mean-pooled sequence head; a token head with a word-shape
+embedding) are not stock ``AutoModelFor...`` classes, so each task gets a small
+``transformers.Pipeline`` subclass: ``preprocess`` tokenizes one text, ``_forward`` runs
+the network, ``postprocess`` decodes, exactly as a stock pipeline does for its task.
+The baseline measures the models alone (no broker, no database), which flatters it: an
+end-to-end naive service would also pay a transaction and a produce per message.
+
+Run: ``python -m bench.naive [--n 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from transformers import Pipeline
+
+from bench.common import headlines, print_table
+from infra.progress import console, progress
+from models.runtime import BatchedModel, collate
+
+
+class TaskPipeline(Pipeline):
+    """A Hugging Face pipeline over one Sentinel task model, one text per call."""
+
+    def __init__(self, task_model: BatchedModel):
+        self.task_model = task_model
+        # Pipeline asks the model for its device; a TaskNet is a plain nn.Module.
+        task_model.loaded.model.device = task_model.device
+        super().__init__(model=task_model.loaded.model, tokenizer=task_model.loaded.tokenizer,
+                         device=task_model.device)
+
+    def _sanitize_parameters(self, **kwargs):
+        return {}, {}, {}
+
+    def preprocess(self, text: str):
+        features = self.task_model.encode([text])
+        return {"text": text, "features": features, "batch": collate(features)}
+
+    def _forward(self, inputs):
+        logits = self.task_model.loaded.logits(inputs["batch"]).float()
+        length = len(inputs["features"][0]["input_ids"])
+        return {**inputs, "logits": logits[0, :length] if logits.dim() == 3 else logits[0]}
+
+    def postprocess(self, outputs):
+        return self.task_model.decode([outputs["text"]], outputs["features"], [outputs["logits"]])[0]
+
+
+def naive_rate(texts: list[str]) -> float:
+    """Messages/s through the sentiment and entity pipelines, one message at a time."""
+    from models.analysis import Analyzer
+
+    analyzer = Analyzer.from_settings()
+    sentiment, entities = TaskPipeline(analyzer.sentiment), TaskPipeline(analyzer.entities)
+    for text in texts[:5]:  # warm-up
+        sentiment(text), entities(text)
+    with progress() as bar:
+        task = bar.add_task("naive: one message at a time", total=len(texts), info="")
+        started = time.perf_counter()
+        for text in texts:
+            sentiment(text)
+            entities(text)
+            bar.update(task, advance=1)
+        return len(texts) / (time.perf_counter() - started)
+
+
+def main(n: int = 200) -> dict:
+    rate = naive_rate(headlines(n, seed=5))
+    result = {"messages": n, "naive_messages_per_s": round(rate, 1)}
+    print_table("naive baseline: HF pipeline() per task, batch 1", result)
+    console.print("(run bench.performance for the comparison against the pipeline)")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    main(parser.parse_args().n)

@@ -1,0 +1,20 @@
+"""The naive benchmark baseline computes what the batched runtime computes, one text at a time."""
+
+import pytest
+
+from bench.naive import TaskPipeline
+
+TEXTS = ["Harrow Logistics (NASDAQ: HRWL) cut its outlook, said CEO Jane Smith in Berlin.",
+         "Shares rose.", "Émile Zoë's café chain grew 12% in Zürich"]
+
+
+def test_hf_pipeline_baseline_matches_the_batched_models(sentiment_model, entity_model):
+    sentiment, entities = TaskPipeline(sentiment_model), TaskPipeline(entity_model)
+    batched_sentiment = sentiment_model.predict(TEXTS)
+    batched_entities = entity_model.predict(TEXTS)
+    for i, text in enumerate(TEXTS):
+        one = sentiment(text)
+        assert one.label == batched_sentiment[i].label
+        assert one.scores["negative"] == pytest.approx(batched_sentiment[i].scores["negative"], abs=1e-4)
+        assert [(e.text, e.label, e.start) for e in entities(text)] == \
+               [(e.text, e.label, e.start) for e in batched_entities[i]]
