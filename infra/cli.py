@@ -45,7 +45,7 @@ def _data_dir(data: Optional[Path]) -> Path:
 
 
 DEFAULTS = {
-    TrainTask.sentiment: dict(epochs=4, lr=5e-4, max_length=64),
+    TrainTask.sentiment: dict(epochs=3, lr=5e-4, max_length=64),
     TrainTask.entities: dict(epochs=3, lr=1e-3, max_length=128),
     TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
 }
@@ -63,7 +63,10 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     limit: Annotated[int, typer.Option(help="Train on the first N examples only (smoke runs); 0 = all.")] = 0,
     twitter_fraction: Annotated[float, typer.Option(help="sentiment: share of twitter-financial-news train used.")] = 1.0,
-    fpb_repeat: Annotated[int, typer.Option(help="sentiment: times the FPB train part is repeated per epoch.")] = 1,
+    fpb_repeat: Annotated[int, typer.Option(
+        help="sentiment: times the FPB train part is repeated per epoch (weighs it against twitter's larger set).")] = 2,
+    balance: Annotated[bool, typer.Option(
+        help="Weight the loss by inverse square-root class frequency (sequence tasks).")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage).")] = None,
 ) -> None:
     """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
@@ -74,7 +77,7 @@ def train(
     d = DEFAULTS[task]
     config = training.TrainConfig(epochs=epochs or d["epochs"], lr=lr or d["lr"], rank=rank, alpha=2 * rank,
                                   batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
-                                  init=str(init) if init else "")
+                                  init=str(init) if init else "", balance=balance)
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = get_settings().base_encoder

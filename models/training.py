@@ -43,6 +43,7 @@ class TrainConfig:
     warmup: float = 0.06
     limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
     init: str = ""  # warm start from this Sentinel artefact's adapter and head (a second training stage)
+    balance: bool = False  # weight the loss by inverse square-root class frequency (sequence tasks)
 
 
 @dataclass
@@ -116,6 +117,11 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
                                                 steps_per_epoch * config.epochs)
     loaded = LoadedModel(tokenizer, model, job.labels, {"use_shapes": job.use_shapes}, torch.device("cpu"),
                          torch.float32, "(training)", True)
+    weight = None
+    if config.balance and not isinstance(features[0]["labels"], list):
+        counts = torch.bincount(torch.tensor([f["labels"] for f in features]), minlength=len(job.labels)).float()
+        weight = (counts.sum() / (len(job.labels) * counts.clamp(min=1))).sqrt()
+        console.print(f"class weights: {dict(zip(job.labels, [round(w, 3) for w in weight.tolist()]))}")
     history, best, best_epoch = [], -1.0, 0
     started = time.perf_counter()
     with progress() as bar:
@@ -127,7 +133,8 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
                 batch = _collate_train([features[i] for i in ids])
                 labels = batch.pop("labels")
                 logits = model(**batch)
-                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE)
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), weight=weight,
+                                       ignore_index=IGNORE)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
