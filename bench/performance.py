@@ -107,12 +107,16 @@ def main(quick: bool = False) -> dict:
         "pipeline": pipe,
         "generation": {k: v for k, v in gen.items() if k not in ("benchmark", "when", "hardware")},
         "ratio_end_to_end_to_model": pipe["ratio_end_to_end_to_model"],
+        "ratio_end_to_end_to_in_worker_model": pipe["ratio_end_to_end_to_in_worker_model"],
         "ratio_end_to_end_to_naive": round(pipe["end_to_end_events_per_s"] / naive_rate, 2),
     }
     headline = {
-        "model-only, worker batch settings (events/s)": pipe["model_only_events_per_s"],
+        "model-only, worker batch settings, before/after (events/s)":
+            f"{pipe['model_only_before_events_per_s']} / {pipe['model_only_after_events_per_s']}",
         "end-to-end (events/s)": pipe["end_to_end_events_per_s"],
-        "end-to-end / model-only": pipe["ratio_end_to_end_to_model"],
+        "end-to-end / model-only (mean of before and after)": pipe["ratio_end_to_end_to_model"],
+        "the worker's models, same run (events/s)": pipe["in_worker_model_events_per_s"],
+        "end-to-end / the worker's models, same run": pipe["ratio_end_to_end_to_in_worker_model"],
         "naive HF pipeline, batch 1 (messages/s)": result["naive_messages_per_s"],
         "end-to-end / naive": result["ratio_end_to_end_to_naive"],
         **{f"p99 at {k} load (s)": pipe.get(f"load_{k}_p99_s") for k in ("25%", "50%", "90%")},

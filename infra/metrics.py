@@ -34,6 +34,9 @@ MODEL_TOKENIZE = Histogram("sentinel_model_tokenize_duration_seconds", "Tokeniza
                            ["task"], buckets=_LATENCY, registry=REGISTRY)
 MODEL_INFER = Histogram("sentinel_model_infer_duration_seconds", "Model forward time per batch.", ["task"],
                         buckets=_LATENCY, registry=REGISTRY)
+MODEL_DECODE = Histogram("sentinel_model_decode_duration_seconds",
+                         "Time to turn one call's logits into results (labels, spans).", ["task"],
+                         buckets=_LATENCY, registry=REGISTRY)
 DB_WRITE = Histogram("sentinel_db_write_duration_seconds", "Time to write one batch in one transaction.",
                      ["agent"], buckets=_LATENCY, registry=REGISTRY)
 KAFKA_PRODUCE = Histogram("sentinel_kafka_produce_duration_seconds", "Time to produce one batch's outputs.",
@@ -59,6 +62,8 @@ def observe_model_phases(model) -> None:
             MODEL_TOKENIZE.labels(task).observe(seconds)
         elif phase == "infer":
             MODEL_INFER.labels(task).observe(seconds)
+        elif phase == "decode":
+            MODEL_DECODE.labels(task).observe(seconds)
 
     model.timings.listeners.append(listener)
     MODEL_INFO.labels(**model.describe()).set(1)
