@@ -58,3 +58,9 @@ def print_table(title: str, result: dict) -> None:
     for k, v in result.items():
         table.add_row(k, str(v))
     console.print(table)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; NaN for no values."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from agents.demo.feed import generate
-from bench.common import print_table, save
-from infra.harness import Worker, produce, start_services, wait_until
+from bench.common import percentile, print_table, save
+from infra.harness import Worker, produce, rss_mib, start_services, wait_until
 from infra.progress import console
 from infra.settings import get_settings
 
@@ -64,16 +64,6 @@ def model_busy_seconds(metrics_text: str) -> float:
     return total
 
 
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _stored(services, prefix: str) -> int:
@@ -95,8 +85,8 @@ def _at_load(services, worker, rate: float, seconds: float, prefix: str) -> dict
         time.sleep(0.5)
     latencies = [float(r[0]) for r in services.rows(
         "select extract(epoch from processed_at - event_time) from news_articles where id like :p", p=f"{prefix}-%")]
-    return {"events_per_s": round(rate, 1), "events": n, "p50_s": round(_percentile(latencies, 0.5), 3),
-            "p99_s": round(_percentile(latencies, 0.99), 3), "rss_mib_median": round(sorted(rss)[len(rss) // 2], 1)}
+    return {"events_per_s": round(rate, 1), "events": n, "p50_s": round(percentile(latencies, 0.5), 3),
+            "p99_s": round(percentile(latencies, 0.99), 3), "rss_mib_median": round(sorted(rss)[len(rss) // 2], 1)}
 
 
 def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: int = 10) -> dict:

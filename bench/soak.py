@@ -21,8 +21,8 @@ from pathlib import Path
 
 from agents.demo.feed import generate
 from agents.replay import replay
-from bench.common import print_table, save
-from infra.harness import Worker, produce, start_services, wait_until
+from bench.common import percentile, print_table, save
+from infra.harness import Worker, produce, rss_mib, start_services, wait_until
 from infra.progress import console, progress
 
 
@@ -33,12 +33,6 @@ def _events(n: int, prefix: str) -> list[bytes]:
         out.append(json.dumps(e).encode())
     return out
 
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -51,10 +45,6 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     sxx = sum((t - mx) ** 2 for t, _ in points)
     return 60 * sum((t - mx) * (v - my) for t, v in points) / sxx if sxx else 0.0
 
-
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
 
 
 def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_minutes: float = 3.0) -> dict:
@@ -89,8 +79,8 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
                     a=since, b=now)]
                 since = now
                 sample = {"t_s": round(now - soak_start, 1), "rss_mib": round(rss_mib(worker.process.pid), 1),
-                          "events": len(latencies), "p50_s": round(_percentile(latencies, 0.5), 3),
-                          "p99_s": round(_percentile(latencies, 0.99), 3)}
+                          "events": len(latencies), "p50_s": round(percentile(latencies, 0.5), 3),
+                          "p99_s": round(percentile(latencies, 0.99), 3)}
                 samples.append(sample)
                 bar.update(task, completed=min(now - soak_start, minutes * 60),
                            info=f"RSS {sample['rss_mib']:.0f} MiB, p99 {sample['p99_s']:.2f} s")
@@ -112,8 +102,8 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
         "rss_mib_first_fitted": fitted[0]["rss_mib"] if fitted else None,
         "rss_mib_last": samples[-1]["rss_mib"] if samples else None,
         "rss_slope_mib_per_min": round(rss_slope, 3),
-        "p50_s_median_of_samples": _percentile([s["p50_s"] for s in fitted], 0.5) if fitted else None,
-        "p99_s_median_of_samples": _percentile([s["p99_s"] for s in fitted], 0.5) if fitted else None,
+        "p50_s_median_of_samples": percentile([s["p50_s"] for s in fitted], 0.5) if fitted else None,
+        "p99_s_median_of_samples": percentile([s["p99_s"] for s in fitted], 0.5) if fitted else None,
         "p99_slope_s_per_min": round(p99_slope, 4),
     }
     print_table(f"soak: news worker at half capacity for {minutes:g} min", result)

@@ -118,6 +118,14 @@ def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | 
     producer.close()
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

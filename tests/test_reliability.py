@@ -3,7 +3,6 @@
 Each test checks the same promise: every valid event stored exactly once, nothing lost.
 """
 
-import json
 import random
 import time
 
@@ -11,6 +10,7 @@ import pytest
 
 from agents.demo.feed import generate
 from infra.embedded import EmbeddedBroker
+from infra.harness import rss_mib
 from tests.helpers import Worker, news_values, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -31,17 +31,10 @@ def metric(text: str, name: str) -> float:
     """The sum of a metric family's samples named exactly ``name`` (any labels)."""
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def test_three_sigkills_at_random_points_lose_and_duplicate_nothing(services, tmp_path):
@@ -52,7 +45,7 @@ def test_three_sigkills_at_random_points_lose_and_duplicate_nothing(services, tm
     for round_no in range(3):
         worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
         target = stored(services) + rng.randint(200, 900)
-        wait_until(lambda: stored(services) >= target, timeout=600, interval=0.1,
+        wait_until(lambda target=target: stored(services) >= target, timeout=600, interval=0.1,
                    message=f"kill {round_no + 1} at {target} articles")
         worker.kill()
         kills.append(stored(services))
