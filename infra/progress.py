@@ -35,9 +35,10 @@ class _LineProgress:
                            "start": time.monotonic(), "info": info}
         return key
 
-    def update(self, key: int, advance: float = 0, info: str | None = None, **_) -> None:
+    def update(self, key: int, advance: float = 0, info: str | None = None, completed: float | None = None,
+               **_) -> None:
         task = self.tasks[key]
-        task["done"] += advance
+        task["done"] = completed if completed is not None else task["done"] + advance
         if info is not None:
             task["info"] = info
         total = task["total"]
