@@ -177,7 +177,7 @@ def build_app(settings: Settings) -> faust.App:
             return
         log.critical("Kafka cluster was reset: %s now reports cluster id %r instead of %r, so its topics and "
                      "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
-                     "the topics and stopping; restart the worker (compose and `sentinel up` supervisors do).",
+                     "the topics and stopping; restart the worker (compose does; under `sentinel up`, run it again).",
                      settings.kafka_bootstrap, now, started_on)
         await loop.run_in_executor(None, ensure_topics, settings.kafka_bootstrap, topic_specs(partitions))
         await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
