@@ -26,16 +26,34 @@ from pathlib import Path
 
 from agents.demo.feed import generate
 from bench.common import percentile, print_table, save
-from infra.harness import Worker, produce, rss_mib, start_services, wait_until
+from infra.harness import (
+    Worker,
+    metric_total,
+    produce,
+    rss_mib,
+    start_services,
+    wait_until,
+)
 from infra.progress import console
 from infra.settings import get_settings
 
 
-def _events(n: int, prefix: str) -> list[dict]:
-    events = generate(n=n, burst_at=None, seed=21, prefix=prefix)
+def timed_events(n: int, prefix: str, seed: int = 21) -> list[dict]:
+    """Demo-feed events without ``published_at``: event time = Kafka record time, so latency runs from the produce."""
+    events = generate(n=n, burst_at=None, seed=seed, prefix=prefix)
     for e in events:
-        e.pop("published_at")  # event time = Kafka record time, so latency is measured from the produce
+        e.pop("published_at")
     return events
+
+
+def backlog_rate(services, events: list[dict]) -> float:
+    """Produce ``events`` at once to a fresh stack; events/s from the first produce to the last commit."""
+    started = time.time()
+    produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
+    wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events), timeout=1800,
+               interval=0.25, message=f"{len(events)} stored")
+    last = services.scalar("select extract(epoch from max(processed_at)) from news_articles")
+    return len(events) / (float(last) - started)
 
 
 def model_only(events: list[dict], max_batch: int, rounds: int = 2) -> float:
@@ -56,14 +74,8 @@ def model_only(events: list[dict], max_batch: int, rounds: int = 2) -> float:
 
 def model_busy_seconds(metrics_text: str) -> float:
     """Seconds the worker's models spent tokenizing, running and decoding, from its /metrics."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(("sentinel_model_tokenize_duration_seconds_sum", "sentinel_model_infer_duration_seconds_sum",
-                            "sentinel_model_decode_duration_seconds_sum")):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
+    return sum(metric_total(metrics_text, f"sentinel_model_{phase}_duration_seconds_sum")
+               for phase in ("tokenize", "infer", "decode"))
 
 
 def _stored(services, prefix: str) -> int:
@@ -77,7 +89,7 @@ def _at_load(services, worker, rate: float, seconds: float, prefix: str) -> dict
 
     n = max(20, int(rate * seconds))
     rss: list[float] = []
-    sender = threading.Thread(target=replay, args=([json.dumps(e).encode() for e in _events(n, prefix)],
+    sender = threading.Thread(target=replay, args=([json.dumps(e).encode() for e in timed_events(n, prefix)],
                                                    services.bootstrap, "news", rate, False), daemon=True)
     sender.start()
     while sender.is_alive() or _stored(services, prefix) < n:
@@ -103,7 +115,7 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    events = _events(n, "burst")
+    events = timed_events(n, "burst")
     produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
     wait_until(lambda: _stored(services, "burst") >= n, timeout=1800, interval=0.5, message="burst stored")
     done.set()
@@ -114,7 +126,7 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
 def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float, ...] = (0.5,),
          burst: bool = False) -> dict:
     settings = get_settings()
-    events = _events(n_events, "bench")
+    events = timed_events(n_events, "bench")
     console.print(f"model-only: {min(n_events, 640)} events in batches of {settings.max_batch} …")
     model_rate = model_only(events[:640], settings.max_batch)
     console.print(f"model-only: {model_rate:.1f} events/s")
@@ -127,13 +139,7 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
     try:
         console.print(f"end-to-end: {n_events} events produced at once …")
         busy_before = model_busy_seconds(worker.metrics())
-        started = time.time()
-        produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events],
-                [e["id"].encode() for e in events])
-        wait_until(lambda: services.scalar("select count(*) from news_articles") >= n_events, timeout=1800,
-                   interval=0.25, message=f"{n_events} stored")
-        last = services.scalar("select extract(epoch from max(processed_at)) from news_articles")
-        e2e_rate = n_events / (float(last) - started)
+        e2e_rate = backlog_rate(services, events)
         busy = model_busy_seconds(worker.metrics()) - busy_before
         in_worker_rate = n_events / busy
         console.print(f"end-to-end: {e2e_rate:.1f} events/s; the worker's models alone, same run: "

@@ -19,20 +19,11 @@ import threading
 import time
 from pathlib import Path
 
-from agents.demo.feed import generate
 from agents.replay import replay
 from bench.common import percentile, print_table, save
-from infra.harness import Worker, produce, rss_mib, start_services, wait_until
+from bench.pipeline import backlog_rate, timed_events
+from infra.harness import Worker, rss_mib, start_services
 from infra.progress import console, progress
-
-
-def _events(n: int, prefix: str) -> list[bytes]:
-    out = []
-    for e in generate(n=n, burst_at=None, seed=41, prefix=prefix):
-        e.pop("published_at")  # event time = Kafka record time, so latency runs from the produce
-        out.append(json.dumps(e).encode())
-    return out
-
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -46,7 +37,6 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     return 60 * sum((t - mx) * (v - my) for t, v in points) / sxx if sxx else 0.0
 
 
-
 def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_minutes: float = 3.0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="sentinel-soak-"))
     services = start_services(folder)
@@ -54,16 +44,11 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
     samples: list[dict] = []
     try:
         console.print(f"capacity: {probe} events produced at once …")
-        started = time.time()
-        produce(services.bootstrap, "news", _events(probe, "probe"))
-        wait_until(lambda: services.scalar("select count(*) from news_articles") >= probe, timeout=1200,
-                   interval=0.25, message=f"{probe} stored")
-        last = services.scalar("select extract(epoch from max(processed_at)) from news_articles")
-        capacity = probe / (float(last) - started)
+        capacity = backlog_rate(services, timed_events(probe, "probe", seed=41))
         rate = capacity / 2
         n = int(rate * minutes * 60)
         console.print(f"capacity {capacity:.1f} events/s; soak: {n} events at {rate:.1f}/s for {minutes:g} min")
-        values = _events(n, "soak")
+        values = [json.dumps(e).encode() for e in timed_events(n, "soak", seed=41)]
         sender = threading.Thread(target=replay, args=(values, services.bootstrap, "news", rate, False), daemon=True)
         soak_start = time.time()
         sender.start()

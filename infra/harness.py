@@ -126,6 +126,15 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def metric_total(metrics_text: str, name: str) -> float:
+    """The sum of a metric's samples named exactly ``name`` (any labels) in Prometheus text."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.5, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

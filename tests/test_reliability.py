@@ -10,7 +10,7 @@ import pytest
 
 from agents.demo.feed import generate
 from infra.embedded import EmbeddedBroker
-from infra.harness import rss_mib
+from infra.harness import metric_total, rss_mib
 from tests.helpers import Worker, news_values, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -25,15 +25,6 @@ def assert_exactly_once(services, events: list[dict]) -> None:
     assert {r[0] for r in services.rows("select id from news_articles")} == {e["id"] for e in events}
     assert services.scalar("""select count(*) from (select article_id, start, "end", label, count(*) c
                               from entity_mentions group by 1, 2, 3, 4 having count(*) > 1) d""") == 0
-
-
-def metric(text: str, name: str) -> float:
-    """The sum of a metric family's samples named exactly ``name`` (any labels)."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith((name + " ", name + "{")):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 
@@ -70,12 +61,12 @@ def test_database_outage_pauses_consumption_and_resumes_by_itself(services, tmp_
         services.postgres.halt()
         outage_started = time.monotonic()
         try:
-            wait_until(lambda: metric(worker.metrics(), "sentinel_db_up") == 0, timeout=15,
+            wait_until(lambda: metric_total(worker.metrics(), "sentinel_db_up") == 0, timeout=15,
                        message="sentinel_db_up = 0 during the outage")
             time.sleep(5)  # the batches in flight stop; consumption pauses
-            consumed_mid = metric(worker.metrics(), "sentinel_events_consumed_total")
+            consumed_mid = metric_total(worker.metrics(), "sentinel_events_consumed_total")
             time.sleep(15 - (time.monotonic() - outage_started))
-            consumed_end = metric(worker.metrics(), "sentinel_events_consumed_total")
+            consumed_end = metric_total(worker.metrics(), "sentinel_events_consumed_total")
             rss_during = rss_mib(worker.process.pid)
             assert worker.process.poll() is None, "the worker died during the outage"
         finally:
@@ -89,8 +80,8 @@ def test_database_outage_pauses_consumption_and_resumes_by_itself(services, tmp_
     assert consumed_end == consumed_mid, "the worker kept taking events while the database was down"
     assert consumed_end < 2500
     assert rss_during < 1.5 * rss_before
-    assert metric(after, "sentinel_db_up") == 1
-    assert metric(after, "sentinel_db_errors_total") >= 1
+    assert metric_total(after, "sentinel_db_up") == 1
+    assert metric_total(after, "sentinel_db_errors_total") >= 1
     assert "database unavailable" in worker.log()
     assert_exactly_once(services, events)
 
@@ -103,9 +94,9 @@ def test_a_second_worker_joins_and_leaves_mid_stream(services, tmp_path):
         produce(services.bootstrap, "news", news_values(events))
         wait_until(lambda: stored(services) >= 400, timeout=300, message="400 articles before the join")
         second = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
-        wait_until(lambda: metric(second.metrics(), "sentinel_events_consumed_total") >= 200, timeout=300,
+        wait_until(lambda: metric_total(second.metrics(), "sentinel_events_consumed_total") >= 200, timeout=300,
                    message="the second worker takes part")
-        second_consumed = metric(second.metrics(), "sentinel_events_consumed_total")
+        second_consumed = metric_total(second.metrics(), "sentinel_events_consumed_total")
         assert second.stop() == 0
         second = None
         at_leave = stored(services)
