@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import faust
 
+from agents.transport import Transport
 from infra.settings import Settings, get_settings
+
+
+class App(faust.App):
+    """Faust's App on Sentinel's transport (see agents/transport.py)."""
+
+    fetch_max_wait: float = 1.5  # seconds; create_app sets it from the settings
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -12,7 +22,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     if not s.kafka_bootstrap:
         raise RuntimeError("KAFKA_BOOTSTRAP is not set: run `sentinel up` (embedded broker) or point it at Kafka")
     servers = ";".join(f"kafka://{b.strip()}" for b in s.kafka_bootstrap.split(","))
-    return faust.App(
+    app = App(
         s.app_id,
         broker=servers,
         # Raw bytes in and out: validation is ours, so bad input reaches the dead letters instead of a codec crash.
@@ -41,3 +51,5 @@ def create_app(settings: Settings | None = None) -> faust.App:
         store="memory://",
         table_cleanup_interval=30.0,
     )
+    app.fetch_max_wait = s.fetch_max_wait
+    return app

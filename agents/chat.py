@@ -42,9 +42,10 @@ class ChatPipeline:
 
     def _run_models(self, events: list[ChatEvent]):
         texts = [e.text for e in events]
-        analysed = self.analyzer.analyze_texts(texts)
-        intents = self.intents.predict(texts)
-        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
+        with metrics.BATCH_MODELS.labels(AGENT).time():
+            analysed = self.analyzer.analyze_texts(texts)
+            intents = self.intents.predict(texts)
+            drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
         return analysed, drafts
 
     async def prepare(self, messages: list[Received]) -> Prepared:

@@ -205,7 +205,8 @@ class NewsPipeline:
             return []
         texts = [event.content for _, event in valid]
         try:
-            return self.analyzer.analyze_texts(texts)
+            with metrics.BATCH_MODELS.labels(AGENT).time():
+                return self.analyzer.analyze_texts(texts)
         except Exception:  # one bad input must not sink the batch: find it
             log.exception("batch analysis failed; retrying one event at a time")
             out = []

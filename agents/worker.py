@@ -27,6 +27,7 @@ from infra.db import make_engine, migrate, redact
 from infra.kafka import cluster_id, ensure_topics, topic_specs
 from infra.settings import Settings
 from models.entity_keys import KeyResolver
+from models.runtime import model_thread_pool, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def build_app(settings: Settings) -> faust.App:
     analyzer.warm_up()
     for model in (analyzer.sentiment, analyzer.entities):
         metrics.observe_model_phases(model)
-    model_pool = ThreadPoolExecutor(1, thread_name_prefix="models")
+    model_pool = model_thread_pool(1, use_threads(settings.torch_threads), "models")
     db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
     sinks: list[PostgresSink] = []
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
@@ -188,7 +189,10 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health_view(web, request):
-        return web.json({"status": "ok", "app": settings.app_id, "agents": sorted(agents)})
+        # The partitions this worker consumes now: 0 until the group has assigned it its share.
+        assigned = len(app.consumer.assignment()) if app.consumer else 0
+        return web.json({"status": "ok", "app": settings.app_id, "agents": sorted(agents),
+                         "assigned_partitions": assigned})
 
     @app.on_before_shutdown.connect
     async def stop_sinks(app, **kwargs):

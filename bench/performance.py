@@ -111,10 +111,10 @@ def main(quick: bool = False) -> dict:
         "ratio_end_to_end_to_naive": round(pipe["end_to_end_events_per_s"] / naive_rate, 2),
     }
     headline = {
-        "model-only, worker batch settings, before/after (events/s)":
-            f"{pipe['model_only_before_events_per_s']} / {pipe['model_only_after_events_per_s']}",
-        "end-to-end (events/s)": pipe["end_to_end_events_per_s"],
-        "end-to-end / model-only (mean of before and after)": pipe["ratio_end_to_end_to_model"],
+        "model-only, worker batch settings, each round (events/s)":
+            " / ".join(map(str, pipe["model_only_rounds_events_per_s"])),
+        "end-to-end, each round (events/s)": " / ".join(map(str, pipe["end_to_end_rounds_events_per_s"])),
+        "end-to-end / model-only before and after, median of rounds": pipe["ratio_end_to_end_to_model"],
         "the worker's models, same run (events/s)": pipe["in_worker_model_events_per_s"],
         "end-to-end / the worker's models, same run": pipe["ratio_end_to_end_to_in_worker_model"],
         "naive HF pipeline, batch 1 (messages/s)": result["naive_messages_per_s"],

@@ -1,24 +1,25 @@
 """End-to-end news pipeline against the models' own batched throughput, in one run.
 
-1. model-only: the worker's models on the same events, in batches of ``max_batch``, in this
-   process, measured just before and just after the end-to-end run (the machine drifts);
-2. end-to-end: a backlog of events produced at once to the real worker on the embedded
-   stack; events/s from the first produce to the last database commit. The worker's own
-   model timings over the same run (tokenize + infer + decode, from its /metrics) give the
-   models' throughput at the same moment, under the same load: the ratio of the two is the
-   share of the run the models were busy;
-3. latency: events replayed at shares of the end-to-end rate (``--loads``, default 50%);
+1. rounds (``--rounds``, default 3) with the stack up: model-only, end-to-end, model-only, … .
+   Model-only runs the worker's models (same settings) on demo events in batches of
+   ``max_batch``, in this process. End-to-end produces a backlog of events at once to the
+   real worker on the embedded stack: events/s from the first produce to the last database
+   commit, compared with the mean of the model-only runs just before and after it (the
+   machine's speed drifts). The worker's own model time over the same round (from its
+   /metrics) gives the share of the round the models were busy;
+2. latency: events replayed at shares of the end-to-end rate (``--loads``, default 50%);
    p50/p99 from the Kafka record time to the database write, and the worker's RSS;
-4. burst (``--burst``): ten times the 50% rate for 20 s produced at once; the worker's peak
+3. burst (``--burst``): ten times the 50% rate for 20 s produced at once; the worker's peak
    RSS against its median RSS at 50% load (queues are bounded, so memory must be too).
 
-Run: ``python -m bench.pipeline [--events N] [--loads 0.25,0.5,0.9] [--burst]``.
+Run: ``python -m bench.pipeline [--events N] [--rounds R] [--loads 0.25,0.5,0.9] [--burst]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import threading
 import time
@@ -46,36 +47,28 @@ def timed_events(n: int, prefix: str, seed: int = 21) -> list[dict]:
     return events
 
 
-def backlog_rate(services, events: list[dict]) -> float:
-    """Produce ``events`` at once to a fresh stack; events/s from the first produce to the last commit."""
+def backlog_rate(services, prefix: str, events: list[dict]) -> float:
+    """Produce ``events`` (ids ``prefix-…``) at once; events/s from the first produce to the last commit."""
     started = time.time()
     produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
-    wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events), timeout=1800,
-               interval=0.25, message=f"{len(events)} stored")
-    last = services.scalar("select extract(epoch from max(processed_at)) from news_articles")
+    wait_until(lambda: _stored(services, prefix) >= len(events), timeout=1800, interval=0.25,
+               message=f"{len(events)} stored")
+    last = services.scalar("select extract(epoch from max(processed_at)) from news_articles where id like :p",
+                           p=f"{prefix}-%")
     return len(events) / (float(last) - started)
 
 
-def model_only(events: list[dict], max_batch: int, rounds: int = 2) -> float:
-    from models.analysis import Analyzer
-    from schemas.events import NewsEvent
-
-    analyzer = Analyzer.from_settings()
-    analyzer.warm_up()
-    texts = [NewsEvent.model_validate(e).content for e in events]
-    best = 0.0
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for i in range(0, len(texts), max_batch):
-            analyzer.analyze_texts(texts[i : i + max_batch])
-        best = max(best, len(texts) / (time.perf_counter() - start))
-    return best
+def model_only(analyzer, texts: list[str], max_batch: int) -> float:
+    """The models alone on ``texts`` in batches of ``max_batch``, in this process: texts/s."""
+    start = time.perf_counter()
+    for i in range(0, len(texts), max_batch):
+        analyzer.analyze_texts(texts[i : i + max_batch])
+    return len(texts) / (time.perf_counter() - start)
 
 
 def model_busy_seconds(metrics_text: str) -> float:
-    """Seconds the worker's models spent tokenizing, running and decoding, from its /metrics."""
-    return sum(metric_total(metrics_text, f"sentinel_model_{phase}_duration_seconds_sum")
-               for phase in ("tokenize", "infer", "decode"))
+    """Seconds the worker's models spent on news batches (wall time, tasks side by side), from its /metrics."""
+    return metric_total(metrics_text, "sentinel_batch_models_duration_seconds_sum")
 
 
 def _stored(services, prefix: str) -> int:
@@ -124,28 +117,36 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
 
 
 def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float, ...] = (0.5,),
-         burst: bool = False) -> dict:
-    settings = get_settings()
-    events = timed_events(n_events, "bench")
-    console.print(f"model-only: {min(n_events, 640)} events in batches of {settings.max_batch} …")
-    model_rate = model_only(events[:640], settings.max_batch)
-    console.print(f"model-only: {model_rate:.1f} events/s")
+         burst: bool = False, rounds: int = 3) -> dict:
+    from models.analysis import Analyzer
+    from schemas.events import NewsEvent
 
+    settings = get_settings()
     folder = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
     services = start_services(folder)
-    worker = Worker(services, folder, SENTINEL_AGENTS="news").start()
+    worker = Worker(services, folder, SENTINEL_AGENTS="news").start().wait_assigned()
+    analyzer = Analyzer.from_settings(settings)
+    analyzer.warm_up()
+    texts = [NewsEvent.model_validate(e).content for e in timed_events(640, "model")]
     at_load: dict[str, dict] = {}
     extra: dict = {}
     try:
-        console.print(f"end-to-end: {n_events} events produced at once …")
-        busy_before = model_busy_seconds(worker.metrics())
-        e2e_rate = backlog_rate(services, events)
-        busy = model_busy_seconds(worker.metrics()) - busy_before
-        in_worker_rate = n_events / busy
-        console.print(f"end-to-end: {e2e_rate:.1f} events/s; the worker's models alone, same run: "
-                      f"{in_worker_rate:.1f} events/s")
-        model_rate_after = model_only(events[:640], settings.max_batch)
-        console.print(f"model-only again, after the end-to-end run: {model_rate_after:.1f} events/s")
+        # Model-only and end-to-end alternate, with the stack up (idle) during model-only, and each
+        # end-to-end round is compared with the model-only rounds just before and after it: the
+        # machine's speed drifts by ±10 % within minutes.
+        model_rates = [model_only(analyzer, texts, settings.max_batch)]
+        e2e_rates, in_worker_rates = [], []
+        for r in range(rounds):
+            console.print(f"round {r + 1}/{rounds}: model-only {model_rates[-1]:.1f} events/s; "
+                          f"end-to-end: {n_events} events produced at once …")
+            busy_before = model_busy_seconds(worker.metrics())
+            e2e_rates.append(backlog_rate(services, f"e2e{r}", timed_events(n_events, f"e2e{r}", seed=21 + r)))
+            in_worker_rates.append(n_events / (model_busy_seconds(worker.metrics()) - busy_before))
+            model_rates.append(model_only(analyzer, texts, settings.max_batch))
+            console.print(f"round {r + 1}/{rounds}: end-to-end {e2e_rates[-1]:.1f} events/s, the worker's models "
+                          f"{in_worker_rates[-1]:.1f} events/s; model-only after {model_rates[-1]:.1f} events/s")
+        ratios = [e2e / ((model_rates[i] + model_rates[i + 1]) / 2) for i, e2e in enumerate(e2e_rates)]
+        e2e_rate = statistics.median(e2e_rates)
         for load in loads:
             console.print(f"latency at {load:.0%} of the end-to-end rate for {latency_seconds:g} s …")
             at_load[f"{load:.0%}"] = _at_load(services, worker, e2e_rate * load, latency_seconds,
@@ -161,21 +162,24 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
         services.postgres.stop()
 
     result = {
-        "events": n_events, "max_batch": settings.max_batch, "max_wait_s": settings.max_wait,
-        "token_budget": settings.token_budget, "mean_text_chars": round(
-            sum(len(e["text"]) for e in events) / len(events), 1),
-        "model_only_before_events_per_s": round(model_rate, 1),
-        "model_only_after_events_per_s": round(model_rate_after, 1),
-        "model_only_events_per_s": round((model_rate + model_rate_after) / 2, 1),
+        "events": n_events, "rounds": rounds, "max_batch": settings.max_batch, "max_wait_s": settings.max_wait,
+        "token_budget": settings.token_budget, "parallel_tasks": settings.parallel_tasks,
+        "mean_text_chars": round(sum(len(t) for t in texts) / len(texts), 1),
+        "model_only_rounds_events_per_s": [round(x, 1) for x in model_rates],
+        "end_to_end_rounds_events_per_s": [round(x, 1) for x in e2e_rates],
+        "ratio_rounds": [round(x, 3) for x in ratios],
+        "model_only_events_per_s": round(statistics.median(model_rates), 1),
         "end_to_end_events_per_s": round(e2e_rate, 1),
-        "ratio_end_to_end_to_model": round(e2e_rate / ((model_rate + model_rate_after) / 2), 3),
-        "in_worker_model_events_per_s": round(in_worker_rate, 1),
-        "ratio_end_to_end_to_in_worker_model": round(e2e_rate / in_worker_rate, 3),
+        "ratio_end_to_end_to_model": round(statistics.median(ratios), 3),
+        "in_worker_model_events_per_s": round(statistics.median(in_worker_rates), 1),
+        "ratio_end_to_end_to_in_worker_model": round(
+            statistics.median(e / w for e, w in zip(e2e_rates, in_worker_rates)), 3),
     }
     for load, figures in at_load.items():
         result.update({f"load_{load}_{k}": v for k, v in figures.items()})
     result.update(extra)
-    print_table("news pipeline, embedded Tansu + PostgreSQL, one worker", result)
+    print_table("news pipeline, embedded Tansu + PostgreSQL, one worker",
+                {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in result.items()})
     console.print(f"written to {save('pipeline', result)}")
     return result
 
@@ -186,5 +190,6 @@ if __name__ == "__main__":
     parser.add_argument("--latency-seconds", type=float, default=40.0)
     parser.add_argument("--loads", default="0.5", help="comma-separated shares of the end-to-end rate")
     parser.add_argument("--burst", action="store_true", help="also measure peak RSS under a 10x burst")
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs, each between two model-only runs")
     args = parser.parse_args()
-    main(args.events, args.latency_seconds, tuple(float(x) for x in args.loads.split(",")), args.burst)
+    main(args.events, args.latency_seconds, tuple(float(x) for x in args.loads.split(",")), args.burst, args.rounds)

@@ -40,11 +40,11 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_minutes: float = 3.0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="sentinel-soak-"))
     services = start_services(folder)
-    worker = Worker(services, folder, SENTINEL_AGENTS="news").start()
+    worker = Worker(services, folder, SENTINEL_AGENTS="news").start().wait_assigned()
     samples: list[dict] = []
     try:
         console.print(f"capacity: {probe} events produced at once …")
-        capacity = backlog_rate(services, timed_events(probe, "probe", seed=41))
+        capacity = backlog_rate(services, "probe", timed_events(probe, "probe", seed=41))
         rate = capacity / 2
         n = int(rate * minutes * 60)
         console.print(f"capacity {capacity:.1f} events/s; soak: {n} events at {rate:.1f}/s for {minutes:g} min")

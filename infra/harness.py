@@ -3,6 +3,7 @@ the embedded broker and database, real worker processes, produce and read helper
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,6 +85,16 @@ class Worker:
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.log()[-3000:]}")
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_assigned(self, timeout: float = 60.0) -> "Worker":
+        """Wait until the consumer group has given this worker its partitions (a join takes seconds)."""
+        wait_until(lambda: self.health()["assigned_partitions"] > 0, timeout=timeout, interval=0.2,
+                   message="worker assigned its partitions")
+        return self
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:

@@ -30,6 +30,9 @@ BATCH_SIZE = Histogram("sentinel_batch_size", "Events per micro-batch.", ["agent
 BATCH_QUEUE = Histogram("sentinel_batch_queue_duration_seconds",
                         "Time from an event's arrival in Kafka to the start of its batch.", ["agent"],
                         buckets=_LATENCY, registry=REGISTRY)
+BATCH_MODELS = Histogram("sentinel_batch_models_duration_seconds",
+                         "Wall time all models took over one micro-batch (tasks may run side by side).", ["agent"],
+                         buckets=_LATENCY, registry=REGISTRY)
 MODEL_TOKENIZE = Histogram("sentinel_model_tokenize_duration_seconds", "Tokenization and padding time per call.",
                            ["task"], buckets=_LATENCY, registry=REGISTRY)
 MODEL_INFER = Histogram("sentinel_model_infer_duration_seconds", "Model forward time per batch.", ["task"],

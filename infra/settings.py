@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     token_budget: int = Field(
         8192, ge=64, description="Most padded tokens (batch rows x longest row) in one model batch."
     )
-    torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default.")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core).")
+    parallel_tasks: str = Field(
+        "auto", pattern="^(auto|on|off)$",
+        description="Sentiment and entities side by side, each on half the threads: auto (on CPU), on or off.",
+    )
 
     # --- data and state ---------------------------------------------------------
     data_dir: Path = Field(
@@ -82,6 +86,10 @@ class Settings(BaseSettings):
     app_id: str = Field("sentinel", description="Faust application id (the Kafka consumer group).")
     topic_partitions: int = Field(4, ge=1, le=256, description="Partitions of the input topics and their outputs.")
     max_wait: float = Field(0.2, gt=0, le=30, description="Seconds a micro-batch waits to fill before it runs.")
+    fetch_max_wait: float = Field(
+        0.1, gt=0, le=30,
+        description="Longest a consumer fetch waits at the broker for data (Tansu answers only when it ends).",
+    )
     stream_buffer: int = Field(
         1024, ge=16, description="Events buffered per partition before consumption pauses (bounds memory)."
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
+from models.runtime import model_thread_pool, use_threads
 from models.sentiment import SentimentClassifier
 
 
@@ -29,14 +30,27 @@ def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
 
 
 class Analyzer:
-    def __init__(self, sentiment: SentimentClassifier, entities: EntityRecognizer):
+    """Sentiment and entities for the same texts.
+
+    On CPU the two task models run side by side, each in its own thread on half of the
+    intra-op threads. Inside the worker this kept the models at their standalone speed:
+    with both models on all threads one after the other, every wake-up of the consumer or
+    database thread stalled torch's whole thread team (see docs/BENCHMARKS.md).
+    """
+
+    def __init__(self, sentiment: SentimentClassifier, entities: EntityRecognizer, threads_per_task: int = 0):
         self.sentiment = sentiment
         self.entities = entities
+        self._lanes = model_thread_pool(2, threads_per_task, "task") if threads_per_task else None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Analyzer":
         s = settings or get_settings()
-        return cls(SentimentClassifier.from_settings(s), EntityRecognizer.from_settings(s))
+        sentiment, entities = SentimentClassifier.from_settings(s), EntityRecognizer.from_settings(s)
+        threads = use_threads(s.torch_threads)
+        side_by_side = s.parallel_tasks == "on" or (
+            s.parallel_tasks == "auto" and sentiment.device.type == "cpu" and threads >= 2)
+        return cls(sentiment, entities, max(1, threads // 2) if side_by_side else 0)
 
     @property
     def version(self) -> str:
@@ -45,9 +59,14 @@ class Analyzer:
     def warm_up(self) -> None:
         self.sentiment.warm_up()
         self.entities.warm_up()
+        self.analyze_texts(["Warm-up sentence for the task threads."])
 
     def analyze_texts(self, texts: list[str]) -> list[tuple]:
-        return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
+        if self._lanes is None:
+            return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
+        sentiments = self._lanes.submit(self.sentiment.predict, texts)
+        entities = self._lanes.submit(self.entities.predict, texts)
+        return list(zip(sentiments.result(), entities.result()))
 
     def analyze(self, items: Iterable[tuple[str, str]], chunk: int = 256) -> Iterator[dict]:
         items = list(items)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -44,6 +45,23 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def use_threads(setting: int = 0) -> int:
+    """Apply the ``torch_threads`` setting to this thread (0 keeps torch's default, one per core); the count."""
+    if setting:
+        torch.set_num_threads(setting)
+    return torch.get_num_threads()
+
+
+def model_thread_pool(workers: int, threads: int, name: str) -> ThreadPoolExecutor:
+    """Threads that run models, each with ``threads`` intra-op threads.
+
+    Torch keeps the intra-op thread count per thread, and a new thread starts with the
+    last count any thread set, so every thread that runs models sets its own.
+    """
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=torch.set_num_threads,
+                              initargs=(threads,))
 
 
 def plan_batches(lengths: Sequence[int], max_batch: int, token_budget: int) -> list[list[int]]:
