@@ -98,7 +98,8 @@ def main(quick: bool = False) -> dict:
     console.rule("(c) naive baseline")
     naive_rate = naive.naive_rate(headlines(60 if quick else 200, seed=5))
     console.rule("(b) news pipeline end to end")
-    pipe = pipeline.main(600 if quick else 1500, 20 if quick else 40, (0.25, 0.5, 0.9), burst=True)
+    pipe = pipeline.main(600 if quick else 1500, 20 if quick else 40, (0.25, 0.5, 0.9), burst=True,
+                         rounds=1 if quick else 3)
     console.rule("(d) generation")
     gen = replies.main(8 if quick else 16)
     result = {

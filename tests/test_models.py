@@ -59,6 +59,17 @@ def test_batch_results_equal_one_at_a_time(analyzer):
         assert [(e.start, e.end, e.label) for e in e1] == [(e.start, e.end, e.label) for e in e2]
 
 
+def test_tasks_side_by_side_give_the_same_results(sentiment_model, entity_model):
+    """The worker's CPU mode (each task model in its own thread) pairs every text with its own results."""
+    texts = [f"{name} shares fell after a weak quarter in {place}." for name, place in
+             [("Nokia", "Finland"), ("Siemens", "Germany"), ("Fortum", "Sweden")]] * 20 + ["", "Flat year."]
+    sequential = Analyzer(sentiment_model, entity_model).analyze_texts(texts)
+    side_by_side = Analyzer(sentiment_model, entity_model, threads_per_task=1).analyze_texts(texts)
+    for (s1, e1), (s2, e2) in zip(sequential, side_by_side, strict=True):
+        assert s1.label == s2.label and abs(s1.score - s2.score) < 1e-4
+        assert [(e.start, e.end, e.label) for e in e1] == [(e.start, e.end, e.label) for e in e2]
+
+
 def test_empty_long_and_non_ascii_inputs(analyzer):
     long_text = ("Nokia reported weaker sales in Europe. " * 600)[:20_000]
     odd = "Ünïcödé — «Siemens» in München 株式会社 \u0000 control \x07 chars 😀"
