@@ -82,11 +82,13 @@ def build_app(settings: Settings) -> faust.App:
     agents = enabled_agents(settings)
     app = create_app(settings)
     engine = make_engine(settings.database_url)
+    # Read before the analyzer starts its task threads: they lower the count new threads start with.
+    threads = use_threads(settings.torch_threads)
     analyzer = Analyzer.from_settings(settings)
     analyzer.warm_up()
     for model in (analyzer.sentiment, analyzer.entities):
         metrics.observe_model_phases(model)
-    model_pool = model_thread_pool(1, use_threads(settings.torch_threads), "models")
+    model_pool = model_thread_pool(1, threads, "models")
     db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
     sinks: list[PostgresSink] = []
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None

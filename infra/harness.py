@@ -79,15 +79,14 @@ class Worker:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
+                self.health(timeout=1)
+                return self
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError(f"worker not ready in {ready_timeout}s:\n{self.log()[-3000:]}")
 
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+    def health(self, timeout: float = 5) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=timeout) as r:
             return json.loads(r.read())
 
     def wait_assigned(self, timeout: float = 60.0) -> "Worker":
