@@ -68,6 +68,9 @@ def train(
     balance: Annotated[bool, typer.Option(
         help="Weight the loss by inverse square-root class frequency (sequence tasks).")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage).")] = None,
+    average_from: Annotated[int, typer.Option(
+        help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
+             "with each epoch on validation. 0 = off.")] = 0,
 ) -> None:
     """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
     from models import training
@@ -77,7 +80,10 @@ def train(
     d = DEFAULTS[task]
     config = training.TrainConfig(epochs=epochs or d["epochs"], lr=lr or d["lr"], rank=rank, alpha=2 * rank,
                                   batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
-                                  init=str(init) if init else "", balance=balance)
+                                  init=str(init) if init else "", balance=balance, average_from=average_from)
+    if not 0 <= average_from <= config.epochs:
+        fail(f"--average-from {average_from} is outside the {config.epochs} training epochs",
+             "pass an epoch between 1 and --epochs, or 0 to train without weight averaging")
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = get_settings().base_encoder

@@ -2,6 +2,9 @@
 
 Batches are grouped by length (shuffled chunks, sorted inside) so padding stays
 small; the best epoch on the validation split is saved as a Sentinel artefact.
+With ``average_from`` the loop also keeps a running average of the weights over
+the last epochs (stochastic weight averaging, ``torch.optim.swa_utils``); at each
+epoch end the average is validated too and competes with the epoch's weights.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from infra.progress import console, progress
@@ -44,6 +48,8 @@ class TrainConfig:
     limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
     init: str = ""  # warm start from this Sentinel artefact's adapter and head (a second training stage)
     balance: bool = False  # weight the loss by inverse square-root class frequency (sequence tasks)
+    average_from: int = 0  # from this epoch on, also keep a running average of the weights (SWA); 0 = off
+    average_per_epoch: int = 4  # snapshots added to the average per epoch
 
 
 @dataclass
@@ -122,8 +128,26 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
         counts = torch.bincount(torch.tensor([f["labels"] for f in features]), minlength=len(job.labels)).float()
         weight = (counts.sum() / (len(job.labels) * counts.clamp(min=1))).sqrt()
         console.print(f"class weights: {dict(zip(job.labels, [round(w, 3) for w in weight.tolist()]))}")
-    history, best, best_epoch = [], -1.0, 0
+    averaged = None
+    snapshot_every = max(1, steps_per_epoch // max(1, config.average_per_epoch))
+    history, best, best_epoch, best_weights = [], -1.0, 0, ""
     started = time.perf_counter()
+
+    def keep_if_best(candidate, epoch: int, weights: str, score: float) -> None:
+        nonlocal best, best_epoch, best_weights
+        if score <= best:
+            return
+        best, best_epoch, best_weights = score, epoch, weights
+        meta = {
+            "task": job.task, "labels": job.labels, "head_kind": job.head_kind,
+            "use_shapes": job.use_shapes, "base_encoder": "sentence-transformers/all-MiniLM-L6-v2",
+            "train_sources": job.sources, "train_examples": len(features),
+            "config": config.__dict__, "best_epoch": best_epoch, "weights": best_weights,
+            f"val_{job.metric}": round(best, 4), "history": history,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        save_artifact(candidate, out_dir, meta)
+
     with progress() as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
@@ -142,26 +166,33 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
                 optimizer.zero_grad(set_to_none=True)
                 running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
                 bar.update(task, advance=1, info=f"loss {running:.4f}")
+                if config.average_from and epoch >= config.average_from and (
+                        step % snapshot_every == 0 or step == steps_per_epoch):
+                    if averaged is None:
+                        averaged = AveragedModel(model)
+                    averaged.update_parameters(model)
             model.eval()
             score = job.validate(loaded, config.max_length)
-            history.append({"epoch": epoch, job.metric: round(score, 4), "loss": round(running, 4)})
+            entry = {"epoch": epoch, job.metric: round(score, 4), "loss": round(running, 4)}
             console.print(f"epoch {epoch}: validation {job.metric} = {score:.4f}")
-            if score > best:
-                best, best_epoch = score, epoch
-                meta = {
-                    "task": job.task, "labels": job.labels, "head_kind": job.head_kind,
-                    "use_shapes": job.use_shapes, "base_encoder": "sentence-transformers/all-MiniLM-L6-v2",
-                    "train_sources": job.sources, "train_examples": len(features),
-                    "config": config.__dict__, "best_epoch": best_epoch,
-                    f"val_{job.metric}": round(best, 4), "history": history,
-                    "train_seconds": round(time.perf_counter() - started, 1),
-                }
-                save_artifact(model, out_dir, meta)
+            if averaged is not None:
+                averaged.module.eval()
+                average_score = job.validate(replace(loaded, model=averaged.module), config.max_length)
+                entry[f"averaged_{job.metric}"] = round(average_score, 4)
+                entry["averaged_snapshots"] = int(averaged.n_averaged)
+                console.print(f"epoch {epoch}: validation {job.metric} of the weight average "
+                              f"({int(averaged.n_averaged)} snapshots) = {average_score:.4f}")
+            history.append(entry)
+            keep_if_best(model, epoch, f"end of epoch {epoch}", score)
+            if averaged is not None:
+                span = f"epoch {epoch}" if epoch == config.average_from else f"epochs {config.average_from}-{epoch}"
+                keep_if_best(averaged.module, epoch, f"average of {int(averaged.n_averaged)} snapshots, {span}",
+                             average_score)
     meta_path = out_dir / "sentinel.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    console.print(f"saved best epoch {best_epoch} ({job.metric} {best:.4f}) to {out_dir}")
+    console.print(f"saved the best weights ({best_weights}, {job.metric} {best:.4f}) to {out_dir}")
     return meta
 
 
