@@ -78,12 +78,13 @@ def train(
 
     folder = _data_dir(data)
     d = DEFAULTS[task]
-    config = training.TrainConfig(epochs=epochs or d["epochs"], lr=lr or d["lr"], rank=rank, alpha=2 * rank,
+    epochs = epochs or d["epochs"]
+    if not 0 <= average_from <= epochs:
+        fail(f"--average-from {average_from} is outside the {epochs} training epochs",
+             "pass an epoch between 1 and --epochs, or 0 to train without weight averaging")
+    config = training.TrainConfig(epochs=epochs, lr=lr or d["lr"], rank=rank, alpha=2 * rank,
                                   batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
                                   init=str(init) if init else "", balance=balance, average_from=average_from)
-    if not 0 <= average_from <= config.epochs:
-        fail(f"--average-from {average_from} is outside the {config.epochs} training epochs",
-             "pass an epoch between 1 and --epochs, or 0 to train without weight averaging")
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = get_settings().base_encoder

@@ -129,7 +129,9 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
         weight = (counts.sum() / (len(job.labels) * counts.clamp(min=1))).sqrt()
         console.print(f"class weights: {dict(zip(job.labels, [round(w, 3) for w in weight.tolist()]))}")
     averaged = None
-    snapshot_every = max(1, steps_per_epoch // max(1, config.average_per_epoch))
+    # Evenly spaced through the epoch, the last one on its final step.
+    per_epoch = min(max(1, config.average_per_epoch), steps_per_epoch)
+    snapshot_steps = {round(k * steps_per_epoch / per_epoch) for k in range(1, per_epoch + 1)}
     history, best, best_epoch, best_weights = [], -1.0, 0, ""
     started = time.perf_counter()
 
@@ -166,8 +168,7 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
                 optimizer.zero_grad(set_to_none=True)
                 running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
                 bar.update(task, advance=1, info=f"loss {running:.4f}")
-                if config.average_from and epoch >= config.average_from and (
-                        step % snapshot_every == 0 or step == steps_per_epoch):
+                if config.average_from and epoch >= config.average_from and step in snapshot_steps:
                     if averaged is None:
                         averaged = AveragedModel(model)
                     averaged.update_parameters(model)
@@ -176,18 +177,18 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
             entry = {"epoch": epoch, job.metric: round(score, 4), "loss": round(running, 4)}
             console.print(f"epoch {epoch}: validation {job.metric} = {score:.4f}")
             if averaged is not None:
+                snapshots = int(averaged.n_averaged)
                 averaged.module.eval()
                 average_score = job.validate(replace(loaded, model=averaged.module), config.max_length)
                 entry[f"averaged_{job.metric}"] = round(average_score, 4)
-                entry["averaged_snapshots"] = int(averaged.n_averaged)
+                entry["averaged_snapshots"] = snapshots
                 console.print(f"epoch {epoch}: validation {job.metric} of the weight average "
-                              f"({int(averaged.n_averaged)} snapshots) = {average_score:.4f}")
+                              f"({snapshots} snapshots) = {average_score:.4f}")
             history.append(entry)
             keep_if_best(model, epoch, f"end of epoch {epoch}", score)
             if averaged is not None:
                 span = f"epoch {epoch}" if epoch == config.average_from else f"epochs {config.average_from}-{epoch}"
-                keep_if_best(averaged.module, epoch, f"average of {int(averaged.n_averaged)} snapshots, {span}",
-                             average_score)
+                keep_if_best(averaged.module, epoch, f"average of {snapshots} snapshots, {span}", average_score)
     meta_path = out_dir / "sentinel.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history

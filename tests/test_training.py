@@ -25,8 +25,8 @@ def test_weight_average_is_validated_and_saved_when_it_wins(tmp_path):
     seen = []
 
     def validate(loaded, _max_length):
-        # A stand-in validation metric that prefers whichever network is not the one being trained,
-        # i.e. the weight average, and records what each candidate predicts.
+        # A stand-in metric: the loop validates the epoch's weights first, then the average; it scores
+        # the average higher and records what each candidate predicts.
         seen.append(_probe_logits(loaded))
         return 0.5 if len(seen) == 1 else 0.9
 
