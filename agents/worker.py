@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from sqlalchemy import text
 
-from agents.alerts import SpikeDetector, Webhook
+from agents.alerts.spikes import SpikeDetector
+from agents.alerts.webhook import Webhook
 from agents.app import create_app
 from agents.commit_stage import CommitStage
 from agents.news import (

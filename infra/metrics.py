@@ -49,7 +49,8 @@ END_TO_END = Histogram("sentinel_end_to_end_latency_seconds",
                        buckets=_LATENCY, registry=REGISTRY)
 DB_ERRORS = Counter("sentinel_db_errors_total", "Failed database writes (each retried).", ["agent"],
                     registry=REGISTRY)
-DB_UP = Gauge("sentinel_db_up", "1 while the database accepts writes, 0 during an outage.", registry=REGISTRY)
+DB_UP = Gauge("sentinel_db_up", "1 while the database answers (writes or the periodic probe), 0 during an outage.",
+              registry=REGISTRY)
 CONSUMER_LAG = Gauge("sentinel_consumer_lag", "Messages behind the end of the partition.", ["topic", "partition"],
                      registry=REGISTRY)
 MODEL_INFO = Gauge("sentinel_model_info", "The model behind each task (value 1).",
@@ -88,3 +89,9 @@ ENTITY_NEGATIVE_SHARE = Gauge("sentinel_entity_negative_share",
                               registry=REGISTRY)
 ENTITY_MENTIONS = Gauge("sentinel_entity_window_mentions",
                         "Articles in the current window, for the busiest keys only.", ["key"], registry=REGISTRY)
+ALERTS_REDELIVERED = Counter("sentinel_alerts_redelivered_total",
+                             "Alerts stored but not delivered before (a crash or retry in between), sent again.",
+                             registry=REGISTRY)
+WORKER_DEGRADED = Gauge("sentinel_worker_degraded",
+                        "1 while a model batch or a database call has run past its timeout, by what.", ["part"],
+                        registry=REGISTRY)

@@ -96,11 +96,29 @@ class Settings(BaseSettings):
     cluster_check_interval: float = Field(
         5.0, gt=0, description="Seconds between checks that the Kafka cluster is still the one the worker started on."
     )
+    topic_replication: int = Field(
+        1, ge=1, le=16, description="Replication factor of the topics Sentinel creates (1 on a single broker)."
+    )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits of processed events.")
     metrics_host: str = Field("127.0.0.1", description="Address of the worker's web server (/metrics, /health).")
     metrics_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
     db_retry_max: float = Field(10.0, gt=0, description="Longest back-off in seconds between database retries.")
+    db_statement_timeout: float = Field(
+        30.0, gt=0, description="Seconds before PostgreSQL cancels one statement (a hung query is retried, not waited on)."
+    )
+    db_check_interval: float = Field(
+        5.0, gt=0, description="Seconds between the worker's database probes (sentinel_db_up while idle)."
+    )
+    model_timeout: float = Field(
+        60.0, gt=0, description="Seconds a model batch may run before /health reports the worker degraded."
+    )
     log_level: str = Field("info", description="Worker log level: debug, info, warning or error.")
+    log_format: str = Field(
+        "text", pattern="^(text|json)$", description="Log lines as text, or as JSON objects (one per line)."
+    )
+    verbose: bool = Field(
+        False, description="Show the libraries' INFO logs (Faust, Kafka clients) on the console, not only in the log file."
+    )
     # --- spike alerts -------------------------------------------------------------
     alert_window: float = Field(3600.0, gt=0, description="Seconds of event time in one spike window.")
     alert_hop: float = Field(900.0, gt=0, description="Seconds between the starts of overlapping windows.")
@@ -119,6 +137,10 @@ class Settings(BaseSettings):
     )
     alert_cooldown: float = Field(
         3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."
+    )
+    alert_redeliver_after: float = Field(
+        30.0, gt=0,
+        description="Seconds after which an alert stored but not yet delivered (a crash in between) is sent again.",
     )
     alert_webhook_url: str = Field("", description="Optional URL that receives each new alert as a JSON POST.")
     alert_webhook_token: str = Field("", description="Bearer token sent with webhook calls (never logged).")

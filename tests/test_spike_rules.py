@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from agents.alerts import Window, severity
+from agents.alerts.spikes import Window, severity
 from models.entities import Entity
 from models.entity_keys import KeyResolver, entity_key
 

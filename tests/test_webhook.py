@@ -5,7 +5,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from agents.alerts import Webhook
+from agents.alerts.webhook import Webhook
 
 
 def test_alerts_are_posted_with_the_bearer_token():

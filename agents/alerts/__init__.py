@@ -1,0 +1,1 @@
+"""Alerts: spike detection on news, one alert record for spikes and escalations, and their delivery."""
