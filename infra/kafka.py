@@ -35,8 +35,9 @@ def admin_client(bootstrap: str):
     return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sentinel-admin", request_timeout_ms=10_000)
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create missing topics; returns the names that exist afterwards."""
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0, replication: int = 1) -> list[str]:
+    """Create missing topics with ``replication`` copies of each partition (``settings.topic_replication``;
+    at most the number of brokers); returns the names that exist afterwards. Existing topics are left as they are."""
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -51,7 +52,7 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0)
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(s.name, s.partitions, 1) for s in specs if s.name not in existing]
+        missing = [NewTopic(s.name, s.partitions, replication) for s in specs if s.name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

@@ -1,6 +1,7 @@
 """The container deployment (docker-compose.yml, infra/Dockerfile), checked without Docker:
-services, health checks, volumes, secrets from the environment, and that every variable given
-to the worker image is one the application reads."""
+services, health checks, volumes, secrets from the environment, that every variable given
+to the worker image is one the application reads, and that the topics' replication factor
+goes from the settings to the topics the worker creates."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 import pytest
 import yaml
 
+from agents.app import create_app
+from infra import kafka
 from infra.settings import PROJECT_ROOT, Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -243,3 +246,49 @@ def test_settings_names_in_the_dockerfile_exist(dockerfile):
     known = {f"SENTINEL_{field.upper()}" for field in Settings.model_fields}
     used = set(re.findall(r"\bSENTINEL_[A-Z0-9_]+", dockerfile))
     assert used and used <= known, f"unknown settings: {sorted(used - known)}"
+
+
+def test_topic_replication_fits_the_compose_kafka(services):
+    brokers = [name for name, service in services.items() if service.get("image", "").startswith("apache/kafka:")]
+    assert len(brokers) == 1 and environment(services["kafka"])["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 1
+    for name in ("worker", "worker-gpu"):
+        value = environment(services[name]).get("SENTINEL_TOPIC_REPLICATION", "")
+        m = re.fullmatch(r"\$\{SENTINEL_TOPIC_REPLICATION:-(\d+)\}|(\d+)", value)
+        assert m, f"{name}: SENTINEL_TOPIC_REPLICATION must be set explicitly, not {value!r}"
+        assert int(m.group(1) or m.group(2)) == len(brokers), "more copies than brokers: topic creation fails"
+
+
+class FakeAdmin:
+    """Stands in for KafkaAdminClient: knows some topics, records the NewTopic objects it is asked to create."""
+
+    def __init__(self, existing):
+        self.topics = set(existing)
+        self.created = []
+
+    def list_topics(self):
+        return sorted(self.topics)
+
+    def create_topics(self, new_topics):
+        self.created.extend(new_topics)
+        self.topics.update(t.name for t in new_topics)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("replication", [None, 3])
+def test_created_topics_carry_the_replication_factor(monkeypatch, replication):
+    admin = FakeAdmin(existing=["news"])
+    monkeypatch.setattr(kafka, "admin_client", lambda bootstrap: admin)
+    specs = kafka.topic_specs(4)
+    args = {} if replication is None else {"replication": replication}
+    names = kafka.ensure_topics("fake:9092", specs, **args)
+    assert names == sorted(s.name for s in specs)
+    assert {t.name for t in admin.created} == {s.name for s in specs} - {"news"}  # existing topics untouched
+    assert {t.replication_factor for t in admin.created} == {replication or 1}
+    assert {t.name: t.num_partitions for t in admin.created}["chat"] == 4
+
+
+def test_faust_topics_carry_the_replication_factor():
+    app = create_app(Settings(kafka_bootstrap="fake:9092", topic_replication=3))
+    assert app.conf.topic_replication_factor == 3
