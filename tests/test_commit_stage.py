@@ -1,134 +1,215 @@
-"""The commit stage: in order, acknowledged only after the commit, bounded, crashes on bugs.
+"""The commit stage under Faust's own stream: in order, acknowledged only after the commit,
+bounded, crashes on bugs.
 
-Faust's own ``Message`` carries the reference counts; the app and the events
-around it are fakes.
+The agent loop is the worker's (``take_events``, ``hold``, ``submit``) on a real
+``faust.App``: a real ``Stream`` over an in-memory channel, whose ``take_events``
+acknowledges each batch when the loop body returns, and the app's real ``Consumer``,
+whose acknowledgement bookkeeping gives the offset Faust would commit. Only the broker
+is missing (the consumer never connects).
 """
 
 import asyncio
+import functools
 
+import faust
 import pytest
-from faust.types.tuples import Message
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 
 from agents.commit_stage import CommitStage
 
-
-class FakeApp:
-    def __init__(self):
-        self.crashed: list[BaseException] = []
-
-    async def crash(self, exc):
-        self.crashed.append(exc)
+TOPIC = "news"
+PARTITION = TP(TOPIC, 0)
 
 
-class FakeEvent:
-    """What a Faust stream hands the agent: the message it delivered (refcount 1)."""
-
-    def __init__(self, offset: int):
-        self.message = Message("news", 0, offset, 0.0, 0, None, None, b"{}", None)
-        self.message.incref()
-
-    def ack(self) -> bool:
-        return self.message.ack(consumer=None)
+async def settle() -> None:
+    """Let the loop, take_events and the stage run until they wait."""
+    await asyncio.sleep(0.05)
 
 
-def take(offsets) -> list[FakeEvent]:
-    return [FakeEvent(o) for o in offsets]
+async def until(predicate, timeout: float = 2.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            break
+        await asyncio.sleep(0.01)
+    await settle()
 
 
-def faust_acks_on_return(events) -> None:
-    """What ``take_events`` does when the loop body returns."""
-    for e in events:
-        e.message.ack(consumer=None)
+class Agent:
+    """An agent loop as in agents/worker.py, fed by hand instead of by Kafka."""
+
+    def __init__(self, max_batch: int = 3, depth: int = 1, hold: bool = True):
+        self.app = faust.App("commit-stage-test", broker="kafka://127.0.0.1:1", store="memory://")
+        self.app.flow_control.resume()  # the worker does this once partitions are assigned
+        self.app.topics.acking_topics.add(TOPIC)  # the conductor does this for a subscribed topic
+        self.consumer = self.app.consumer
+        self.channel = self.app.channel()
+        self.stream = self.app.stream(self.channel)
+        self.stage = CommitStage(self.app, TOPIC, depth=depth)
+        self.max_batch = max_batch
+        self.hold = hold
+        self.messages: list[ConsumerMessage] = []
+        self.taken: list[list[int]] = []  # offsets of each batch the loop took
+        self.returned = 0  # loop bodies that returned: take_events has acknowledged their events
+        self.task: asyncio.Task | None = None
+
+    async def deliver(self, n: int) -> None:
+        """What the conductor does with a fetched record: one reference, tracked, onto the channel."""
+        for _ in range(n):
+            offset = len(self.messages)
+            message = ConsumerMessage(TOPIC, 0, offset, 0.0, 0, None, None, b"{}", None,
+                                      generation_id=self.app.consumer_generation_id)
+            message.incref()
+            self.consumer.track_message(message)
+            self.messages.append(message)
+            await self.channel.put(await self.channel.decode(message))
+
+    def start(self, commit) -> None:
+        """``commit(batch_no, events)`` is the batch's store step."""
+
+        async def loop():
+            async for events in self.stream.take_events(self.max_batch, within=0.01):
+                if self.hold:
+                    self.stage.hold(events)
+                batch_no = len(self.taken)
+                self.taken.append([e.message.offset for e in events])
+                await self.stage.submit(events, functools.partial(commit, batch_no, events))
+                self.returned += 1
+
+        self.task = asyncio.create_task(loop())
+
+    async def wait_returned(self, n: int) -> None:
+        await until(lambda: self.returned >= n)
+        assert self.returned == n
+
+    def acked(self) -> list[bool]:
+        return [m.acked for m in self.messages]
+
+    def committable(self) -> int | None:
+        """The offset the consumer's next commit would write for the partition (None: nothing new)."""
+        return self.consumer._new_offset(PARTITION)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+def test_without_the_stage_take_events_acknowledges_when_the_loop_body_returns():
+    """The control: the harness's Faust code does acknowledge, so the other tests mean something."""
+
+    async def scenario():
+        agent = Agent(hold=False)
+
+        async def commit(batch_no, events):
+            await asyncio.Event().wait()  # never commits
+
+        agent.start(commit)
+        await agent.deliver(6)
+        await agent.wait_returned(2)
+        assert agent.acked() == [True] * 6
+        assert agent.committable() == 6
+        await agent.stop()
+
+    asyncio.run(scenario())
 
 
 def test_events_are_acknowledged_only_after_their_commit_in_order():
     async def scenario():
-        stage = CommitStage(FakeApp(), "news")
+        agent = Agent()
+        gates = [asyncio.Event(), asyncio.Event()]
         committed: list[int] = []
-        release = asyncio.Event()
-        seen_unacked_during_commit = []
+        unacked_during_commit: list[bool] = []
 
         async def commit(batch_no, events):
-            if batch_no == 0:
-                await release.wait()
-            seen_unacked_during_commit.append(all(not e.message.acked for e in events))
+            await gates[batch_no].wait()
+            unacked_during_commit.append(not any(e.message.acked for e in events))
             committed.append(batch_no)
 
-        batches = [take(range(i * 3, i * 3 + 3)) for i in range(2)]
-        for n, events in enumerate(batches):
-            stage.hold(events)
-            await stage.submit(events, lambda n=n, events=events: commit(n, events))
-            faust_acks_on_return(events)
-        await asyncio.sleep(0.01)
+        agent.start(commit)
+        await agent.deliver(6)
+        await agent.wait_returned(2)  # both loop bodies returned: take_events acked both batches
+        assert agent.taken == [[0, 1, 2], [3, 4, 5]]
         assert committed == []
-        assert not any(e.message.acked for b in batches for e in b)  # the loop returned, still held
-        release.set()
-        await stage.drain()
+        assert agent.acked() == [False] * 6
+        assert agent.committable() is None
+        gates[1].set()  # the second batch may not overtake the first
+        await settle()
+        assert committed == [] and agent.acked() == [False] * 6
+        gates[0].set()
+        await asyncio.wait_for(agent.stage.drain(), 1)
         assert committed == [0, 1]
-        assert seen_unacked_during_commit == [True, True]
-        assert all(e.message.acked for b in batches for e in b)
+        assert unacked_during_commit == [True, True]
+        assert agent.acked() == [True] * 6
+        assert agent.committable() == 6
+        await agent.stop()
 
     asyncio.run(scenario())
 
 
 def test_submit_waits_when_the_queue_is_full():
     async def scenario():
-        stage = CommitStage(FakeApp(), "news", depth=1)
+        agent = Agent(depth=1)
         release = asyncio.Event()
 
-        async def slow():
+        async def commit(batch_no, events):
             await release.wait()
 
-        await stage.submit(take([0]), slow)  # being written
-        await asyncio.sleep(0)
-        await stage.submit(take([1]), slow)  # waiting
-        third = asyncio.create_task(stage.submit(take([2]), slow))
-        await asyncio.sleep(0.05)
-        assert not third.done()
+        agent.start(commit)
+        await agent.deliver(12)
+        await agent.wait_returned(2)
+        await until(lambda: len(agent.taken) >= 3)
+        # batch 0 being written, batch 1 waiting, batch 2's submit blocked, batch 3 not taken
+        assert agent.returned == 2
+        assert agent.taken == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+        assert agent.acked() == [False] * 12
         release.set()
-        await asyncio.wait_for(third, 1)
-        await asyncio.wait_for(stage.drain(), 1)
+        await agent.wait_returned(4)
+        await asyncio.wait_for(agent.stage.drain(), 1)
+        assert agent.acked() == [True] * 12
+        assert agent.committable() == 12
+        await agent.stop()
 
     asyncio.run(scenario())
 
 
 def test_a_failing_commit_crashes_the_worker_and_leaves_the_batch_unacknowledged():
     async def scenario():
-        app = FakeApp()
-        stage = CommitStage(app, "news")
-        events = take([0, 1])
-        stage.hold(events)
+        agent = Agent()
 
-        async def broken():
+        async def broken(batch_no, events):
             raise RuntimeError("bug")
 
-        await stage.submit(events, broken)
-        faust_acks_on_return(events)
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert [str(e) for e in app.crashed] == ["bug"]
-        assert not any(e.message.acked for e in events)
+        agent.start(broken)
+        await agent.deliver(2)  # fewer than max_batch: taken when `within` runs out
+        await agent.wait_returned(1)
+        assert agent.taken == [[0, 1]]
+        assert str(agent.app.crash_reason) == "bug"
+        assert agent.acked() == [False, False]
+        assert agent.committable() is None
+        await agent.stop()
 
     asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("depth", [1, 3])
-def test_many_batches_all_acknowledged(depth):
+def test_many_batches_all_acknowledged_in_order(depth):
     async def scenario():
-        stage = CommitStage(FakeApp(), "news", depth=depth)
+        agent = Agent(max_batch=1, depth=depth)
         order: list[int] = []
-        batches = [take([i]) for i in range(20)]
-        for i, events in enumerate(batches):
-            stage.hold(events)
 
-            async def commit(i=i):
-                await asyncio.sleep(0.001 * (i % 3))
-                order.append(i)
+        async def commit(batch_no, events):
+            await asyncio.sleep(0.001 * (batch_no % 3))
+            order.append(batch_no)
 
-            await stage.submit(events, commit)
-            faust_acks_on_return(events)
-        await stage.drain()
+        agent.start(commit)
+        await agent.deliver(20)
+        await agent.wait_returned(20)
+        await asyncio.wait_for(agent.stage.drain(), 5)
+        assert agent.taken == [[i] for i in range(20)]
         assert order == list(range(20))
-        assert all(b[0].message.acked for b in batches)
+        assert agent.acked() == [True] * 20
+        assert agent.committable() == 20
+        await agent.stop()
 
     asyncio.run(scenario())
