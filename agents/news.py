@@ -1,218 +1,104 @@
-"""The news agent: validate → micro-batch → sentiment + entities → Postgres → `news.enriched`.
+"""The news pipeline: sentiment + entities per article; rows, `news.enriched`, spike screening.
 
-A batch goes through two stages: ``prepare`` (parse, models, rows) on the agent
-and ``store`` (one transaction, alert screening) on the commit stage, so the
-models work on the next batch while this one is written (see
-``agents/commit_stage.py``). Offsets advance only after the batch's database
-commit and the produce of its outputs, so a crash replays at most the batches in
-flight; idempotent writes absorb the replay.
+Parsing, batching, dead letters, storage, produce and acknowledgement are the agent
+loop's (``agents/loop.py``); this module says only what is particular to news.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agents.sinks import Batch, PostgresSink, dead_letter_row
-from infra import metrics
+from sqlalchemy import Engine, text
+
+from agents.alerts.records import AlertRecord
+from agents.pipeline import Built, Received
 from models.analysis import Analyzer
 from models.entity_keys import KeyResolver, entity_key
-from schemas.events import InvalidEvent, NewsEvent, parse_news
-from schemas.tables import (
-    ArticleKey,
-    DeadLetter,
-    EntityAlias,
-    EntityMention,
-    NewsArticle,
-)
-
-log = logging.getLogger(__name__)
-AGENT = "news"
+from schemas.events import NewsEvent, parse_news
+from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle
 
 
 @dataclass
-class Received:
-    """A consumed message with where it came from."""
+class ArticleFacts:
+    """What spike screening needs of a stored article."""
 
-    topic: str
+    keys: set[str]
+    event_time: datetime
     partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float  # Kafka record time, seconds since the epoch
-
-    @classmethod
-    def from_event(cls, event) -> Received:
-        m = event.message
-        return cls(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-
-
-@dataclass
-class Outputs:
-    enriched: list[tuple[bytes, bytes]]
-    dead: list[dict]
-    alerts: list[dict]
-
-
-@dataclass
-class Prepared:
-    """A batch after the models: its rows and outputs, and what storing and alerting need."""
-
-    batch: Batch
-    outputs: Outputs
-    stored: list[Received]  # the valid messages, for the end-to-end latency
-    positions: dict[str, Received] = field(default_factory=dict)  # article id -> its message
-    touched: dict[str, set[datetime]] = field(default_factory=dict)  # alert key -> event times
-    partition_times: dict[int, datetime] = field(default_factory=dict)
-
-
-def dead_letter_envelope(row: dict) -> bytes:
-    """The `deadletter` topic's value: the reason, where the message came from, and its bytes."""
-    import base64
-
-    return json.dumps({
-        "reason": row["reason"], "detail": row["detail"], "topic": row["topic"], "partition": row["partition"],
-        "offset": row["offset"], "key": row["key"].decode("utf-8", "replace") if row["key"] else None,
-        "value_base64": base64.b64encode(row["value"] or b"").decode("ascii"),
-    }).encode()
-
-
-def dead_letter_rows_for(messages: list[Received], parse, agent: str) -> tuple[list[tuple], list[dict]]:
-    """Parse a batch: (valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message."""
-    started = time.time()
-    dead: list[dict] = []
-    valid: list[tuple] = []
-    seen: set[str] = set()
-    for m in messages:
-        metrics.EVENTS_CONSUMED.labels(m.topic).inc()
-        metrics.BATCH_QUEUE.labels(agent).observe(max(0.0, started - m.timestamp))
-        try:
-            event = parse(m.value)
-        except InvalidEvent as exc:
-            dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, exc.reason, exc.detail))
-            continue
-        if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
-            continue
-        seen.add(event.id)
-        valid.append((m, event))
-    return valid, dead
-
-
-def report_dead_letters(rows: list[dict]) -> None:
-    for row in rows:
-        metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
-        log.warning("dead letter %s[%d]@%d: %s (%s)", row["topic"], row["partition"], row["offset"],
-                    row["reason"], row["detail"][:200])
+    learned: list[tuple[str, str]]
 
 
 class NewsPipeline:
-    def __init__(self, analyzer: Analyzer, sink: PostgresSink, model_version: str,
-                 resolver: KeyResolver | None = None, detector=None,
-                 model_pool: ThreadPoolExecutor | None = None, db_pool: ThreadPoolExecutor | None = None):
+    agent = "news"
+    input_topic = "news"
+    output_topic = "news.enriched"
+    parent = NewsArticle.__table__
+    children = frozenset({EntityMention.__table__, ArticleKey.__table__})
+
+    def __init__(self, analyzer: Analyzer, model_version: str, resolver: KeyResolver | None = None,
+                 detector=None, engine: Engine | None = None):
         self.analyzer = analyzer
-        self.sink = sink
         self.model_version = model_version
         self.resolver = resolver or KeyResolver()
         self.detector = detector
-        # One thread each, shared by the agents: the models use torch's own threads,
-        # and the database gets its own lane.
-        self.model_pool = model_pool or ThreadPoolExecutor(1, thread_name_prefix="models")
-        self.db_pool = db_pool or ThreadPoolExecutor(1, thread_name_prefix="db")
+        self.engine = engine
 
-    async def prepare(self, messages: list[Received]) -> Prepared:
-        """Parse the batch and run the models (in the model thread); build its rows and outputs."""
-        loop = asyncio.get_running_loop()
-        metrics.BATCH_SIZE.labels(AGENT).observe(len(messages))
-        valid, dead = dead_letter_rows_for(messages, parse_news, AGENT)
-        analysed = await loop.run_in_executor(self.model_pool, self._analyse, valid)
-        batch = Batch()
-        enriched: list[tuple[bytes, bytes]] = []
-        prepared = Prepared(batch, Outputs(enriched, dead, []), [m for m, _ in valid],
-                            {e.id: m for m, e in valid})
-        touched, partition_times = prepared.touched, prepared.partition_times
-        for (m, event), result in zip(valid, analysed):
-            if isinstance(result, Exception):
-                dead.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "model_error",
-                                            f"{type(result).__name__}: {result}"))
-                continue
-            sentiment, entities = result
-            event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=UTC)
-            batch.add(NewsArticle.__table__, {
-                "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
-                "published_at": event.published_at, "tickers": event.tickers,
-                "sentiment_label": sentiment.label, "sentiment_score": sentiment.score,
-                "negative": sentiment.scores["negative"], "neutral": sentiment.scores["neutral"],
-                "positive": sentiment.scores["positive"], "model_version": self.model_version,
-                "kafka_partition": m.partition, "kafka_offset": m.offset, "event_time": event_time,
-            })
-            keys, learned = self.resolver.keys_for(entities, event.tickers)
-            for key in sorted(keys):
-                batch.add(ArticleKey.__table__, {
-                    "article_id": event.id, "key": key, "event_time": event_time, "negative": sentiment.scores["negative"],
-                    "sentiment": sentiment.scores["positive"] - sentiment.scores["negative"],
-                    "is_negative": sentiment.label == "negative"})
-                touched.setdefault(key, set()).add(event_time)
-            partition_times[m.partition] = max(partition_times.get(m.partition, event_time), event_time)
-            for alias, key in learned:
-                batch.add(EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"})
-            for e in entities:
-                batch.add(EntityMention.__table__, {"article_id": event.id, "start": e.start, "end": e.end,
-                                                    "label": e.label, "text": e.text, "score": e.score,
-                                                    "entity_key": entity_key(e.text, e.label)})
-            enriched.append((event.id.encode(), json.dumps({
-                "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
-                "published_at": event.published_at.isoformat() if event.published_at else None,
-                "event_time": event_time.isoformat(), "tickers": event.tickers,
-                "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
-                "model_version": self.model_version,
-            }, ensure_ascii=False).encode()))
-        for row in dead:
-            batch.add(DeadLetter.__table__, row)
-        return prepared
+    @staticmethod
+    def parse(raw: bytes | None) -> NewsEvent:
+        return parse_news(raw)
 
-    async def store(self, prepared: Prepared) -> Outputs:
-        """Write the batch in one transaction (in the database thread), then screen it for alerts."""
-        loop = asyncio.get_running_loop()
-        out = prepared.outputs
-        rejected: list[dict] = []
+    def infer(self, events: list[NewsEvent]) -> list[tuple]:
+        return self.analyzer.analyze_texts([event.content for event in events])
 
-        def on_rejected(table, row, reason):
-            m = prepared.positions.get(row.get("id") or row.get("article_id"))
-            if m is not None and table is NewsArticle.__table__:
-                rejected.append(dead_letter_row(m.topic, m.partition, m.offset, m.key, m.value, "db_rejected", reason))
-                out.enriched[:] = [(k, v) for k, v in out.enriched if k != row["id"].encode()]
+    def build(self, m: Received, event: NewsEvent, result) -> Built:
+        sentiment, entities = result
+        scores = sentiment.scores
+        event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=UTC)
+        rows = [(NewsArticle.__table__, {
+            "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
+            "published_at": event.published_at, "tickers": event.tickers,
+            "sentiment_label": sentiment.label, "sentiment_score": sentiment.score,
+            "negative": scores["negative"], "neutral": scores["neutral"], "positive": scores["positive"],
+            "model_version": self.model_version, "kafka_partition": m.partition, "kafka_offset": m.offset,
+            "event_time": event_time,
+        })]
+        keys, learned = self.resolver.keys_for(entities, event.tickers)
+        for key in sorted(keys):
+            rows.append((ArticleKey.__table__, {
+                "article_id": event.id, "key": key, "event_time": event_time, "negative": scores["negative"],
+                "sentiment": scores["positive"] - scores["negative"], "is_negative": sentiment.label == "negative"}))
+        for alias, key in learned:
+            rows.append((EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"}))
+        for e in entities:
+            rows.append((EntityMention.__table__, {
+                "article_id": event.id, "start": e.start, "end": e.end, "label": e.label, "text": e.text,
+                "score": e.score, "entity_key": entity_key(e.text, e.label)}))
+        record = json.dumps({
+            "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
+            "published_at": event.published_at.isoformat() if event.published_at else None,
+            "event_time": event_time.isoformat(), "tickers": event.tickers,
+            "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
+            "model_version": self.model_version,
+        }, ensure_ascii=False).encode()
+        return Built(rows, [(event.id.encode(), record)], extra=ArticleFacts(keys, event_time, m.partition, learned))
 
-        await loop.run_in_executor(self.db_pool, self.sink.write, prepared.batch, on_rejected)
-        if rejected:
-            await loop.run_in_executor(self.db_pool, self.sink.write, Batch({DeadLetter.__table__: rejected}))
-            out.dead += rejected
-        committed = time.time()
-        if self.detector is not None and prepared.touched:
-            out.alerts = await loop.run_in_executor(self.db_pool, self.sink.retrying, self.detector.evaluate,
-                                                    prepared.touched, prepared.partition_times)
-        for m in prepared.stored:
-            metrics.END_TO_END.labels(AGENT).observe(max(0.0, committed - m.timestamp))
-        return out
-
-    def _analyse(self, valid: list[tuple[Received, NewsEvent]]) -> list:
-        """Per-event (sentiment, entities), or the exception for an event the models cannot take."""
-        if not valid:
+    def after_commit(self, stored: list[Built]) -> list[AlertRecord]:
+        """Align the learned aliases with the database's (first writer wins), then screen the touched windows."""
+        facts = [b.extra for b in stored]
+        learned = sorted({alias for f in facts for alias, _ in f.learned})
+        if learned and self.engine is not None:
+            with self.engine.connect() as conn:
+                winners = dict(conn.execute(text("select alias, key from entity_aliases where alias = any(:a)"),
+                                            {"a": learned}).all())
+            self.resolver.settle(winners)
+        if self.detector is None or not facts:
             return []
-        texts = [event.content for _, event in valid]
-        try:
-            with metrics.BATCH_MODELS.labels(AGENT).time():
-                return self.analyzer.analyze_texts(texts)
-        except Exception:  # one bad input must not sink the batch: find it
-            log.exception("batch analysis failed; retrying one event at a time")
-            out = []
-            for text in texts:
-                try:
-                    out.append(self.analyzer.analyze_texts([text])[0])
-                except Exception as exc:  # noqa: BLE001 - reported as a dead letter
-                    out.append(exc)
-            return out
+        touched: dict[str, set[datetime]] = {}
+        partition_times: dict[int, datetime] = {}
+        for f in facts:
+            for key in f.keys:
+                touched.setdefault(key, set()).add(f.event_time)
+            partition_times[f.partition] = max(partition_times.get(f.partition, f.event_time), f.event_time)
+        return self.detector.evaluate(touched, partition_times)

@@ -1,16 +1,21 @@
 """The PostgreSQL sink: one transaction per batch, idempotent, retried through outages.
 
-Every insert is ``ON CONFLICT DO NOTHING`` on the message's own key, so a batch
-that is processed again after a crash or a rebalance writes nothing twice.
-Connection failures are retried with exponential back-off until the database
-is back (the agent waits meanwhile, so consumption pauses and memory stays
-bounded); a batch the database rejects for its content is retried row by row
-and the rejected rows become dead letters instead of blocking the stream.
+Every insert is ``ON CONFLICT DO NOTHING`` on the message's own key, so a batch that
+is processed again after a crash or a rebalance writes nothing twice. An event's
+rows hang off its parent row (the article, the chat message): they are written only
+when that parent row is new in this transaction, so a replay under another model
+version or another batch shape leaves the stored event's rows exactly as they were.
+
+Outages (connection failures, statement timeouts, any error that is not about one
+row's content) are retried with exponential back-off until the database is back; the
+agent waits meanwhile, so consumption pauses and memory stays bounded. A batch the
+database rejects for its content is written again event by event, one transaction
+each, and the events it still rejects are returned to the caller (which dead-letters
+them) instead of blocking the stream.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -18,97 +23,131 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from agents.health import Health
 from infra import metrics
 
 log = logging.getLogger(__name__)
 
-MAX_DEAD_LETTER_BYTES = 64 * 1024
+# Errors about a row's content (bad value, constraint): the rest of the batch is fine.
+CONTENT_ERRORS = (DataError, IntegrityError)
 
 
 @dataclass
 class Batch:
-    """Rows to write together, table by table, parents first."""
+    """Rows to write together, each with its source (the message that made it; None for dead letters).
 
-    rows: dict[Table, list[dict]] = field(default_factory=dict)
+    Rows of ``children`` tables are written only for sources whose ``parent`` row is new.
+    """
 
-    def add(self, table: Table, row: dict) -> None:
-        self.rows.setdefault(table, []).append(row)
+    parent: Table | None = None
+    children: frozenset[Table] = frozenset()
+    rows: dict[Table, list[tuple[object, dict]]] = field(default_factory=dict)
+
+    def add(self, table: Table, row: dict, source: object = None) -> None:
+        self.rows.setdefault(table, []).append((source, row))
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.rows.values())
 
+    def tables(self) -> list[Table]:
+        """The parent table first, then the others in the order they were added."""
+        return sorted(self.rows, key=lambda t: t is not self.parent)
 
-def dead_letter_row(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                    reason: str, detail: str) -> dict:
-    digest = hashlib.sha256(value or b"").hexdigest()
-    size = len(value or b"")
-    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
-        detail = f"{detail} (value truncated to its first {MAX_DEAD_LETTER_BYTES} of {len(value)} bytes)"
-        value = value[:MAX_DEAD_LETTER_BYTES]
-    return {"topic": topic, "partition": partition, "offset": offset, "key": key, "value": value,
-            "value_sha256": digest, "value_size": size, "reason": reason, "detail": detail[:2000]}
+    def units(self) -> list[Batch]:
+        """One batch per source (its parent, children and other rows), and one per source-less row."""
+        by_source: dict[object, Batch] = {}
+        loose: list[Batch] = []
+        for table in self.tables():
+            for source, row in self.rows[table]:
+                if source is None:
+                    unit = Batch(self.parent, self.children)
+                    loose.append(unit)
+                else:
+                    unit = by_source.setdefault(source, Batch(self.parent, self.children))
+                unit.add(table, row, source)
+        return list(by_source.values()) + loose
 
 
 class PostgresSink:
-    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0):
+    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0, health: Health | None = None):
         self.engine = engine
         self.agent = agent
         self.retry_max = retry_max
+        self.health = health or Health()
         self.stopping = threading.Event()
 
-    def write(self, batch: Batch, on_rejected=None) -> None:
-        """Write the batch in one transaction; returns once it is committed (or the sink stops)."""
-        self.retrying(self._write_batch, batch, on_rejected)
+    def write(self, batch: Batch) -> list[tuple[object, str]]:
+        """Write the batch in one transaction; returns the (source, reason) of events the database rejected."""
+        return self.retrying(self._write_batch, batch)
 
     def retrying(self, work, *args):
-        """Run ``work(*args)`` through database outages: connection errors are retried with back-off.
+        """Run ``work(*args)`` through database outages: anything but a content error is retried with back-off.
 
-        Only for idempotent work: the batch writes, and the alert screening that follows them.
+        Only for idempotent work: the batch writes, and what follows them (alert screening, delivery marks).
         """
         delay = 0.25
         while True:
             try:
                 result = work(*args)
-                metrics.DB_UP.set(1)
-                return result
-            except (OperationalError, InterfaceError) as exc:
+            except CONTENT_ERRORS:
+                raise
+            except SQLAlchemyError as exc:
                 metrics.DB_ERRORS.labels(self.agent).inc()
                 metrics.DB_UP.set(0)
+                cause = type(getattr(exc, "orig", None) or exc).__name__
+                self.health.degrade("database", f"database unavailable ({cause})")
                 if self.stopping.is_set():
                     raise
-                log.warning("database unavailable (%s); retrying in %.1fs",
-                            type(getattr(exc, "orig", None) or exc).__name__, delay)
+                log.warning("database unavailable (%s); retrying in %.1fs", cause, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
+                continue
+            metrics.DB_UP.set(1)
+            self.health.recover("database")
+            return result
 
-    def _write_batch(self, batch: Batch, on_rejected) -> None:
+    def _write_batch(self, batch: Batch) -> list[tuple[object, str]]:
         started = time.perf_counter()
         try:
-            self._write_once(batch.rows)
-        except (OperationalError, InterfaceError):
-            raise
-        except DBAPIError as exc:
+            self._write_once(batch)
+            rejected = []
+        except CONTENT_ERRORS as exc:
             metrics.DB_ERRORS.labels(self.agent).inc()
-            log.error("database rejected a batch (%s); writing it row by row", type(exc.orig or exc).__name__)
-            self._write_rows_one_by_one(batch, on_rejected)
+            log.error("database rejected a batch (%s); writing it event by event", type(exc.orig or exc).__name__)
+            rejected = self._write_event_by_event(batch)
         metrics.DB_WRITE.labels(self.agent).observe(time.perf_counter() - started)
+        return rejected
 
-    def _write_once(self, rows: dict[Table, list[dict]]) -> None:
+    def _write_once(self, batch: Batch) -> None:
         with self.engine.begin() as conn:
-            for table, values in rows.items():
+            new_sources: set | None = None
+            for table in batch.tables():
+                values = batch.rows[table]
+                if table is batch.parent:
+                    (key,) = table.primary_key.columns
+                    inserted = set(conn.execute(insert(table).on_conflict_do_nothing().returning(key),
+                                                [row for _, row in values]).scalars())
+                    new_sources = {source for source, row in values if row[key.name] in inserted}
+                    continue
+                if table in batch.children and new_sources is not None:
+                    values = [(s, r) for s, r in values if s in new_sources]
                 if values:
-                    conn.execute(insert(table).on_conflict_do_nothing(), values)
+                    conn.execute(insert(table).on_conflict_do_nothing(), [row for _, row in values])
 
-    def _write_rows_one_by_one(self, batch: Batch, on_rejected) -> None:
-        for table, values in batch.rows.items():
-            for row in values:
-                try:
-                    self._write_once({table: [row]})
-                except (OperationalError, InterfaceError):
-                    raise
-                except DBAPIError as exc:
-                    if on_rejected is None:
-                        raise
-                    on_rejected(table, row, str(exc.orig or exc).splitlines()[0])
+    def _write_event_by_event(self, batch: Batch) -> list[tuple[object, str]]:
+        rejected = []
+        for unit in batch.units():
+            try:
+                self._write_once(unit)
+            except CONTENT_ERRORS as exc:
+                reason = str(exc.orig or exc).splitlines()[0]
+                source = next(s for rows in unit.rows.values() for s, _ in rows)
+                if source is None:  # a dead-letter row itself: nothing left to fall back to but the log
+                    log.error("database rejected a dead-letter row (%s); it is kept in this log line only: %r",
+                              reason, {k: v for table_rows in unit.rows.values() for _, row in table_rows
+                                       for k, v in row.items() if k != "value"})
+                    continue
+                rejected.append((source, reason))
+        return rejected

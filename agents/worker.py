@@ -1,27 +1,21 @@
-"""The worker: settings → models, database, topics → a Faust app with its agents and web views."""
+"""The worker: settings → models, database, topics → a Faust app with its agent loops, timers and views."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
 from sqlalchemy import text
 
+from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
 from agents.app import create_app
-from agents.commit_stage import CommitStage
-from agents.news import (
-    NewsPipeline,
-    Outputs,
-    Received,
-    dead_letter_envelope,
-    report_dead_letters,
-)
+from agents.health import Health
+from agents.loop import AgentLoop, Lane
+from agents.news import NewsPipeline
 from agents.sinks import PostgresSink
 from infra import metrics
 from infra.db import make_engine, migrate, redact
@@ -31,30 +25,7 @@ from models.entity_keys import KeyResolver
 from models.runtime import model_thread_pool, use_threads
 
 log = logging.getLogger(__name__)
-
-
-async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
-    """Send and wait for the broker's acknowledgement of every record."""
-    if not records:
-        return
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    futures = [await topic.send(key=key, value=value) for key, value in records]
-    await asyncio.gather(*futures)
-    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
-    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
-
-
-def record_lag(app: faust.App, events) -> None:
-    """Messages behind the end of each partition in the batch (the end as the consumer last saw it)."""
-    newest: dict = {}
-    for event in events:
-        tp = event.message.tp
-        newest[tp] = max(newest.get(tp, -1), event.message.offset)
-    for tp, offset in newest.items():
-        highwater = app.consumer.highwater(tp)
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+CHAT_NICENESS = 10
 
 
 def load_resolver(engine, settings: Settings) -> KeyResolver:
@@ -78,60 +49,40 @@ def enabled_agents(settings: Settings) -> set[str]:
 
 
 def build_app(settings: Settings) -> faust.App:
+    """Wiring only: models, lanes, sinks and alert delivery for each enabled agent; timers and views."""
     from models.analysis import Analyzer
 
     agents = enabled_agents(settings)
     app = create_app(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
+    health = Health()
     # Read before the analyzer starts its task threads: they lower the count new threads start with.
     threads = use_threads(settings.torch_threads)
     analyzer = Analyzer.from_settings(settings)
     analyzer.warm_up()
     for model in (analyzer.sentiment, analyzer.entities):
         metrics.observe_model_phases(model)
-    model_pool = model_thread_pool(1, threads, "models")
-    db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
-    sinks: list[PostgresSink] = []
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
-    partitions = settings.topic_partitions
-    dead_topic = app.topic("deadletter", partitions=1)
-    alerts_topic = app.topic("alerts", partitions=1)
+    delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after)
+    service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
+    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health)
+    sinks = [service_sink]
+    loops: list[AgentLoop] = []
 
-    async def deliver(agent: str, output_topic: faust.TopicT, out: Outputs) -> None:
-        await produce(output_topic, out.enriched, agent)
-        await produce(dead_topic, [(row["key"] or b"", dead_letter_envelope(row)) for row in out.dead], agent)
-        await produce(alerts_topic, [(a["key"].encode(), json.dumps(a).encode()) for a in out.alerts], agent)
-        report_dead_letters(out.dead)
-        for alert in out.alerts:
-            metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
-            if webhook:
-                webhook.send_in_background(alert)
-
-    async def run_stages(stream, stage: CommitStage, max_batch: int, prepare, store) -> None:
-        """Take batches, run the models on each, and hand it to the commit stage (see agents/commit_stage.py)."""
-        try:
-            async for events in stream.take_events(max_batch, within=settings.max_wait):
-                stage.hold(events)
-                prepared = await prepare([Received.from_event(e) for e in events])
-                record_lag(app, events)
-                await stage.submit(events, functools.partial(store, prepared))
-        except Exception as exc:  # noqa: BLE001 - held events stay unacknowledged; the restart replays them
-            await stage.fail(exc)
+    def add_agent(pipeline, lane: Lane, max_batch: int) -> None:
+        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
+        sinks.append(sink)
+        loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
+                         max_wait=settings.max_wait, model_timeout=settings.model_timeout)
+        loops.append(loop)
+        app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
+            loop.run)
 
     if "news" in agents:
-        sink = PostgresSink(engine, "news", settings.db_retry_max)
-        sinks.append(sink)
         detector = SpikeDetector(engine, settings)
-        news = NewsPipeline(analyzer, sink, analyzer.version, load_resolver(engine, settings), detector,
-                            model_pool, db_pool)
-        enriched_topic = app.topic("news.enriched", partitions=partitions)
-
-        async def store_news(prepared) -> None:
-            await deliver("news", enriched_topic, await news.store(prepared))
-
-        @app.agent(app.topic("news", partitions=partitions), name="news")
-        async def news_agent(stream):
-            await run_stages(stream, CommitStage(app, "news"), settings.max_batch, news.prepare, store_news)
+        news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine)
+        add_agent(news, Lane(model_thread_pool(1, threads, "news-models"),
+                             ThreadPoolExecutor(1, thread_name_prefix="news-db")), settings.max_batch)
 
         @app.on_partitions_assigned.connect
         async def reset_watermark(app, assigned, **kwargs):
@@ -151,18 +102,16 @@ def build_app(settings: Settings) -> faust.App:
         metrics.observe_model_phases(generator)
         composer = ReplyComposer(Retriever.from_settings(settings), generator, settings.chat_min_confidence,
                                  settings.chat_negative_escalation)
-        sink = PostgresSink(engine, "chat", settings.db_retry_max)
-        sinks.append(sink)
-        chat = ChatPipeline(analyzer, intents, composer, sink, model_pool, db_pool)
-        replies_topic = app.topic("chat.replies", partitions=partitions)
+        # Chat's lane runs at a lower CPU priority: a generation batch takes seconds, news is the
+        # real-time path, and on a busy CPU the kernel serves the news threads first.
+        add_agent(ChatPipeline(analyzer, intents, composer),
+                  Lane(model_thread_pool(1, threads, "chat-models", niceness=CHAT_NICENESS),
+                       ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
-        async def store_chat(prepared) -> None:
-            await deliver("chat", replies_topic, await chat.store(prepared))
-
-        @app.agent(app.topic("chat", partitions=partitions), name="chat")
-        async def chat_agent(stream):
-            await run_stages(stream, CommitStage(app, "chat"), settings.generator_max_batch, chat.prepare,
-                             store_chat)
+    @app.on_partitions_revoked.connect
+    async def forget_lag(app, revoked, **kwargs):
+        for tp in revoked:  # a partition now read by another worker is not this worker's lag
+            metrics.forget_lag(tp.topic, tp.partition)
 
     started_on = cluster_id(settings.kafka_bootstrap)
 
@@ -183,8 +132,17 @@ def build_app(settings: Settings) -> faust.App:
                      "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
                      "the topics and stopping; restart the worker (compose does; under `sentinel up`, run it again).",
                      settings.kafka_bootstrap, now, started_on)
-        await loop.run_in_executor(None, ensure_topics, settings.kafka_bootstrap, topic_specs(partitions))
+        await loop.run_in_executor(None, ensure_topics, settings.kafka_bootstrap, topic_specs(settings.topic_partitions))
         await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
+
+    @app.timer(settings.db_check_interval)
+    async def probe_database(app):
+        """Keeps sentinel_db_up true to the database while the topics are idle."""
+        await asyncio.get_running_loop().run_in_executor(service.db, check_database, engine, health)
+
+    @app.timer(max(1.0, settings.alert_redeliver_after / 3))
+    async def redeliver_alerts(app):
+        await delivery.sweep(service.db, service_sink.retrying)
 
     @app.page("/metrics")
     async def metrics_view(web, request):
@@ -194,7 +152,7 @@ def build_app(settings: Settings) -> faust.App:
     async def health_view(web, request):
         # The partitions this worker consumes now: 0 until the group has assigned it its share.
         assigned = len(app.consumer.assignment()) if app.consumer else 0
-        return web.json({"status": "ok", "app": settings.app_id, "agents": sorted(agents),
+        return web.json({**health.report(), "app": settings.app_id, "agents": sorted(agents),
                          "assigned_partitions": assigned})
 
     @app.on_before_shutdown.connect
@@ -202,9 +160,23 @@ def build_app(settings: Settings) -> faust.App:
         for sink in sinks:
             sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
 
+    check_database(engine, health)
     log.info("worker ready: agents=%s kafka=%s database=%s models=%s", sorted(agents), settings.kafka_bootstrap,
              redact(settings.database_url), analyzer.version)
     return app
+
+
+def check_database(engine, health: Health) -> None:
+    """One cheap query: sentinel_db_up and /health follow the database even when no batch is written."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means the database is not answering
+        metrics.DB_UP.set(0)
+        health.degrade("database", f"database unavailable ({type(getattr(exc, 'orig', None) or exc).__name__})")
+        return
+    metrics.DB_UP.set(1)
+    health.recover("database")
 
 
 def run_worker(settings: Settings) -> None:

@@ -23,12 +23,16 @@ def redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True) if url else url
 
 
-def make_engine(url: str, pool_size: int = 4) -> Engine:
+def make_engine(url: str, pool_size: int = 4, statement_timeout: float | None = None) -> Engine:
+    """An engine with short connect timeouts; ``statement_timeout`` (seconds) makes PostgreSQL cancel a
+    statement that runs longer, so a hung query becomes an error the caller retries, not a silent stall."""
     url = normalise_url(url)
     if not url.startswith("postgresql"):
         raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got {redact(url)!r}")
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, future=True,
-                         connect_args={"connect_timeout": 5})
+    connect_args: dict = {"connect_timeout": 5}
+    if statement_timeout:
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, future=True, connect_args=connect_args)
 
 
 def alembic_config(url: str):

@@ -73,6 +73,14 @@ def observe_model_phases(model) -> None:
     MODEL_INFO.labels(**model.describe()).set(1)
 
 
+def forget_lag(topic: str, partition: int) -> None:
+    """Drop a partition's lag gauge (after a rebalance took it away from this worker)."""
+    try:
+        CONSUMER_LAG.remove(topic, str(partition))
+    except KeyError:
+        pass
+
+
 def render() -> bytes:
     return generate_latest(REGISTRY)
 

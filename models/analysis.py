@@ -61,8 +61,9 @@ class Analyzer:
         self.entities.warm_up()
         self.analyze_texts(["Warm-up sentence for the task threads."])
 
-    def analyze_texts(self, texts: list[str]) -> list[tuple]:
-        if self._lanes is None:
+    def analyze_texts(self, texts: list[str], side_by_side: bool = True) -> list[tuple]:
+        """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread."""
+        if self._lanes is None or not side_by_side:
             return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
         sentiments = self._lanes.submit(self.sentiment.predict, texts)
         entities = self._lanes.submit(self.entities.predict, texts)

@@ -43,12 +43,18 @@ class KeyResolver:
 
     A company name is joined to a ticker by the mapping file, or learned from an event
     that names exactly one company and carries exactly one ticker (the event's
-    ``tickers`` field or a ticker in its text). Learned joins never override the file.
+    ``tickers`` field or a ticker in its text). One rule, the same in memory and in the
+    ``entity_aliases`` table: the first join learned for a name stays (later events with
+    another ticker change nothing), learned joins never override the file, and at most
+    ``max_learned`` joins are kept in memory (beyond that, names stay unjoined).
     """
 
-    def __init__(self, fixed: dict[str, str] | None = None, learned: dict[str, str] | None = None):
+    def __init__(self, fixed: dict[str, str] | None = None, learned: dict[str, str] | None = None,
+                 max_learned: int = 100_000):
         self.fixed = dict(fixed or {})
-        self.aliases = {**(learned or {}), **self.fixed}
+        self.max_learned = max_learned
+        self.learned = {k: v for k, v in (learned or {}).items() if k not in self.fixed}
+        self.learned = dict(list(self.learned.items())[:max_learned])
 
     @staticmethod
     def read_map(path) -> dict[str, str]:
@@ -62,6 +68,9 @@ class KeyResolver:
                     out[entity_key(row[0], "ORG")] = entity_key(row[1].strip(), "TICKER")
         return out
 
+    def alias(self, org: str) -> str | None:
+        return self.fixed.get(org) or self.learned.get(org)
+
     def keys_for(self, entities, event_tickers) -> tuple[set[str], list[tuple[str, str]]]:
         """(keys of the article, newly learned (alias, key) joins)."""
         tickers = {entity_key(t, "TICKER") for t in event_tickers}
@@ -70,7 +79,13 @@ class KeyResolver:
         learned = []
         if len(tickers) == 1 and len(orgs) == 1:
             org, ticker = next(iter(orgs)), next(iter(tickers))
-            if org not in self.fixed and self.aliases.get(org) != ticker:
-                self.aliases[org] = ticker
+            if self.alias(org) is None and len(self.learned) < self.max_learned:
+                self.learned[org] = ticker
                 learned.append((org, ticker))
-        return tickers | {self.aliases.get(o, o) for o in orgs}, learned
+        return tickers | {self.alias(o) or o for o in orgs}, learned
+
+    def settle(self, stored: dict[str, str]) -> None:
+        """Take the database's joins for names this worker learned: another worker may have been first."""
+        for org, ticker in stored.items():
+            if org not in self.fixed and org in self.learned:
+                self.learned[org] = ticker

@@ -54,14 +54,26 @@ def use_threads(setting: int = 0) -> int:
     return torch.get_num_threads()
 
 
-def model_thread_pool(workers: int, threads: int, name: str) -> ThreadPoolExecutor:
-    """Threads that run models, each with ``threads`` intra-op threads.
+def model_thread_pool(workers: int, threads: int, name: str, niceness: int = 0) -> ThreadPoolExecutor:
+    """Threads that run models, each with ``threads`` intra-op threads and a ``niceness`` (Linux).
 
     Torch keeps the intra-op thread count per thread, and a new thread starts with the
-    last count any thread set, so every thread that runs models sets its own.
+    last count any thread set, so every thread that runs models sets its own. With one
+    intra-op thread, torch computes in the calling thread, so its niceness is the model's.
     """
-    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=torch.set_num_threads,
-                              initargs=(threads,))
+    return ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=_start_model_thread,
+                              initargs=(threads, niceness))
+
+
+def _start_model_thread(threads: int, niceness: int) -> None:
+    import threading
+
+    torch.set_num_threads(threads)
+    if niceness:
+        try:  # on Linux a thread is a task with its own priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except (OSError, AttributeError):
+            pass
 
 
 def plan_batches(lengths: Sequence[int], max_batch: int, token_budget: int) -> list[list[int]]:

@@ -7,6 +7,7 @@ with a short machine-readable reason (the dead-letter reason) and a detail.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -27,16 +28,20 @@ MAX_CHAT_CHARS = 4_000
 MAX_JSON_DEPTH = 32
 
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _clean(value: str) -> str:
-    """Drop NUL and other control characters: PostgreSQL text cannot hold NUL."""
-    return value.translate(_CONTROL)
+def clean_text(value: str) -> str:
+    """Text that every later stage can encode: NUL and other control characters dropped
+    (PostgreSQL text cannot hold NUL), and lone UTF-16 surrogates, which JSON escapes such as
+    ``"\\ud800"`` can carry but UTF-8 cannot encode, replaced by U+FFFD as a UTF-8 decoder
+    replaces invalid bytes. (A valid escaped pair is already one character after ``json.loads``.)"""
+    return _LONE_SURROGATE.sub("\ufffd", value.translate(_CONTROL))
 
 
 def Bounded(max_length: int, min_length: int = 0, strip: bool = False):
     """A string with bounded length and no control characters."""
-    return Annotated[str, AfterValidator(_clean),
+    return Annotated[str, AfterValidator(clean_text),
                      StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length)]
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -126,7 +127,8 @@ class Alert(Base):
     """One alert per episode: opened once, updated while it lasts, closed when the condition clears."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_key_status", "key", "status"),)
+    __table_args__ = (Index("ix_alerts_key_status", "key", "status"),
+                      Index("ix_alerts_undelivered", "created_at", postgresql_where=text("delivered_at is null")))
 
     id: Mapped[str] = mapped_column(String(300), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
@@ -137,7 +139,10 @@ class Alert(Base):
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict] = mapped_column(JSONB)
+    summary: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The outbox: empty until the alert is on the topic, counted and handed to the webhook.
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ChatMessage(Base):

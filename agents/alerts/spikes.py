@@ -30,12 +30,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine, text
 
+from agents.alerts import records
+from agents.alerts.records import AlertRecord
 from infra import metrics
 from infra.settings import Settings
 
@@ -100,28 +103,32 @@ class SpikeDetector:
         self._global_share: tuple[float, float] | None = None  # (computed at, share)
         self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, mentions, share)
         self._exported: set[str] = set()
+        # assign() runs on the event loop during a rebalance, advance() in the database thread
+        self._lock = threading.Lock()
 
     def advance(self, partition_times: dict[int, datetime]) -> None:
         """Move the watermark with the newest event time of each partition in a batch."""
-        for partition, t in partition_times.items():
-            if partition not in self._partition_times or t > self._partition_times[partition]:
-                self._partition_times[partition] = t
-        expected = self._assigned if self._assigned is not None else set(self._partition_times)
-        if expected and expected <= set(self._partition_times):
-            self.watermark = min(self._partition_times[p] for p in expected)
+        with self._lock:
+            for partition, t in partition_times.items():
+                if partition not in self._partition_times or t > self._partition_times[partition]:
+                    self._partition_times[partition] = t
+            expected = self._assigned if self._assigned is not None else set(self._partition_times)
+            if expected and expected <= set(self._partition_times):
+                self.watermark = min(self._partition_times[p] for p in expected)
 
     def assign(self, partitions: set[int]) -> None:
         """After a rebalance: the partitions now read, and a watermark started afresh."""
-        self._assigned = set(partitions)
-        self._partition_times.clear()
-        self.watermark = None
+        with self._lock:
+            self._assigned = set(partitions)
+            self._partition_times = {}
+            self.watermark = None
 
     def window_end(self, t: datetime) -> datetime:
         hop = self.s.alert_hop
         return _at((math.floor(_epoch(t) / hop) + 1) * hop)
 
     def evaluate(self, touched: dict[str, set[datetime]],
-                 partition_times: dict[int, datetime] | None = None) -> list[dict]:
+                 partition_times: dict[int, datetime] | None = None) -> list[AlertRecord]:
         """Re-evaluate every window touched by a committed batch (key -> event times); returns new alerts.
 
         Each distinct window of each key is evaluated in time order: a fast replay
@@ -129,7 +136,8 @@ class SpikeDetector:
         """
         if partition_times:
             self.advance(partition_times)
-        final_before = self.watermark - timedelta(seconds=self.s.alert_grace) if self.watermark else None
+        watermark = self.watermark  # one read: a rebalance may reset it meanwhile
+        final_before = watermark - timedelta(seconds=self.s.alert_grace) if watermark else None
         new_alerts = []
         if not touched:
             return new_alerts
@@ -162,7 +170,9 @@ class SpikeDetector:
         now = time.monotonic()
         if self._global_share and now - self._global_share[0] < 30:
             return self._global_share[1]
-        newest = self.watermark or max(self._partition_times.values(), default=None) or datetime.now(timezone.utc)
+        with self._lock:
+            newest = self.watermark or max(self._partition_times.values(), default=None)
+        newest = newest or datetime.now(timezone.utc)
         since = newest - timedelta(seconds=self.s.alert_lookback)
         with self.engine.connect() as conn:
             share = conn.execute(text("select avg(is_negative::int) from article_keys where event_time >= :t"),
@@ -201,7 +211,7 @@ class SpikeDetector:
         return (w.mentions >= self.s.alert_min_mentions and w.share >= self.s.alert_min_negative_share
                 and w.z >= self.s.alert_z)
 
-    def _decide(self, conn, w: Window) -> dict | None:
+    def _decide(self, conn, w: Window) -> AlertRecord | None:
         open_alert = conn.execute(text(
             "select id, severity, last_seen_at, payload from alerts where key = :k and kind = :kind "
             "and status = 'open' order by opened_at desc limit 1"), {"k": w.key, "kind": KIND}).first()
@@ -227,21 +237,14 @@ class SpikeDetector:
             {"k": w.key, "kind": KIND}).scalar()
         if last_closed is not None and w.start < last_closed + timedelta(seconds=self.s.alert_cooldown):
             return None
-        alert_id = f"{KIND}:{w.key}:{w.end.isoformat()}"
-        payload = self._payload(conn, w)
-        inserted = conn.execute(text("""
-            insert into alerts (id, kind, key, severity, status, opened_at, last_seen_at, payload)
-            values (:id, :kind, :key, :sev, 'open', :t, :t, cast(:p as jsonb))
-            on conflict (id) do nothing returning id"""),
-            {"id": alert_id, "kind": KIND, "key": w.key, "sev": severity(w), "t": w.end,
-             "p": json.dumps(payload)}).first()
-        if inserted is None:
+        alert = AlertRecord(
+            id=f"{KIND}:{w.key}:{w.end.isoformat()}", kind=KIND, key=w.key, severity=severity(w), opened_at=w.end,
+            summary=f"{w.negatives}/{w.mentions} negative headlines about {w.key} "
+                    f"({w.share:.0%}, baseline {w.expected_share:.0%}, z={w.z:.1f})",
+            payload=self._payload(conn, w))
+        if not records.insert(conn, alert):
             return None
-        alert = {"id": alert_id, "kind": KIND, "key": w.key, "severity": severity(w),
-                 "opened_at": w.end.isoformat(), "payload": payload,
-                 "summary": f"{w.negatives}/{w.mentions} negative headlines about {w.key} "
-                            f"({w.share:.0%}, baseline {w.expected_share:.0%}, z={w.z:.1f})"}
-        log.warning("ALERT %s: %s", alert_id, alert["summary"])
+        log.warning("ALERT %s: %s", alert.id, alert.summary)
         return alert
 
     def _payload(self, conn, w: Window) -> dict:

@@ -1,0 +1,207 @@
+"""The agent loop: one stream core for every agent.
+
+    take → parse (dead letters) → models in the agent's own lane → rows and records
+         → commit stage: one transaction → after-commit work → produce → acknowledge
+
+A batch is taken with ``stream.take_events`` and held (``CommitStage.hold``) so
+Faust cannot acknowledge it before its rows are committed and its outputs produced;
+while the commit stage stores one batch, the models already run on the next.
+
+No event's content can stop the loop: a parser or model failure, rows or records
+that cannot be built or encoded, rows the database refuses — each sends that one
+event to the dead letters with its reason while the rest of the batch goes on.
+Infrastructure failures (database or broker down) pause and retry instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import faust
+
+from agents import dead_letters
+from agents.alerts.delivery import AlertDelivery
+from agents.commit_stage import CommitStage
+from agents.dead_letters import dead_letter_row
+from agents.health import Health
+from agents.pipeline import Built, Pipeline, Prepared, Received
+from agents.sinks import Batch, PostgresSink
+from infra import metrics
+from infra.failpoints import failpoint
+from schemas.tables import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
+    """Send and wait for the broker's acknowledgement of every record."""
+    if not records:
+        return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    futures = [await topic.send(key=key, value=value) for key, value in records]
+    await asyncio.gather(*futures)
+    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
+    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
+
+
+def record_lag(app: faust.App, events) -> None:
+    """Messages behind the end of each partition in the batch (the end as the consumer last saw it)."""
+    newest: dict = {}
+    for event in events:
+        tp = event.message.tp
+        newest[tp] = max(newest.get(tp, -1), event.message.offset)
+    for tp, offset in newest.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+
+
+@dataclass
+class Failed:
+    """A model result that is an error (the event alone made the models fail)."""
+
+    error: BaseException
+
+
+@dataclass
+class Lane:
+    """Where an agent's work runs: its own model thread and its own database thread, so one
+    agent's slow batch (a generation, a long transaction) never queues another agent's."""
+
+    models: Executor
+    db: Executor
+
+
+class AgentLoop:
+    def __init__(self, app: faust.App, pipeline: Pipeline, sink: PostgresSink, lane: Lane,
+                 alerts: AlertDelivery, health: Health, *, max_batch: int, max_wait: float,
+                 model_timeout: float):
+        self.app = app
+        self.pipeline = pipeline
+        self.sink = sink
+        self.lane = lane
+        self.alerts = alerts
+        self.health = health
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.model_timeout = model_timeout
+        self.output_topic = app.topic(pipeline.output_topic, partitions=app.conf.topic_partitions)
+        self.dead_topic = app.topic("deadletter", partitions=1)
+
+    @property
+    def agent(self) -> str:
+        return self.pipeline.agent
+
+    async def run(self, stream) -> None:
+        stage = CommitStage(self.app, self.agent)
+        try:
+            async for events in stream.take_events(self.max_batch, within=self.max_wait):
+                stage.hold(events)
+                prepared = await self.prepare([Received.from_event(e) for e in events])
+                record_lag(self.app, events)
+                await stage.submit(events, functools.partial(self.commit, prepared))
+        except Exception as exc:  # noqa: BLE001 - a bug: held events stay unacknowledged, the restart replays them
+            await stage.fail(exc)
+
+    # -- prepare: parse, models, rows (on the agent; the models in its lane) ----------------------------
+    async def prepare(self, messages: list[Received]) -> Prepared:
+        metrics.BATCH_SIZE.labels(self.agent).observe(len(messages))
+        valid, dead = dead_letters.parse_batch(messages, self.pipeline.parse, self.agent)
+        results = await self._infer([event for _, event in valid])
+        built: list[tuple[Received, Built]] = []
+        for (m, event), result in zip(valid, results):
+            if isinstance(result, Failed):
+                dead.append(dead_letter_row(m, "model_error", _describe(result.error)))
+                continue
+            try:
+                b = self.pipeline.build(m, event, result)
+                for _, value in b.records:  # what the broker gets must already be bytes
+                    if not isinstance(value, bytes):
+                        raise TypeError(f"output record is {type(value).__name__}, not bytes")
+            except Exception as exc:  # noqa: BLE001 - this event alone cannot be turned into rows or records
+                log.error("%s[%d]@%d: cannot build its rows and records: %r", m.topic, m.partition, m.offset,
+                          _describe(exc))
+                dead.append(dead_letter_row(m, "encode_error", _describe(exc)))
+                continue
+            built.append((m, b))
+        return Prepared(built, dead)
+
+    async def _infer(self, events: list) -> list:
+        if not events:
+            return []
+        future = asyncio.get_running_loop().run_in_executor(self.lane.models, self._infer_isolated, events)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.model_timeout)
+        except TimeoutError:
+            # A thread cannot be interrupted: say so on /health and in the metrics, and wait on.
+            part = f"{self.agent}_models"
+            self.health.degrade(part, f"a batch of {len(events)} events has been in the models for more than "
+                                      f"{self.model_timeout:.0f} s")
+            log.error("%s: a model batch of %d events is past its %.0f s timeout; waiting for it",
+                      self.agent, len(events), self.model_timeout)
+            try:
+                return await future
+            finally:
+                self.health.recover(part)
+
+    def _infer_isolated(self, events: list) -> list:
+        """One result per event, or ``Failed`` for an event the models cannot take (found one by one)."""
+        with metrics.BATCH_MODELS.labels(self.agent).time():
+            try:
+                results = self.pipeline.infer(events)
+                if len(results) == len(events):
+                    return results
+                raise RuntimeError(f"the models returned {len(results)} results for {len(events)} events")
+            except Exception:  # noqa: BLE001 - one bad input must not sink the batch: find it
+                log.exception("%s: batch of %d failed in the models; retrying one event at a time",
+                              self.agent, len(events))
+            out = []
+            for event in events:
+                try:
+                    out.append(self.pipeline.infer([event])[0])
+                except Exception as exc:  # noqa: BLE001 - reported as this event's dead letter
+                    out.append(Failed(exc))
+            return out
+
+    # -- commit: store, after-commit work, produce (on the commit stage) --------------------------------
+    async def commit(self, prepared: Prepared) -> None:
+        run = functools.partial(asyncio.get_running_loop().run_in_executor, self.lane.db)
+        batch = Batch(self.pipeline.parent, self.pipeline.children)
+        for m, b in prepared.built:
+            for table, row in b.rows:
+                batch.add(table, row, m)
+        for row in prepared.dead:
+            batch.add(DeadLetter.__table__, row)
+        rejected = dict(await run(self.sink.write, batch))
+        dead = list(prepared.dead)
+        if rejected:
+            late = [dead_letter_row(m, "db_rejected", reason) for m, reason in rejected.items()]
+            await run(self.sink.write, Batch(rows={DeadLetter.__table__: [(None, row) for row in late]}))
+            dead += late
+        stored = [(m, b) for m, b in prepared.built if m not in rejected]
+        committed = time.time()
+        for m, _ in stored:
+            metrics.END_TO_END.labels(self.agent).observe(max(0.0, committed - m.timestamp))
+        alerts = [a for _, b in stored for a in b.alerts]
+        try:
+            alerts += await run(self.sink.retrying, self.pipeline.after_commit, [b for _, b in stored])
+            self.health.recover(f"{self.agent}_after_commit")
+        except Exception as exc:  # noqa: BLE001 - the rows are stored; a bug here must not stop the stream
+            log.exception("%s: after-commit work failed", self.agent)
+            self.health.degrade(f"{self.agent}_after_commit", _describe(exc))
+        if alerts:
+            failpoint("alert_stored")  # the crash the alert outbox must survive
+        await produce(self.output_topic, [record for _, b in stored for record in b.records], self.agent)
+        await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent)
+        dead_letters.report(dead)
+        await self.alerts.deliver(alerts, self.lane.db, self.sink.retrying)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
