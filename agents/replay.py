@@ -45,16 +45,19 @@ def _key(value: bytes) -> bytes | None:
         return None
 
 
-def make_producer(bootstrap: str):
+def make_producer(bootstrap: str, bootstrap_timeout_s: float = 30.0):
     from kafka import KafkaProducer
 
     return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024,
-                         retries=5, client_id="sentinel-replay")
+                         retries=5, client_id="sentinel-replay",
+                         bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
 
 
-def replay(values: list[bytes], bootstrap: str, topic: str, rate: float = 0.0, show_progress: bool = True) -> int:
-    """Send ``values`` (keyed by their ``id``) at ``rate`` events/s (0 = as fast as possible)."""
-    producer = make_producer(bootstrap)
+def replay(values: list[bytes], bootstrap: str, topic: str, rate: float = 0.0, show_progress: bool = True,
+           bootstrap_timeout_s: float = 30.0) -> int:
+    """Send ``values`` (keyed by their ``id``) at ``rate`` events/s (0 = as fast as possible); an unreachable
+    broker raises kafka's KafkaTimeoutError after ``bootstrap_timeout_s``."""
+    producer = make_producer(bootstrap, bootstrap_timeout_s)
     started = time.monotonic()
     bar = progress() if show_progress else None
     try:

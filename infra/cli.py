@@ -32,8 +32,65 @@ class EvalTask(str, Enum):
 
 
 def fail(message: str, hint: str) -> None:
+    from rich.markup import escape
+
+    # one line each, whatever the message holds ("[Errno 111]" is text, not markup)
+    message, hint = (escape(" ".join(str(part).split())) for part in (message, hint))
     err.print(f"[bold red]error:[/] {message}\n[yellow]what to do:[/] {hint}")
     raise typer.Exit(code=2)
+
+
+# Seconds a command waits for Kafka before it says so (the clients' own default is 30 s).
+CONNECT_TIMEOUT_S = 8
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, from the driver's own error when SQLAlchemy wraps one."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__
+
+
+def _shown_url(url: str) -> str:
+    from infra.db import redact
+
+    try:
+        return redact(url)
+    except Exception:  # noqa: BLE001 - an unparseable URL is shown as such, never with its password
+        return "(an unparseable URL)"
+
+
+def _check_database(url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infra.db import make_engine
+
+    try:
+        engine = make_engine(url, pool_size=1)
+    except (ValueError, SQLAlchemyError) as exc:
+        fail(f"DATABASE_URL is not usable: {_reason(exc)}", "set DATABASE_URL to postgresql://user:password@host/db")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except (SQLAlchemyError, OSError) as exc:
+        fail(f"cannot reach the database at {_shown_url(url)}: {_reason(exc)}",
+             "start the stack with `sentinel up`, or check DATABASE_URL and that PostgreSQL is running")
+    finally:
+        engine.dispose()
+
+
+def _check_kafka(bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sentinel-check",
+                         bootstrap_timeout_ms=CONNECT_TIMEOUT_S * 1000,
+                         request_timeout_ms=CONNECT_TIMEOUT_S * 1000).close()
+    except (KafkaError, OSError, ValueError) as exc:
+        fail(f"cannot reach Kafka at {bootstrap}: {_reason(exc)}",
+             "start the stack with `sentinel up`, or check KAFKA_BOOTSTRAP and that the broker is running")
 
 
 def _data_dir(data: Optional[Path]) -> Path:
@@ -149,12 +206,18 @@ def analyze(
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Show the libraries' INFO logs (Faust, Kafka clients) on the console too.")]
+
+
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Also replay the demo feed and follow the results.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Start the stack in the foreground: broker, database, migrations, topics and the worker. Ctrl-C stops it."""
-    from infra.stack import Stack, wait_forever_or_until
+    from infra.logs import configure_logging
+    from infra.stack import Stack, StackError, wait_forever_or_until
 
     import signal
 
@@ -163,6 +226,9 @@ def up(
 
     signal.signal(signal.SIGTERM, stop_on_term)
     s = get_settings()
+    if verbose:
+        s = s.model_copy(update={"verbose": True})  # the worker gets it as SENTINEL_VERBOSE
+    configure_logging(s, "up")
     code = 0
     try:
         with Stack(s, say=err.print) as stack:
@@ -175,6 +241,8 @@ def up(
             code = wait_forever_or_until(worker)
     except KeyboardInterrupt:
         err.print("stopping…")
+    except StackError as exc:
+        fail(str(exc), exc.hint)
     except (RuntimeError, TimeoutError) as exc:
         fail(str(exc), "check KAFKA_BOOTSTRAP / DATABASE_URL, or unset them to use the embedded services")
     if code:
@@ -182,9 +250,9 @@ def up(
 
 
 @app.command()
-def demo() -> None:
+def demo(verbose: VerboseOption = False) -> None:
     """The live demo on the embedded defaults: stack up, replay the demo feed, show results and alerts."""
-    up(demo=True)
+    up(demo=True, verbose=verbose)
 
 
 @app.command()
@@ -196,9 +264,26 @@ def worker() -> None:
     if not s.kafka_bootstrap or not s.database_url:
         fail("KAFKA_BOOTSTRAP and DATABASE_URL must be set for `sentinel worker`",
              "export both, or run `sentinel up` to start the embedded services and a worker")
+    from kafka.errors import KafkaError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infra.logs import configure_logging
+
+    # Both checked first, within seconds (the worker's own start would retry each for half a minute), and
+    # before logging is set up, so the clients' retry warnings do not bury the one-line error.
+    _check_database(s.database_url)
+    _check_kafka(s.kafka_bootstrap)
+    configure_logging(s, "worker")
     from agents.worker import run_worker
 
-    run_worker(s)
+    try:
+        run_worker(s)
+    except ValueError as exc:
+        fail(str(exc), "fix the setting named above (`sentinel settings` lists them all)")
+    except SQLAlchemyError as exc:
+        fail(f"database error while preparing the worker: {_reason(exc)}", "check DATABASE_URL and run again")
+    except (KafkaError, RuntimeError, OSError) as exc:
+        fail(f"cannot prepare the worker: {_reason(exc)}", "check KAFKA_BOOTSTRAP and DATABASE_URL, then run again")
 
 
 @app.command()
@@ -233,7 +318,13 @@ def replay(
         values = read_events(file)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         fail(f"cannot read {file}: {exc}", "check the file's format (JSONL or CSV with a header row)")
-    n = send(values, s.kafka_bootstrap, topic, rate)
+    from kafka.errors import KafkaError
+
+    try:
+        n = send(values, s.kafka_bootstrap, topic, rate, bootstrap_timeout_s=CONNECT_TIMEOUT_S)
+    except (KafkaError, OSError, RuntimeError) as exc:
+        fail(f"cannot replay into {topic} on Kafka at {s.kafka_bootstrap}: {_reason(exc)}",
+             "start the stack with `sentinel up`, or check KAFKA_BOOTSTRAP and that the broker is running")
     err.print(f"sent {n} events to {topic}")
 
 
@@ -258,6 +349,7 @@ def alerts(
 ) -> None:
     """List recent alerts (sentiment spikes and chat escalations) from the database."""
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from infra.db import make_engine
     from infra.stack import resolve_services
@@ -269,12 +361,19 @@ def alerts(
         since_at = _parse_since(since) if since else None
     except ValueError:
         fail(f"cannot read --since {since!r}", "give an ISO time (2026-03-02T10:00) or a duration (30m, 24h, 7d)")
-    engine = make_engine(s.database_url, pool_size=1)
-    with engine.connect() as conn:
-        rows = conn.execute(text(
-            "select id, kind, key, severity, status, opened_at, closed_at, payload from alerts "
-            "where (cast(:since as timestamptz) is null or opened_at >= :since) "
-            "order by opened_at desc limit :limit"), {"since": since_at, "limit": limit}).all()
+    try:
+        engine = make_engine(s.database_url, pool_size=1)
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "select id, kind, key, severity, status, opened_at, closed_at, payload from alerts "
+                "where (cast(:since as timestamptz) is null or opened_at >= :since) "
+                "order by opened_at desc limit :limit"), {"since": since_at, "limit": limit}).all()
+    except (OperationalError, OSError) as exc:
+        fail(f"cannot reach the database at {_shown_url(s.database_url)}: {_reason(exc)}",
+             "start the stack with `sentinel up`, or check DATABASE_URL and that PostgreSQL is running")
+    except (ValueError, SQLAlchemyError) as exc:
+        fail(f"cannot read alerts from {_shown_url(s.database_url)}: {_reason(exc)}",
+             "check DATABASE_URL; apply the migrations with `sentinel migrate`")
     for r in rows:
         record = {"id": r.id, "kind": r.kind, "key": r.key, "severity": r.severity, "status": r.status,
                   "opened_at": r.opened_at.isoformat(),
@@ -299,8 +398,9 @@ def migrate() -> None:
     s = resolve_services(get_settings())
     if not s.database_url:
         fail("DATABASE_URL is not set", "export DATABASE_URL, or run `sentinel up`")
+    _check_database(s.database_url)
     run_migrations(s.database_url)
-    err.print(f"database at {redact(s.database_url)} is at the newest migration")
+    err.print(f"database at {_shown_url(s.database_url)} is at the newest migration")
 
 
 @app.command()

@@ -1,0 +1,110 @@
+"""CLI errors are one line plus what to do, exit code 2, no traceback; the console log stays quiet."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from infra.settings import PROJECT_ROOT, Settings
+
+UNREACHABLE_DB = "postgresql://u@127.0.0.1:1/x"
+UNREACHABLE_KAFKA = "127.0.0.1:1"
+
+
+def sentinel(tmp_path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    full_env = {**os.environ, "SENTINEL_STATE_DIR": str(tmp_path / "state"), **env}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "infra.cli", *args], env=full_env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    return done, time.monotonic() - started
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, elapsed: float, *words: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith("error: ") and lines[1].startswith("what to do: "), done.stderr
+    for word in words:
+        assert word in lines[0], done.stderr
+    assert elapsed < 15, f"took {elapsed:.1f}s"
+
+
+def test_alerts_with_the_database_unreachable(tmp_path):
+    done, elapsed = sentinel(tmp_path, "alerts", DATABASE_URL=UNREACHABLE_DB)
+    assert_one_line_error(done, elapsed, "cannot reach the database", "127.0.0.1")
+
+
+def test_replay_with_kafka_unreachable(tmp_path):
+    done, elapsed = sentinel(tmp_path, "replay", "agents/demo/news_feed.jsonl", KAFKA_BOOTSTRAP=UNREACHABLE_KAFKA)
+    assert_one_line_error(done, elapsed, "Kafka at 127.0.0.1:1")
+
+
+def test_worker_with_the_database_unreachable(tmp_path):
+    done, elapsed = sentinel(tmp_path, "worker", DATABASE_URL=UNREACHABLE_DB, KAFKA_BOOTSTRAP=UNREACHABLE_KAFKA)
+    assert_one_line_error(done, elapsed, "cannot reach the database")
+
+
+@pytest.mark.integration
+def test_worker_with_kafka_unreachable(tmp_path):
+    from infra.embedded import EmbeddedPostgres
+
+    with EmbeddedPostgres(tmp_path / "pgdata", delete_on_stop=True) as db:
+        done, elapsed = sentinel(tmp_path, "worker", DATABASE_URL=db.url, KAFKA_BOOTSTRAP=UNREACHABLE_KAFKA)
+    assert_one_line_error(done, elapsed, "cannot reach Kafka at 127.0.0.1:1")
+
+
+@pytest.fixture
+def restore_root_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def emit_sample_records() -> None:
+    logging.getLogger("faust.transport.drivers.aiokafka").info("library chatter %d", 1)
+    logging.getLogger("kafka.conn").warning("library warning")
+    logging.getLogger("agents.worker").info("worker ready")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_console_hides_library_info_that_the_file_keeps(tmp_path, capsys, restore_root_logging, verbose):
+    from infra.logs import configure_logging
+
+    path = configure_logging(Settings(state_dir=tmp_path, verbose=verbose), "worker")
+    emit_sample_records()
+    console = capsys.readouterr().err
+    assert "worker ready" in console and "library warning" in console
+    assert ("library chatter 1" in console) is verbose
+    text = path.read_text()
+    assert path == tmp_path / "logs" / "worker.log"
+    assert all(m in text for m in ("library chatter 1", "library warning", "worker ready"))
+
+
+def test_json_format_gives_one_object_per_line_through_fausts_worker_setup(tmp_path, capsys,
+                                                                          restore_root_logging):
+    from mode.utils.logging import setup_logging
+
+    from infra.logs import log_file, worker_logging
+
+    settings = Settings(state_dir=tmp_path, log_format="json")
+    # what mode's Worker does with faust.Worker(..., **worker_logging(settings)) at start
+    setup_logging(loglevel="INFO", **worker_logging(settings))
+    emit_sample_records()
+    console = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    in_file = [json.loads(line) for line in log_file(settings, "worker").read_text().splitlines()]
+    assert [r["message"] for r in console] == ["library warning", "worker ready"]
+    assert [r["message"] for r in in_file] == ["library chatter 1", "library warning", "worker ready"]
+    record = in_file[-1]
+    assert record["level"] == "INFO" and record["logger"] == "agents.worker" and record["timestamp"]
