@@ -2,6 +2,8 @@
 
 from datetime import datetime, timezone
 
+import pytest
+
 from agents.alerts.spikes import Window, severity
 from models.entities import Entity
 from models.entity_keys import KeyResolver, entity_key
@@ -13,17 +15,67 @@ def window(n, k, expected):
     return Window("k", T, T, n, k, -0.5, 100, expected, expected)
 
 
-def test_binomial_z_against_the_baseline():
-    w = window(20, 12, 0.2)
-    assert abs(w.z - (12 - 4) / (20 * 0.2 * 0.8) ** 0.5) < 1e-9
-    assert window(20, 4, 0.2).z == 0
-    assert window(0, 0, 0.2).z == 0
+# z = (k - n p0) / sqrt(n p0 (1 - p0)), the normal approximation of the binomial,
+# worked out by hand (n, k, p0 -> z):
+#   20, 12, 0.2:  8 / sqrt(3.2) = sqrt(20)
+#   40, 30, 0.2: 22 / sqrt(6.4)
+#   10,  7, 0.3:  4 / sqrt(2.1)
+#  100, 60, 0.5: 10 / 5 = 2
+#   25,  5, 0.02 (clamped from 0): 4.5 / sqrt(0.49) = 4.5 / 0.7 = 45 / 7
+HAND_WORKED = [
+    (20, 12, 0.2, 4.47213595499958),
+    (40, 30, 0.2, 8.696263565463044),
+    (10, 7, 0.3, 2.7602622373694166),
+    (100, 60, 0.5, 2.0),
+    (25, 5, 0.0, 6.428571428571429),
+]
 
 
-def test_severity_grows_with_the_spike():
-    assert severity(window(20, 9, 0.2)) == "warning"
-    assert severity(window(40, 30, 0.2)) == "high"
-    assert severity(window(40, 37, 0.2)) == "critical"
+def test_binomial_z_against_hand_worked_values():
+    for n, k, expected, z in HAND_WORKED:
+        assert window(n, k, expected).z == pytest.approx(z, rel=1e-12), (n, k, expected)
+    assert window(20, 4, 0.2).z == 0  # exactly the expected count
+    assert window(0, 0, 0.2).z == 0  # an empty window
+    assert window(20, 12, 0.2).figures()["z"] == 4.47
+    assert window(20, 12, 0.2).share == 0.6
+
+
+def test_more_negatives_give_a_larger_z_and_a_higher_baseline_a_smaller_one():
+    for n, expected in [(5, 0.1), (20, 0.2), (60, 0.5), (200, 0.9)]:
+        zs = [window(n, k, expected).z for k in range(n + 1)]
+        assert all(a < b for a, b in zip(zs, zs[1:])), (n, expected)
+        assert zs[0] < 0 < zs[-1]
+    zs = [window(40, 20, p).z for p in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)]
+    assert all(a > b for a, b in zip(zs, zs[1:]))
+
+
+def test_expected_share_is_clamped_to_2_and_98_percent():
+    # below 0.02 counts as 0.02, above 0.98 as 0.98: no division by zero, no infinite z
+    for low in (0.0, 0.001, 0.019):
+        assert window(50, 1, low).z == 0  # 50 x 0.02 = 1 expected
+        assert window(25, 5, low).z == pytest.approx(45 / 7, rel=1e-12)
+    for high in (1.0, 0.999, 0.981):
+        assert window(50, 49, high).z == 0  # 50 x 0.98 = 49 expected
+        assert window(50, 50, high).z == pytest.approx(1 / 0.98 ** 0.5, rel=1e-12)  # 1 / sqrt(50 x 0.98 x 0.02)
+    # inside the range nothing is clamped: 0.03 gives 50 x 0.03 = 1.5 expected, not 1
+    assert window(50, 1, 0.03).z == pytest.approx(-0.5 / (50 * 0.03 * 0.97) ** 0.5, rel=1e-12)
+    assert window(50, 1, 0.03).z < 0
+
+
+def test_severity_thresholds_at_their_edges():
+    # n = 400, p0 = 0.5: sd = 10, z = (k - 200) / 10; share k / 400 stays under 0.9
+    assert window(400, 269, 0.5).z == pytest.approx(6.9) and severity(window(400, 269, 0.5)) == "warning"
+    assert window(400, 270, 0.5).z == 7.0 and severity(window(400, 270, 0.5)) == "high"
+    assert window(400, 299, 0.5).z == pytest.approx(9.9) and severity(window(400, 299, 0.5)) == "high"
+    assert window(400, 300, 0.5).z == 10.0 and severity(window(400, 300, 0.5)) == "critical"
+    # n = 100, p0 = 0.5: sd = 5, z = (k - 50) / 5
+    assert severity(window(100, 84, 0.5)) == "warning"  # z 6.8
+    assert severity(window(100, 85, 0.5)) == "high"  # z 7.0
+    # a share of 90% is critical whatever z says: 9 of 10 against an expected 90% has z = 0
+    assert window(10, 9, 0.9).z == pytest.approx(0, abs=1e-12)
+    assert severity(window(10, 9, 0.9)) == "critical"
+    assert severity(window(10, 8, 0.8)) == "warning"  # share 0.8, z 0
+    assert severity(window(0, 0, 0.2)) == "warning"
 
 
 def test_entity_keys_strip_case_punctuation_and_legal_suffixes():
