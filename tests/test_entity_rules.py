@@ -4,6 +4,7 @@ from transformers import AutoTokenizer
 
 from models.encoder import (
     SHAPE_LOWER,
+    SHAPE_PAD,
     SHAPE_TITLE,
     SHAPE_UPPER,
     base_encoder_path,
@@ -64,7 +65,13 @@ def test_encode_words_labels_first_sub_token_only():
 
 
 def test_encode_words_survives_words_without_sub_tokens():
+    """A word the tokenizer drops (a zero-width space) gets no sub-token: it is left out of
+    ``_first``/``_words`` and its label is dropped, while the other words keep their own index."""
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path())
-    f = encode_words(tokenizer, [["Nokia", "\u200b", "rose"]], 64)[0]
-    assert 1 not in f["_words"] or len(f["_words"]) == 3
-    assert f["_words"][0] == 0 and f["_words"][-1] == 2
+    f = encode_words(tokenizer, [["Nokia", "\u200b", "rose"]], 64, [[3, 5, 0]])[0]
+    assert tokenizer.convert_ids_to_tokens(f["input_ids"]) == ["[CLS]", "nokia", "rose", "[SEP]"]
+    assert f["_words"] == [0, 2]  # word 1 skipped, word 2 keeps its index
+    assert f["_first"] == [1, 2]
+    assert f["labels"] == [IGNORE, 3, 0, IGNORE]  # word 1's label (5) appears nowhere
+    assert f["shape_ids"] == [SHAPE_PAD, SHAPE_TITLE, SHAPE_LOWER, SHAPE_PAD]
+    assert encode_words(tokenizer, [["Nokia", "\u200b", "rose"]], 64)[0]["_words"] == [0, 2]
