@@ -3,6 +3,7 @@ scraping a real worker that processed the demo feed."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -84,6 +85,14 @@ scrape_configs:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
+        # Before any event: the database is up, and Prometheus sees it (no SentinelDatabaseDown, not
+        # even pending, on a fresh idle worker).
+        fresh = worker.metrics()
+        assert re.search(r"^sentinel_db_up 1(\.0)?$", fresh, re.M), "a fresh worker must export sentinel_db_up 1"
+        wait_until(lambda: query(base, 'sentinel_db_up == 1'), timeout=30, interval=1,
+                   message="Prometheus scraped sentinel_db_up 1")
+        time.sleep(3)  # a few rule evaluations
+        fresh_db_alerts = query(base, 'ALERTS{alertname="SentinelDatabaseDown"}')
         values = read_events(FEED_FILE)
         produce(services.bootstrap, "news", values + [b"{broken json", b'{"id": "no-text"}'])
         produce(services.bootstrap, "chat", [json.dumps({"id": f"m{i}", "conversation_id": f"c{i}", "text": t}).encode()
@@ -110,6 +119,7 @@ scrape_configs:
         worker.stop()
         services.broker.stop()
         services.postgres.stop()
+    assert fresh_db_alerts == []
     with capsys.disabled():
         print("\npanels checked against Prometheus:\n  " + "\n  ".join(checked))
     assert not empty
