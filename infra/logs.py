@@ -1,7 +1,7 @@
 """Logging for Sentinel's processes: a quiet console and a complete log file.
 
-The console shows Sentinel's own records (loggers under ``agents``, ``infra``, ``models``,
-``schemas``, ``bench``) from ``log_level`` up, and the libraries' (Faust, mode, aiokafka,
+The console shows Sentinel's own records (logged from its packages ``agents``, ``infra``,
+``models``, ``schemas``, ``bench``) from ``log_level`` up, and the libraries' (Faust, mode, aiokafka,
 kafka-python, urllib3 ...) only from WARNING up, unless ``verbose`` is set. The file
 ``<state_dir>/logs/<process>.log`` keeps every record from ``log_level`` up. With
 ``log_format=json`` both carry one JSON object per line: timestamp, level, logger, message.
@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 from pathlib import Path
 
-from infra.settings import Settings
+from infra.settings import PROJECT_ROOT, Settings
 
-OWN_LOGGERS = ("agents", "infra", "models", "schemas", "bench", "__main__")
+# Sentinel's packages; a record is Sentinel's own when it was logged from a file inside one of them. The
+# logger name is not enough: Faust's services log under their subclass's module (agents.app, agents.transport).
+OWN_PACKAGES = tuple(str(PROJECT_ROOT / name) + os.sep for name in ("agents", "infra", "models", "schemas", "bench"))
 LOG_FILE_BYTES = 20 * 1024 * 1024  # per file; three old files are kept
+
+
+def is_own(record: logging.LogRecord) -> bool:
+    return record.pathname.startswith(OWN_PACKAGES)
 
 
 class ConsoleFilter(logging.Filter):
@@ -27,9 +34,7 @@ class ConsoleFilter(logging.Filter):
         self.verbose = verbose
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.verbose or record.levelno >= logging.WARNING:
-            return True
-        return record.name.split(".", 1)[0] in OWN_LOGGERS
+        return self.verbose or record.levelno >= logging.WARNING or is_own(record)
 
 
 def log_file(settings: Settings, process: str) -> Path:

@@ -1,4 +1,5 @@
-"""The live demo: replay the shipped feed and follow the enriched results and alerts as they arrive."""
+"""The live demo: replay the shipped news feed and customer messages, and follow the enriched headlines,
+reply drafts and alerts as they arrive."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import time
 
 from agents.demo.feed import FEED_FILE
+
+CHAT_FILE = FEED_FILE.with_name("chat_messages.jsonl")
 
 COLOURS = {"negative": "red", "neutral": "white", "positive": "green"}
 
@@ -22,39 +25,64 @@ def follow(bootstrap: str, topics: list[str]):
     return consumer
 
 
-def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) -> dict:
-    """Replay the demo feed into `news`, print each enriched headline and alert; return the counts."""
-    from agents.replay import read_events, replay
+def _replay_all(bootstrap: str, news: list[bytes], chat: list[bytes], rate: float) -> None:
+    from agents.replay import replay
 
-    values = read_events(FEED_FILE)
-    bootstrap = stack.settings.kafka_bootstrap
-    console.print(f"replaying {len(values)} demo headlines from {FEED_FILE.name} at {rate:.0f}/s …")
-    consumer = follow(bootstrap, ["news.enriched", "alerts"])
+    replay(news, bootstrap, "news", rate, False)
+    replay(chat, bootstrap, "chat", rate, False)
+
+
+def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) -> dict:
+    """Replay the demo feed into `news` and the demo chat messages into `chat`; print each enriched headline,
+    reply draft and alert as it arrives; return the counts."""
     import threading
 
-    sender = threading.Thread(target=replay, args=(values, bootstrap, "news", rate, False), daemon=True)
-    sender.start()
+    from agents.replay import read_events
+
+    news = read_events(FEED_FILE)
+    chat = read_events(CHAT_FILE)
+    asked = {m["id"]: m["text"] for m in map(json.loads, chat)}
+    bootstrap = stack.settings.kafka_bootstrap
+    console.print(f"replaying {len(news)} demo headlines ({FEED_FILE.name}) and {len(chat)} customer messages "
+                  f"({CHAT_FILE.name}) at {rate:.0f}/s …")
+    consumer = follow(bootstrap, ["news.enriched", "chat.replies", "alerts"])
+    threading.Thread(target=_replay_all, args=(bootstrap, news, chat, rate), daemon=True).start()
     seen: set[str] = set()
+    replied: set[str] = set()
     alerts = 0
     last = time.monotonic()
-    while len(seen) < len(values) and time.monotonic() - last < idle_timeout:
+    while (len(seen) < len(news) or len(replied) < len(chat)) and time.monotonic() - last < idle_timeout:
         for record in consumer:
             last = time.monotonic()
             event = json.loads(record.value)
             if record.topic == "alerts":
                 alerts += 1
                 console.print(f"[bold red]ALERT[/] {event.get('kind')} {event.get('key')} "
-                              f"severity={event.get('severity')}: {event.get('summary', '')}")
-                continue
-            if event["id"] in seen:
-                continue
-            seen.add(event["id"])
-            s = event["sentiment"]
-            ents = ", ".join(f"{e['text']}/{e['label']}" for e in event["entities"])
-            console.print(f"[{COLOURS[s['label']]}]{s['label']:>8} {s['score']:.2f}[/] {event['title'][:90]}"
-                          f"  [dim]{ents}[/]", highlight=False)
+                              f"severity={event.get('severity')}: {event.get('summary', '')}", highlight=False)
+            elif record.topic == "chat.replies":
+                if event["message_id"] in replied:
+                    continue
+                replied.add(event["message_id"])
+                show_reply(console, event, asked.get(event["message_id"], ""))
+            elif event["id"] not in seen:
+                seen.add(event["id"])
+                s = event["sentiment"]
+                ents = ", ".join(f"{e['text']}/{e['label']}" for e in event["entities"])
+                console.print(f"[{COLOURS[s['label']]}]{s['label']:>8} {s['score']:.2f}[/] {event['title'][:90]}"
+                              f"  [dim]{ents}[/]", highlight=False)
     consumer.close()
-    console.print(f"\n[bold]{len(seen)}[/] headlines enriched, [bold]{alerts}[/] alerts.")
+    console.print(f"\n[bold]{len(seen)}[/] headlines enriched, [bold]{len(replied)}[/] reply drafts, "
+                  f"[bold]{alerts}[/] alerts.")
     console.print(f"database: {stack.status()['database_url']}\nmetrics:  {stack.metrics_url}\n"
                   "stop with Ctrl-C")
-    return {"enriched": len(seen), "alerts": alerts}
+    return {"enriched": len(seen), "replies": len(replied), "alerts": alerts}
+
+
+def show_reply(console, reply: dict, asked: str) -> None:
+    flag = (f"[bold red]escalate: {reply.get('escalation_reason')}[/]" if reply.get("escalate")
+            else "[green]draft ready[/]")
+    draft = " ".join(reply["draft"].split())
+    console.print(f"[bold cyan]CHAT[/] {reply['conversation_id']} [dim]{reply['intent']} "
+                  f"{reply['intent_score']:.2f}[/] {flag}\n"
+                  f"  customer: {asked}\n  draft:    {draft[:240]}{'…' if len(draft) > 240 else ''}",
+                  highlight=False)
