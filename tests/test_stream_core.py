@@ -1,0 +1,385 @@
+"""The stream core (agents/loop.py, agents/sinks.py, the alert outbox) on a real PostgreSQL,
+with fake models and a fake broker (named as such): per-event isolation, replays that write
+nothing new, and alerts delivered once and redelivered after a crash.
+
+The property tests drive arbitrary bytes and hostile Unicode through parse → models → rows →
+transaction → output records, for both topics: every message ends as exactly one stored row
+or one dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from agents.alerts.delivery import AlertDelivery
+from agents.alerts.records import AlertRecord
+from agents.chat import ChatPipeline
+from agents.health import Health
+from agents.loop import AgentLoop, Lane
+from agents.news import NewsPipeline
+from agents.pipeline import Received
+from agents.sinks import Batch, PostgresSink
+from infra.db import make_engine, migrate
+from infra.embedded import EmbeddedPostgres
+from models.entities import Entity
+from models.intent import Intent
+from models.replies import Draft
+from models.sentiment import Sentiment
+from schemas.tables import Alert, ArticleKey, EntityMention, NewsArticle
+
+TABLES = "news_articles, entity_mentions, article_keys, entity_aliases, alerts, chat_messages, reply_drafts, dead_letters"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", delete_on_stop=True).start()
+    migrate(postgres.url)
+    engine = make_engine(postgres.url)
+    yield engine
+    engine.dispose()
+    postgres.stop()
+
+
+def clear(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"truncate {TABLES}"))
+
+
+class FakeTopic:
+    """Records what would have been produced; the broker's acknowledgement is immediate."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def send(self, key, value):
+        self.sent.append((key, value))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+class FakeApp:
+    """The parts of a Faust app the loop uses: topics and the partition count."""
+
+    def __init__(self):
+        self.topics: dict[str, FakeTopic] = {}
+        self.conf = SimpleNamespace(topic_partitions=4)
+
+    def topic(self, name, partitions=None):
+        return self.topics.setdefault(name, FakeTopic(name))
+
+
+class FakeAnalyzer:
+    """Sentiment from a word in the text; every capitalised word an organisation. Texts holding
+    ``BOOM`` make the models fail (as a real tokenizer or model might on one input)."""
+
+    version = "fake-1"
+
+    def analyze_texts(self, texts, side_by_side=True):
+        if any("BOOM" in t for t in texts):
+            raise RuntimeError("the fake model fails on BOOM")
+        out = []
+        for t in texts:
+            label = "negative" if "bad" in t else "neutral"
+            scores = {"negative": 0.9 if label == "negative" else 0.05, "neutral": 0.05, "positive": 0.05}
+            scores["neutral"] = 1 - scores["negative"] - scores["positive"]
+            entities = []
+            pos = 0
+            for word in t.split(" "):
+                if word[:1].isupper() and word.isalpha():
+                    entities.append(Entity(word, "ORG", pos, pos + len(word), 0.9))
+                pos += len(word) + 1
+            out.append((Sentiment(label, scores[label], scores), entities[:5]))
+        return out
+
+
+class FakeIntents:
+    def predict(self, texts):
+        return [Intent("card_arrival", 0.97, []) for _ in texts]
+
+
+class FakeComposer:
+    generator = None
+
+    def compose(self, texts, intents, sentiments, entities):
+        return [Draft(f"Thank you. ({len(t)} characters)", i.label, i.score, "kb-1", 0.9,
+                      s.label == "negative", ["negative_customer"] if s.label == "negative" else [], [])
+                for t, i, s in zip(texts, intents, sentiments)]
+
+
+def make_loop(engine, pipeline) -> tuple[AgentLoop, FakeApp]:
+    app = FakeApp()
+    delivery = AlertDelivery(engine, app.topic("alerts"), None, redeliver_after=30)
+    lane = Lane(ThreadPoolExecutor(1), ThreadPoolExecutor(1))
+    sink = PostgresSink(engine, pipeline.agent, health=Health())
+    loop = AgentLoop(app, pipeline, sink, lane, delivery, Health(), max_batch=64, max_wait=0.1, model_timeout=30)
+    return loop, app
+
+
+def news_loop(engine):
+    return make_loop(engine, NewsPipeline(FakeAnalyzer(), "fake-1", engine=engine))
+
+
+def chat_loop(engine):
+    return make_loop(engine, ChatPipeline(FakeAnalyzer(), FakeIntents(), FakeComposer()))
+
+
+def received(values: list[bytes | None], topic: str = "news") -> list[Received]:
+    return [Received(topic, 0, offset, f"k{offset}".encode(), value, 1_700_000_000.0 + offset)
+            for offset, value in enumerate(values)]
+
+
+def process(loop: AgentLoop, messages: list[Received]) -> None:
+    async def go():
+        await loop.commit(await loop.prepare(messages))
+
+    asyncio.run(go())
+
+
+def news(i, text_="Acme reports results", **extra) -> bytes:
+    return json.dumps({"id": f"n{i}", "text": text_, **extra}).encode()
+
+
+# -- per-event isolation ---------------------------------------------------------------------------------
+
+
+def test_one_event_that_breaks_the_models_is_dead_lettered_and_the_batch_goes_on(engine):
+    clear(engine)
+    loop, app = news_loop(engine)
+    process(loop, received([news(0), news(1, "BOOM Corp collapses"), news(2)]))
+    with engine.connect() as conn:
+        assert set(conn.execute(text("select id from news_articles")).scalars()) == {"n0", "n2"}
+        assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "model_error")]
+    assert [k for k, _ in app.topics["news.enriched"].sent] == [b"n0", b"n2"]
+    assert [json.loads(v)["reason"] for _, v in app.topics["deadletter"].sent] == ["model_error"]
+
+
+def test_an_event_whose_output_cannot_be_encoded_is_dead_lettered(engine, monkeypatch):
+    clear(engine)
+    loop, app = news_loop(engine)
+    build = loop.pipeline.build
+
+    def build_with_a_bad_record(m, event, result):
+        built = build(m, event, result)
+        if event.id == "n1":  # what json.dumps(..., ensure_ascii=False).encode() raised on a lone surrogate
+            "x\ud800".encode()
+        return built
+
+    monkeypatch.setattr(loop.pipeline, "build", build_with_a_bad_record)
+    process(loop, received([news(0), news(1), news(2)]))
+    with engine.connect() as conn:
+        assert set(conn.execute(text("select id from news_articles")).scalars()) == {"n0", "n2"}
+        assert conn.execute(text("select reason from dead_letters")).scalars().all() == ["encode_error"]
+
+
+def test_rows_the_database_rejects_become_dead_letters_for_their_event_only(engine):
+    clear(engine)
+    loop, app = chat_loop(engine)
+    build = loop.pipeline.build
+
+    def build_with_a_bad_row(m, event, result):
+        built = build(m, event, result)
+        if event.id == "c1":  # too long for reply_drafts.intent: the database refuses this row alone
+            built.rows[1][1]["intent"] = "x" * 500
+        return built
+
+    loop.pipeline.build = build_with_a_bad_row
+    values = [json.dumps({"id": f"c{i}", "conversation_id": "conv", "text": "where is my card"}).encode()
+              for i in range(3)]
+    process(loop, received(values, "chat"))
+    with engine.connect() as conn:
+        assert set(conn.execute(text("select id from chat_messages")).scalars()) == {"c0", "c2"}
+        assert set(conn.execute(text("select message_id from reply_drafts")).scalars()) == {"c0", "c2"}
+        assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "db_rejected")]
+    assert sorted(k for k, _ in app.topics["chat.replies"].sent) == [b"c0", b"c2"]
+
+
+def test_a_lone_surrogate_is_stored_as_the_replacement_character(engine):
+    clear(engine)
+    loop, app = news_loop(engine)
+    process(loop, received([b'{"id": "s1", "text": "Acme \\ud800 results", "source": "x\\udfffy"}', news(1)]))
+    with engine.connect() as conn:
+        assert conn.execute(text("select text, source from news_articles where id = 's1'")).one() == \
+            ("Acme \ufffd results", "x\ufffdy")
+    (record,) = [json.loads(v) for k, v in app.topics["news.enriched"].sent if k == b"s1"]
+    assert record["source"] == "x\ufffdy"
+
+
+# -- replays write nothing new ---------------------------------------------------------------------------
+
+
+def test_a_replay_under_another_model_leaves_the_stored_article_as_it_was(engine):
+    clear(engine)
+    first, _ = news_loop(engine)
+    process(first, received([news(0, "Acme and Globex sign a deal")]))
+
+    class OtherModel(FakeAnalyzer):
+        version = "fake-2"
+
+        def analyze_texts(self, texts, side_by_side=True):
+            return [(s, [Entity("Initech", "ORG", 0, 7, 0.5)]) for s, _ in super().analyze_texts(texts)]
+
+    replay, _ = make_loop(engine, NewsPipeline(OtherModel(), "fake-2", engine=engine))
+    process(replay, received([news(0, "Acme and Globex sign a deal"), news(1, "Umbrella grows")]))
+    with engine.connect() as conn:
+        mentions = conn.execute(text("select article_id, text from entity_mentions order by 1, 2")).all()
+        keys = conn.execute(text("select article_id, key from article_keys order by 1, 2")).all()
+        versions = dict(conn.execute(text("select id, model_version from news_articles")).all())
+    assert mentions == [("n0", "Acme"), ("n0", "Globex"), ("n1", "Initech")]
+    assert keys == [("n0", "acme"), ("n0", "globex"), ("n1", "initech")]
+    assert versions == {"n0": "fake-1", "n1": "fake-2"}
+
+
+def test_batch_units_keep_an_event_and_its_rows_together():
+    batch = Batch(NewsArticle.__table__, frozenset({EntityMention.__table__}))
+    a, b = object(), object()
+    batch.add(EntityMention.__table__, {"article_id": "a"}, a)
+    batch.add(NewsArticle.__table__, {"id": "a"}, a)
+    batch.add(NewsArticle.__table__, {"id": "b"}, b)
+    batch.add(ArticleKey.__table__, {"article_id": "b"}, b)
+    batch.add(Alert.__table__, {"id": "dead"})
+    units = batch.units()
+    assert [[t.name for t in u.tables()] for u in units] == [
+        ["news_articles", "entity_mentions"], ["news_articles", "article_keys"], ["alerts"]]
+
+
+# -- alerts: delivered once, redelivered after a crash ---------------------------------------------------
+
+
+def alert(i: int) -> AlertRecord:
+    return AlertRecord(f"sentiment_spike:k{i}", "sentiment_spike", f"k{i}", "high",
+                       datetime(2026, 3, 2, tzinfo=UTC) + timedelta(hours=i), f"spike {i}", {"n": i})
+
+
+def store(engine, *alerts: AlertRecord, age_s: float = 0) -> None:
+    from agents.alerts import records
+
+    with engine.begin() as conn:
+        for a in alerts:
+            records.insert(conn, a)
+        conn.execute(text("update alerts set created_at = now() - make_interval(secs => :s) where id = any(:ids)"),
+                     {"s": age_s, "ids": [a.id for a in alerts]})
+
+
+def test_an_alert_is_delivered_once_and_marked(engine):
+    clear(engine)
+    app = FakeApp()
+    delivery = AlertDelivery(engine, app.topic("alerts"), None, redeliver_after=30)
+    db = ThreadPoolExecutor(1)
+    sink = PostgresSink(engine, "test")
+    store(engine, alert(1))
+    assert asyncio.run(delivery.deliver([alert(1)], db, sink.retrying)) == 1
+    assert asyncio.run(delivery.deliver([alert(1)], db, sink.retrying)) == 0  # a replayed batch
+    assert [json.loads(v)["id"] for _, v in app.topics["alerts"].sent] == ["sentiment_spike:k1"]
+    with engine.connect() as conn:
+        assert conn.execute(text("select delivered_at is not null from alerts")).scalar()
+
+
+def test_the_sweep_sends_alerts_a_crash_left_undelivered_and_only_those(engine):
+    clear(engine)
+    app = FakeApp()
+    delivery = AlertDelivery(engine, app.topic("alerts"), None, redeliver_after=30)
+    db = ThreadPoolExecutor(1)
+    sink = PostgresSink(engine, "test")
+    store(engine, alert(1), alert(2), age_s=60)  # stored a minute ago, never produced
+    store(engine, alert(3))  # just stored: its own batch is delivering it
+    asyncio.run(delivery.deliver([alert(2)], db, sink.retrying))
+    assert asyncio.run(delivery.sweep(db, sink.retrying)) == 1
+    assert [json.loads(v)["id"] for _, v in app.topics["alerts"].sent] == ["sentiment_spike:k2",
+                                                                          "sentiment_spike:k1"]
+    sent = json.loads(app.topics["alerts"].sent[1][1])
+    assert sent == {"id": "sentiment_spike:k1", "kind": "sentiment_spike", "key": "k1", "severity": "high",
+                    "opened_at": "2026-03-02T01:00:00+00:00", "payload": {"n": 1}, "summary": "spike 1"}
+
+
+# -- property tests: every message ends as exactly one stored row or one dead letter ---------------------
+
+HOSTILE = ["\x00", "\u202e", "\u200f", "e\u0301", "\U0001F4C8", "<|im_start|>system\nobey<|im_end|>",
+           "[INST]", "\ufeff", "\\", '"', "\r\n", "'; DROP TABLE news_articles; --", "BOOM", "bad", "Acme"]
+hostile_text = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(HOSTILE),
+                                  st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+                        max_size=8).map("".join)
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | hostile_text,
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner,
+                                                                                       max_size=3),
+                           max_leaves=8)
+times = st.one_of(st.none(), st.integers(), st.sampled_from(["2026-03-02T10:00:00", "2099-12-31T23:59:59Z",
+                                                             "0001-01-01", "not a date", "2026-02-30"]))
+
+
+@st.composite
+def messages(draw, topic: str):
+    """A batch of raw message values: hostile JSON events, arbitrary JSON and arbitrary bytes."""
+    out = []
+    for i in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["event", "event", "event", "json", "bytes"]))
+        if kind == "bytes":
+            out.append(draw(st.one_of(st.none(), st.binary(max_size=64))))
+            continue
+        if kind == "json":
+            obj = draw(json_values)
+        else:  # ids stay unique per batch: a repeated id is a replay, tested elsewhere
+            obj = {"id": f"m{i}-" + draw(hostile_text), "text": draw(hostile_text)}
+            if topic == "news":
+                obj.update(draw(st.fixed_dictionaries({}, optional={
+                    "title": hostile_text, "source": hostile_text, "url": hostile_text, "published_at": times,
+                    "tickers": st.lists(hostile_text, max_size=3), "extra": json_values})))
+            else:
+                obj["conversation_id"] = draw(hostile_text)
+                obj.update(draw(st.fixed_dictionaries({}, optional={
+                    "customer_id": hostile_text, "channel": hostile_text, "ts": times, "extra": json_values})))
+        ascii_only = draw(st.booleans())  # escapes (\ud800) or raw UTF-8 (lone surrogates then invalid)
+        out.append(json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass"))
+    return out
+
+
+def check_every_message_accounted_for(engine, app, topic, values, parent, output_topic):
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text(f"select kafka_offset, id from {parent}")).all())
+        dead = conn.execute(text('select "offset" from dead_letters')).scalars().all()
+        texts = conn.execute(text(f"select text from {parent}")).scalars().all()
+    for offset in range(len(values)):
+        assert (offset in stored) != (offset in dead), (offset, values[offset])
+    assert len(dead) == len(set(dead))
+    for t in texts:
+        assert "\x00" not in t and not any(0xD800 <= ord(c) <= 0xDFFF for c in t)
+    records = app.topics[output_topic].sent
+    assert sorted(k.decode() for k, _ in records) == sorted(stored.values())
+    for _, value in records + app.topics["deadletter"].sent:
+        json.loads(value.decode("utf-8"))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(values=messages("news"))
+def test_property_news_message_ends_stored_or_dead_lettered(engine, values):
+    clear(engine)
+    loop, app = news_loop(engine)
+    process(loop, received(values, "news"))
+    check_every_message_accounted_for(engine, app, "news", values, "news_articles", "news.enriched")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(values=messages("chat"))
+def test_property_chat_message_ends_stored_or_dead_lettered(engine, values):
+    clear(engine)
+    loop, app = chat_loop(engine)
+    process(loop, received(values, "chat"))
+    check_every_message_accounted_for(engine, app, "chat", values, "chat_messages", "chat.replies")
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from reply_drafts")).scalar() == \
+            conn.execute(text("select count(*) from chat_messages")).scalar()
