@@ -4,7 +4,9 @@ message is stored or dead-lettered with its reason, and no draft follows injecte
 from collections import Counter
 
 import pytest
+from sqlalchemy import text
 
+from infra.db import make_engine
 from tests.helpers import SQL, Worker, hostile, produce, wait_until
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,26 @@ def expected_reasons(messages) -> Counter:
     return Counter(want for _, want in messages if want != "stored")
 
 
+def tables(services) -> set[str]:
+    return {r[0] for r in services.rows(
+        "select table_name from information_schema.tables where table_schema = 'public'")}
+
+
+def plant_canaries(services) -> None:
+    """Rows the injected SQL would delete (DELETE FROM dead_letters, TRUNCATE alerts) if it ran."""
+    engine = make_engine(services.database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("""insert into alerts (id, kind, key, severity, status, opened_at, last_seen_at,
+                                 payload, summary, delivered_at)
+                                 values ('canary', 'canary', 'canary', 'warning', 'closed', now(), now(),
+                                         '{}', 'planted by the test', now())"""))
+            conn.execute(text("""insert into dead_letters (topic, partition, "offset", value_sha256, value_size,
+                                 reason, detail) values ('canary', 0, 0, 'canary', 0, 'canary', 'planted')"""))
+    finally:
+        engine.dispose()
+
+
 def test_hostile_messages_on_both_topics(services, tmp_path):
     news = hostile(5000, "news", "hn")
     chat = hostile(5000, "chat", "hc")
@@ -40,6 +62,9 @@ def test_hostile_messages_on_both_topics(services, tmp_path):
     # (the embedded database trusts local connections, so the password is accepted and ignored)
     url = services.database_url.replace("postgres:@", "postgres:canary-password@", 1)
     assert "canary-password" in url
+    tables_before = tables(services)
+    assert {"news_articles", "chat_messages", "dead_letters", "alerts"} <= tables_before
+    plant_canaries(services)
     worker = Worker(services, tmp_path, SENTINEL_AGENTS="news,chat", DATABASE_URL=url,
                     SENTINEL_ALERT_WEBHOOK_URL="http://127.0.0.1:9/unreachable",
                     SENTINEL_ALERT_WEBHOOK_TOKEN="canary-token").start()
@@ -50,7 +75,7 @@ def test_hostile_messages_on_both_topics(services, tmp_path):
         produce(services.bootstrap, "chat", [v for v, _ in chat], keys)
         wait_until(lambda: services.scalar("select count(*) from news_articles") >= n_news_valid
                    and services.scalar("select count(*) from reply_drafts") >= n_chat_valid
-                   and services.scalar("select count(*) from dead_letters") >= 10_000 - n_news_valid - n_chat_valid,
+                   and services.scalar("select count(*) from dead_letters") >= 10_001 - n_news_valid - n_chat_valid,
                    timeout=900, interval=1, message="every hostile message stored or dead-lettered")
         assert worker.process.poll() is None, "the worker crashed"
         health = worker.metrics()
@@ -78,9 +103,15 @@ def test_hostile_messages_on_both_topics(services, tmp_path):
     big = services.rows("select value_size, length(value) from dead_letters where value_size > 10000000")
     assert len(big) == 4 and all(stored <= 64 * 1024 for _, stored in big)
 
-    # injected SQL is stored as text and did nothing; control characters are gone, the rest kept
-    for table in ("news_articles", "chat_messages", "dead_letters", "alerts"):
-        assert services.scalar(f"select count(*) from {table}") >= 0
+    # injected SQL is stored as text and did nothing: the same tables, the planted rows still there,
+    # no dead letter or alert beyond what the messages account for
+    assert tables(services) == tables_before
+    assert services.scalar("select count(*) from dead_letters") == 10_000 - n_news_valid - n_chat_valid + 1
+    assert services.rows("select topic, reason from dead_letters where topic = 'canary'") == [("canary", "canary")]
+    assert services.rows("select id from alerts where kind = 'canary'") == [("canary",)]
+    assert services.scalar("select count(*) from alerts where kind = 'escalation'") == \
+        services.scalar("select count(*) from reply_drafts where escalate")
+    # control characters are gone, the rest kept
     assert services.scalar("select count(*) from news_articles where text = any(:texts)", texts=SQL) > 0
     assert services.scalar("select count(*) from news_articles where text ~ '[\\x01-\\x08\\x0b\\x0c\\x0e-\\x1f]'") == 0
     assert services.scalar("select count(*) from news_articles where text like 'Quarterly results beat%'") > 0
