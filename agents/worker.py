@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,7 @@ from agents.sinks import PostgresSink
 from infra import metrics
 from infra.db import make_engine, migrate, redact
 from infra.kafka import cluster_id, ensure_topics, topic_specs
+from infra.logs import worker_logging
 from infra.settings import Settings
 from models.entity_keys import KeyResolver
 from models.runtime import model_thread_pool, use_threads
@@ -132,7 +134,9 @@ def build_app(settings: Settings) -> faust.App:
                      "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
                      "the topics and stopping; restart the worker (compose does; under `sentinel up`, run it again).",
                      settings.kafka_bootstrap, now, started_on)
-        await loop.run_in_executor(None, ensure_topics, settings.kafka_bootstrap, topic_specs(settings.topic_partitions))
+        await loop.run_in_executor(None, functools.partial(
+            ensure_topics, settings.kafka_bootstrap, topic_specs(settings.topic_partitions),
+            replication=settings.topic_replication))
         await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
 
     @app.timer(settings.db_check_interval)
@@ -183,7 +187,9 @@ def run_worker(settings: Settings) -> None:
     """Prepare the services (migrations, topics) and run the worker until it is stopped."""
     enabled_agents(settings)
     migrate(settings.database_url)
-    ensure_topics(settings.kafka_bootstrap, topic_specs(settings.topic_partitions))
+    ensure_topics(settings.kafka_bootstrap, topic_specs(settings.topic_partitions),
+                  replication=settings.topic_replication)
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False,
+                          **worker_logging(settings))
     worker.execute_from_commandline()

@@ -32,7 +32,9 @@ def topic_specs(partitions: int) -> list[TopicSpec]:
 def admin_client(bootstrap: str):
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sentinel-admin", request_timeout_ms=10_000)
+    # A short first connection: ensure_topics retries until its own deadline, callers answer quickly.
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="sentinel-admin", request_timeout_ms=10_000,
+                            bootstrap_timeout_ms=5_000)
 
 
 def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 30.0, replication: int = 1) -> list[str]:

@@ -131,7 +131,8 @@ class Stack:
             raise StackError(f"cannot migrate the database at {redact(s.database_url)}: {first_line(exc)}",
                              "check DATABASE_URL (or unset it to use the embedded PostgreSQL)") from None
         try:
-            self.topics = ensure_topics(s.kafka_bootstrap, topic_specs(s.topic_partitions), timeout=15.0)
+            self.topics = ensure_topics(s.kafka_bootstrap, topic_specs(s.topic_partitions), timeout=15.0,
+                                       replication=s.topic_replication)
         except Exception as exc:  # noqa: BLE001
             raise StackError(f"cannot create the topics on Kafka at {s.kafka_bootstrap}: {first_line(exc)}",
                              "check KAFKA_BOOTSTRAP (or unset it to use the embedded broker)") from None

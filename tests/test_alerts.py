@@ -80,3 +80,27 @@ def test_restart_during_burst_still_one_alert(services, tmp_path):
     events = stream(True, "rst")
     alerts = run(services, tmp_path, events, kill_during_burst=True)
     assert_one_burst_alert(alerts, events)
+
+
+def test_an_alert_survives_a_crash_between_its_commit_and_its_produce(services, tmp_path):
+    """The failpoint exits the worker right after the alert's transaction, before anything is produced:
+    the restarted worker delivers that alert (the outbox), and no second episode is opened."""
+    events = stream(True, "obx")
+    crashing = Worker(services, tmp_path, SENTINEL_AGENTS="news", SENTINEL_FAILPOINT="alert_stored").start()
+    produce(services.bootstrap, "news", news_values(events))
+    wait_until(lambda: crashing.process.poll() is not None, timeout=600, message="the worker to hit its failpoint")
+    assert crashing.process.returncode == 86, crashing.log()[-3000:]
+    stored = services.rows("select id, delivered_at from alerts")
+    assert len(stored) == 1 and stored[0].delivered_at is None
+    assert read_topic(services.bootstrap, "alerts", 1, timeout=5) == []
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news", SENTINEL_ALERT_REDELIVER_AFTER="2").start()
+    try:
+        wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events)
+                   and services.scalar("select count(*) from alerts where delivered_at is null") == 0,
+                   timeout=900, message="every article stored and the alert delivered")
+    finally:
+        worker.stop()
+    alerts = services.rows("select id, key, severity, opened_at, payload from alerts order by opened_at")
+    assert_one_burst_alert(alerts, events)
+    on_topic = [json.loads(r.value) for r in read_topic(services.bootstrap, "alerts", 1, timeout=20)]
+    assert on_topic and {a["id"] for a in on_topic} == {stored[0].id}
