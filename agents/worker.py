@@ -18,7 +18,7 @@ from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
 from agents.sinks import PostgresSink
-from infra import metrics
+from infra import memory, metrics
 from infra.db import make_engine, migrate, redact
 from infra.kafka import cluster_id, ensure_topics, topic_specs
 from infra.logs import worker_logging
@@ -147,6 +147,11 @@ def build_app(settings: Settings) -> faust.App:
     @app.timer(max(1.0, settings.alert_redeliver_after / 3))
     async def redeliver_alerts(app):
         await delivery.sweep(service.db, service_sink.retrying)
+
+    if settings.malloc_trim_interval:
+        @app.timer(settings.malloc_trim_interval)
+        async def return_free_memory(app):
+            memory.trim()  # milliseconds; keeps RSS at what is in use (infra/memory.py)
 
     @app.page("/metrics")
     async def metrics_view(web, request):

@@ -1,13 +1,17 @@
-"""Soak: the news worker at half its measured capacity for a long run; RSS and latency must stay flat.
+"""Soak: a worker with both agents, news at half its measured capacity and chat flowing, for a long run;
+RSS and latency must stay flat and every event must be stored once.
 
-1. capacity: a backlog of ``--probe`` events produced at once; events/s to the last commit;
-2. soak: events replayed at half that rate for ``--minutes``; every ``--every`` seconds the
-   worker's RSS and the p50/p99 latency (Kafka record time to database write) of the events
-   stored since the last sample;
-3. the slope of each series (least squares, per minute) over the second half-onward; the first
-   minutes are warm-up (allocator, caches) and reported, not fitted.
+1. capacity: a backlog of ``--probe`` news events produced at once; events/s to the last commit;
+2. soak: news replayed at half that rate and chat messages at ``--chat-rate`` for ``--minutes``;
+   every ``--every`` seconds the worker's RSS and the p50/p99 news latency (Kafka record time to
+   database write) of the events stored since the last sample;
+3. the slope of each series (least squares, per minute) after the warm-up; the first
+   ``--warmup`` minutes (allocator, caches) are reported, not fitted.
 
-Run: ``python -m bench.soak [--minutes 30]``. Results: ``docs/bench/soak.json``.
+``--probe-python`` runs the worker with ``bench/memprobe`` (tracemalloc): its Python heap is then
+sampled too, which tells Python objects from native memory (it slows the worker: diagnosis only).
+
+Run: ``python -m bench.soak [--minutes 60]``. Results: ``docs/bench/soak.json``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+from agents.demo import CHAT_FILE
 from agents.replay import replay
 from bench.common import percentile, print_table, save
 from bench.pipeline import backlog_rate, timed_events
-from infra.harness import Worker, rss_mib, start_services
+from infra.harness import Worker, rss_mib, start_services, wait_until
 from infra.progress import console, progress
 
 
@@ -37,10 +42,29 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     return 60 * sum((t - mx) * (v - my) for t, v in points) / sxx if sxx else 0.0
 
 
-def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_minutes: float = 3.0) -> dict:
+def chat_messages(n: int) -> list[bytes]:
+    """``n`` customer messages with unique ids, cycling through the demo's written messages."""
+    texts = [json.loads(line)["text"] for line in CHAT_FILE.read_text().splitlines() if line.strip()]
+    return [json.dumps({"id": f"soakchat-{i}", "conversation_id": f"soakconv-{i % 500}",
+                        "text": texts[i % len(texts)]}).encode() for i in range(n)]
+
+
+def python_heap(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_minutes: float = 5.0,
+         chat_rate: float = 0.5, probe_python: bool = False) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="sentinel-soak-"))
     services = start_services(folder)
-    worker = Worker(services, folder, SENTINEL_AGENTS="news").start().wait_assigned()
+    env = {"SENTINEL_AGENTS": "news,chat"}
+    heap_file = folder / "python-heap.jsonl"
+    if probe_python:
+        env |= {"PYTHONPATH": str(Path(__file__).parent / "memprobe"), "SENTINEL_MEMPROBE_FILE": str(heap_file),
+                "SENTINEL_MEMPROBE_EVERY": str(every)}
+    worker = Worker(services, folder, **env).start(ready_timeout=400).wait_assigned()
     samples: list[dict] = []
     try:
         console.print(f"capacity: {probe} events produced at once …")
@@ -49,9 +73,13 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
         n = int(rate * minutes * 60)
         console.print(f"capacity {capacity:.1f} events/s; soak: {n} events at {rate:.1f}/s for {minutes:g} min")
         values = [json.dumps(e).encode() for e in timed_events(n, "soak", seed=41)]
+        chats = chat_messages(int(chat_rate * minutes * 60))
         sender = threading.Thread(target=replay, args=(values, services.bootstrap, "news", rate, False), daemon=True)
+        chat_sender = threading.Thread(target=replay, args=(chats, services.bootstrap, "chat", chat_rate, False),
+                                       daemon=True)
         soak_start = time.time()
         sender.start()
+        chat_sender.start()
         since = soak_start
         with progress() as bar:
             task = bar.add_task("soak", total=int(minutes * 60), info="")
@@ -69,9 +97,15 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
                 samples.append(sample)
                 bar.update(task, completed=min(now - soak_start, minutes * 60),
                            info=f"RSS {sample['rss_mib']:.0f} MiB, p99 {sample['p99_s']:.2f} s")
-                if not sender.is_alive() and now - soak_start >= minutes * 60:
+                if not sender.is_alive() and not chat_sender.is_alive() and now - soak_start >= minutes * 60:
                     break
+        wait_until(lambda: services.scalar("select count(*) from news_articles where id like 'soak-%'") >= n
+                   and services.scalar("select count(*) from chat_messages where id like 'soakchat-%'") >= len(chats),
+                   timeout=300, interval=2, message="the last events stored")
         stored = services.scalar("select count(*) from news_articles where id like 'soak-%'")
+        chat_stored = services.scalar("select count(*) from chat_messages where id like 'soakchat-%'")
+        drafts = services.scalar("select count(*) from reply_drafts where message_id like 'soakchat-%'")
+        dead = services.scalar("select count(*) from dead_letters")
     finally:
         worker.stop()
         services.broker.stop()
@@ -80,9 +114,13 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
     fitted = [s for s in samples if s["t_s"] >= warmup_minutes * 60 and s["events"]]
     rss_slope = slope_per_minute([(s["t_s"], s["rss_mib"]) for s in fitted])
     p99_slope = slope_per_minute([(s["t_s"], s["p99_s"]) for s in fitted])
+    heap = python_heap(heap_file)
+    heap_fitted = [(h["t_s"], h["python_heap_mib"]) for h in heap if h["t_s"] >= warmup_minutes * 60]
     result = {
-        "minutes": minutes, "capacity_events_per_s": round(capacity, 1), "load_events_per_s": round(rate, 1),
-        "events_sent": n, "events_stored": stored, "sample_every_s": every,
+        "minutes": minutes, "agents": "news,chat", "capacity_events_per_s": round(capacity, 1),
+        "load_events_per_s": round(rate, 1), "chat_messages_per_s": chat_rate,
+        "events_sent": n, "events_stored": stored, "chat_sent": len(chats), "chat_stored": chat_stored,
+        "reply_drafts": drafts, "dead_letters": dead, "sample_every_s": every,
         "warmup_minutes_not_fitted": warmup_minutes,
         "rss_mib_first_fitted": fitted[0]["rss_mib"] if fitted else None,
         "rss_mib_last": samples[-1]["rss_mib"] if samples else None,
@@ -91,15 +129,23 @@ def main(minutes: float = 30.0, every: float = 30.0, probe: int = 800, warmup_mi
         "p99_s_median_of_samples": percentile([s["p99_s"] for s in fitted], 0.5) if fitted else None,
         "p99_slope_s_per_min": round(p99_slope, 4),
     }
-    print_table(f"soak: news worker at half capacity for {minutes:g} min", result)
-    console.print(f"written to {save('soak', {**result, 'samples': samples})}")
+    if probe_python:
+        result["python_heap_slope_mib_per_min"] = round(slope_per_minute(heap_fitted), 3)
+        result["python_heap_mib_last"] = heap[-1]["python_heap_mib"] if heap else None
+    print_table(f"soak: news at half capacity with chat flowing, {minutes:g} min", result)
+    name = "soak-probe" if probe_python else "soak"
+    console.print(f"written to {save(name, {**result, 'samples': samples, 'python_heap': heap})}")
     return result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--probe", type=int, default=800, help="events in the capacity probe")
+    parser.add_argument("--warmup", type=float, default=5.0, help="minutes reported but not fitted")
+    parser.add_argument("--chat-rate", type=float, default=0.5, help="chat messages per second during the soak")
+    parser.add_argument("--probe-python", action="store_true",
+                        help="trace the worker's Python heap (tracemalloc; slows it: diagnosis only)")
     args = parser.parse_args()
-    main(args.minutes, args.every, args.probe)
+    main(args.minutes, args.every, args.probe, args.warmup, args.chat_rate, args.probe_python)

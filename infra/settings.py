@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     db_check_interval: float = Field(
         5.0, gt=0, description="Seconds between the worker's database probes (sentinel_db_up while idle)."
     )
+    malloc_trim_interval: float = Field(
+        60.0, ge=0,
+        description="Seconds between returns of freed native memory to the system (glibc malloc_trim); 0 = never.",
+    )
     model_timeout: float = Field(
         60.0, gt=0, description="Seconds a model batch may run before /health reports the worker degraded."
     )
