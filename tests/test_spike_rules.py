@@ -114,3 +114,22 @@ def test_mapping_file_wins_over_learned_joins(tmp_path):
 def test_currencies_are_never_company_keys():
     keys, learned = KeyResolver().keys_for([ent("EUR", "ORG"), ent("NYSE:", "ORG"), ent("Nokia", "ORG")], [])
     assert keys == {"nokia"} and learned == []
+
+
+def test_the_first_learned_join_stays_and_the_database_settles_a_race():
+    resolver = KeyResolver()
+    _, learned = resolver.keys_for([ent("Acme", "ORG")], ["ACM"])
+    assert learned == [("acme", "ticker:ACM")]
+    keys, learned = resolver.keys_for([ent("Acme", "ORG")], ["ACX"])  # a later event with another ticker
+    assert learned == [] and keys == {"ticker:ACX", "ticker:ACM"}
+    assert resolver.keys_for([ent("Acme", "ORG")], [])[0] == {"ticker:ACM"}
+    resolver.settle({"acme": "ticker:ACQ"})  # another worker stored its join first: the table's wins
+    assert resolver.keys_for([ent("Acme", "ORG")], [])[0] == {"ticker:ACQ"}
+
+
+def test_learned_joins_are_bounded():
+    resolver = KeyResolver(max_learned=2)
+    for name, ticker in [("Acme", "ACM"), ("Globex", "GLX"), ("Initech", "INI")]:
+        resolver.keys_for([ent(name, "ORG")], [ticker])
+    assert resolver.learned == {"acme": "ticker:ACM", "globex": "ticker:GLX"}
+    assert resolver.keys_for([ent("Initech", "ORG")], [])[0] == {"initech"}

@@ -383,3 +383,53 @@ def test_property_chat_message_ends_stored_or_dead_lettered(engine, values):
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from reply_drafts")).scalar() == \
             conn.execute(text("select count(*) from chat_messages")).scalar()
+
+
+# -- timeouts: reported on /health, never silent ---------------------------------------------------------
+
+
+def test_a_model_batch_past_its_timeout_makes_the_worker_degraded_until_it_ends(engine):
+    clear(engine)
+    import threading
+
+    release = threading.Event()
+
+    class SlowAnalyzer(FakeAnalyzer):
+        def analyze_texts(self, texts, side_by_side=True):
+            release.wait(10)
+            return super().analyze_texts(texts)
+
+    loop, _ = make_loop(engine, NewsPipeline(SlowAnalyzer(), "fake-1", engine=engine))
+    loop.model_timeout = 0.2
+    seen = []
+
+    async def go():
+        task = asyncio.create_task(loop.prepare(received([news(0)])))
+        await asyncio.sleep(0.6)
+        seen.append(loop.health.report())
+        release.set()
+        prepared = await task
+        seen.append(loop.health.report())
+        return prepared
+
+    prepared = asyncio.run(go())
+    assert seen[0]["status"] == "degraded" and "news_models" in seen[0]["problems"]
+    assert seen[1] == {"status": "ok", "problems": {}}
+    assert [m.offset for m, _ in prepared.built] == [0]  # the slow batch still completes
+
+
+def test_a_statement_past_its_timeout_is_retried_as_an_outage(engine):
+    url = engine.url.render_as_string(hide_password=False)
+    slow = make_engine(url, pool_size=1, statement_timeout=0.2)
+    health = Health()
+    sink = PostgresSink(slow, "test", retry_max=0.1, health=health)
+    calls = []
+
+    def query():
+        calls.append(health.report()["status"])
+        with slow.connect() as conn:  # a hung query the first time, a quick one afterwards
+            return conn.execute(text("select pg_sleep(:s), 7"), {"s": 1.0 if len(calls) == 1 else 0}).all()[0][1]
+
+    assert sink.retrying(query) == 7
+    assert calls == ["ok", "degraded"] and health.report()["status"] == "ok"
+    slow.dispose()
