@@ -320,6 +320,10 @@ times = st.one_of(st.none(), st.integers(), st.sampled_from(["2026-03-02T10:00:0
                                                              "0001-01-01", "not a date", "2026-02-30"]))
 
 
+property_settings = settings(max_examples=120, deadline=None,
+                             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
 @st.composite
 def messages(draw, topic: str):
     """A batch of raw message values: hostile JSON events, arbitrary JSON and arbitrary bytes."""
@@ -362,8 +366,7 @@ def check_every_message_accounted_for(engine, app, topic, values, parent, output
         json.loads(value.decode("utf-8"))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@property_settings
 @given(values=messages("news"))
 def test_property_news_message_ends_stored_or_dead_lettered(engine, values):
     clear(engine)
@@ -372,8 +375,7 @@ def test_property_news_message_ends_stored_or_dead_lettered(engine, values):
     check_every_message_accounted_for(engine, app, "news", values, "news_articles", "news.enriched")
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@property_settings
 @given(values=messages("chat"))
 def test_property_chat_message_ends_stored_or_dead_lettered(engine, values):
     clear(engine)
