@@ -118,3 +118,20 @@ def test_json_format_gives_one_object_per_line_through_fausts_worker_setup(tmp_p
     assert [r["message"] for r in in_file] == ["[^-App]: Starting... 1", "library warning", "worker ready"]
     record = in_file[-1]
     assert record["level"] == "INFO" and record["logger"] == "agents.worker" and record["timestamp"]
+
+
+def test_the_demo_prints_hostile_text_as_text_not_console_markup():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agents.demo import show_reply
+
+    out = StringIO()
+    show_reply(Console(file=out, width=200), {
+        "conversation_id": "[bold]c1", "intent": "[red]card_arrival", "intent_score": 0.5, "escalate": True,
+        "escalation_reason": "[/]", "draft": "[link=http://evil.example]click[/link]"}, "[blink]where is my card")
+    printed = out.getvalue()
+    for raw in ("[bold]c1", "[red]card_arrival", "escalate: [/]", "[link=http://evil.example]click[/link]",
+                "[blink]where is my card"):
+        assert raw in printed

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+from rich.markup import escape
+
 from agents.demo.feed import FEED_FILE
 
 CHAT_FILE = FEED_FILE.with_name("chat_messages.jsonl")
@@ -57,8 +59,9 @@ def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) ->
             event = json.loads(record.value)
             if record.topic == "alerts":
                 alerts += 1
-                console.print(f"[bold red]ALERT[/] {event.get('kind')} {event.get('key')} "
-                              f"severity={event.get('severity')}: {event.get('summary', '')}", highlight=False)
+                console.print(f"[bold red]ALERT[/] {escape(str(event.get('kind')))} {escape(str(event.get('key')))} "
+                              f"severity={escape(str(event.get('severity')))}: {escape(str(event.get('summary', '')))}",
+                              highlight=False)
             elif record.topic == "chat.replies":
                 if event["message_id"] in replied:
                     continue
@@ -67,22 +70,40 @@ def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) ->
             elif event["id"] not in seen:
                 seen.add(event["id"])
                 s = event["sentiment"]
-                ents = ", ".join(f"{e['text']}/{e['label']}" for e in event["entities"])
-                console.print(f"[{COLOURS[s['label']]}]{s['label']:>8} {s['score']:.2f}[/] {event['title'][:90]}"
+                ents = escape(", ".join(f"{e['text']}/{e['label']}" for e in event["entities"]))
+                headline = escape((event.get("title") or event.get("text") or "")[:90])
+                console.print(f"[{COLOURS[s['label']]}]{s['label']:>8} {s['score']:.2f}[/] {headline}"
                               f"  [dim]{ents}[/]", highlight=False)
     consumer.close()
     console.print(f"\n[bold]{len(seen)}[/] headlines enriched, [bold]{len(replied)}[/] reply drafts, "
                   f"[bold]{alerts}[/] alerts.")
+    if not alerts and _stored_alerts(stack.settings.database_url):
+        console.print("no new alert: this state folder already holds the alerts these headlines raised in an "
+                      "earlier run (an episode is never opened twice). `sentinel alerts` lists them; "
+                      "`make clean` starts afresh.")
     console.print(f"database: {stack.status()['database_url']}\nmetrics:  {stack.metrics_url}\n"
                   "stop with Ctrl-C")
     return {"enriched": len(seen), "replies": len(replied), "alerts": alerts}
 
 
+def _stored_alerts(database_url: str) -> int:
+    from sqlalchemy import text
+
+    from infra.db import make_engine
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("select count(*) from alerts")).scalar()
+    finally:
+        engine.dispose()
+
+
 def show_reply(console, reply: dict, asked: str) -> None:
-    flag = (f"[bold red]escalate: {reply.get('escalation_reason')}[/]" if reply.get("escalate")
+    flag = (f"[bold red]escalate: {escape(str(reply.get('escalation_reason')))}[/]" if reply.get("escalate")
             else "[green]draft ready[/]")
     draft = " ".join(reply["draft"].split())
-    console.print(f"[bold cyan]CHAT[/] {reply['conversation_id']} [dim]{reply['intent']} "
+    console.print(f"[bold cyan]CHAT[/] {escape(reply['conversation_id'])} [dim]{escape(reply['intent'])} "
                   f"{reply['intent_score']:.2f}[/] {flag}\n"
-                  f"  customer: {asked}\n  draft:    {draft[:240]}{'…' if len(draft) > 240 else ''}",
+                  f"  customer: {escape(asked)}\n  draft:    {escape(draft[:240])}{'…' if len(draft) > 240 else ''}",
                   highlight=False)
