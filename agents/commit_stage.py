@@ -52,7 +52,7 @@ class CommitStage:
         await self._queue.join()
 
     async def fail(self, exc: BaseException) -> None:
-        log.critical("%s: batch processing failed (%s: %s); stopping the worker so that the held batches are "
+        log.critical("%s: batch processing failed (%s: %r); stopping the worker so that the held batches are "
                      "replayed on restart", self.name, type(exc).__name__, exc)
         await self.app.crash(exc)
 

@@ -62,8 +62,8 @@ class AlertDelivery:
         stale = await run(retrying, self._stale)
         if not stale:
             return 0
-        log.warning("redelivering %d alert(s) stored but never delivered: %s", len(stale),
-                    ", ".join(a.id for a in stale[:5]))
+        log.warning("redelivering %d alert(s) stored but never delivered: %r", len(stale),
+                    [a.id for a in stale[:5]])  # %r: ids carry event ids, hostile text
         sent = await self.deliver(stale, db, retrying)
         metrics.ALERTS_REDELIVERED.inc(sent)
         return sent

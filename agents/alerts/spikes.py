@@ -219,7 +219,7 @@ class SpikeDetector:
             if open_alert is not None and w.end > open_alert.last_seen_at:
                 conn.execute(text("update alerts set status = 'closed', closed_at = :t where id = :id"),
                              {"t": w.end, "id": open_alert.id})
-                log.info("alert %s closed", open_alert.id)
+                log.info("alert %r closed", open_alert.id)
             return None
         if open_alert is not None:
             peak = open_alert.payload.get("window", {}).get("z", 0)
@@ -244,7 +244,7 @@ class SpikeDetector:
             payload=self._payload(conn, w))
         if not records.insert(conn, alert):
             return None
-        log.warning("ALERT %s: %s", alert.id, alert.summary)
+        log.warning("ALERT %r: %r", alert.id, alert.summary)
         return alert
 
     def _payload(self, conn, w: Window) -> dict:

@@ -83,7 +83,7 @@ class Webhook:
             return True
         except queue.Full:
             metrics.WEBHOOK_FAILURES.inc()
-            log.warning("alert webhook queue full (%d waiting); alert %s not sent", self.queue.qsize(),
+            log.warning("alert webhook queue full (%d waiting); alert %r not sent", self.queue.qsize(),
                         _alert_id(alert))
             return False
 
@@ -94,7 +94,7 @@ class Webhook:
                 self.send(alert)
             except Exception as exc:  # noqa: BLE001 - a bug must cost one alert, never the sender thread
                 metrics.WEBHOOK_FAILURES.inc()
-                log.error("alert webhook: alert %s not sent, unexpected %s", _alert_id(alert),
+                log.error("alert webhook: alert %r not sent, unexpected %s", _alert_id(alert),
                           type(exc).__name__, exc_info=True)
 
 
