@@ -198,4 +198,4 @@ def test_an_unexpected_exception_costs_one_alert_and_is_logged_with_its_type(mon
     assert [json.loads(body)["id"] for *_, body in good.requests] == ["a1"]
     assert hook._thread.is_alive()
     assert failures() == before + 1
-    assert "alert a0 not sent, unexpected ZeroDivisionError" in caplog.text
+    assert "alert 'a0' not sent, unexpected ZeroDivisionError" in caplog.text
