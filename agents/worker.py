@@ -107,7 +107,7 @@ def build_app(settings: Settings) -> faust.App:
         # Chat's lane runs at a lower CPU priority: a generation batch takes seconds, news is the
         # real-time path, and on a busy CPU the kernel serves the news threads first.
         add_agent(ChatPipeline(analyzer, intents, composer),
-                  Lane(model_thread_pool(1, threads, "chat-models", niceness=CHAT_NICENESS),
+                  Lane(model_thread_pool(1, settings.chat_threads or threads, "chat-models", niceness=CHAT_NICENESS),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
     @app.on_partitions_revoked.connect

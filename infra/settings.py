@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         8192, ge=64, description="Most padded tokens (batch rows x longest row) in one model batch."
     )
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core).")
+    chat_threads: int = Field(
+        1, ge=0,
+        description="CPU threads of the chat agent's models (generation); 0 = as many as the news models. "
+                    "One leaves the other cores to news.",
+    )
     parallel_tasks: str = Field(
         "auto", pattern="^(auto|on|off)$",
         description="Sentiment and entities side by side, each on half the threads: auto (on CPU), on or off.",
