@@ -63,8 +63,10 @@ def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_mi
     heap_file = folder / "python-heap.jsonl"
     if probe_python:
         env |= {"PYTHONPATH": str(Path(__file__).parent / "memprobe"), "SENTINEL_MEMPROBE_FILE": str(heap_file),
-                "SENTINEL_MEMPROBE_EVERY": str(every)}
+                "SENTINEL_MEMPROBE_EVERY": str(max(every, 120.0))}  # a snapshot holds the interpreter lock
     worker = Worker(services, folder, **env).start(ready_timeout=400).wait_assigned()
+    if probe_python:
+        Path(f"{heap_file}.start").touch()  # trace from here on: the models are loaded
     samples: list[dict] = []
     try:
         console.print(f"capacity: {probe} events produced at once …")

@@ -1,8 +1,9 @@
 """A memory probe for benchmarks: put this folder on PYTHONPATH and set SENTINEL_MEMPROBE_FILE.
 
-The process then traces Python allocations (tracemalloc) and appends, every
-SENTINEL_MEMPROBE_EVERY seconds, one JSON line: the traced Python heap and the ten
-allocation sites that grew most since the first sample. A flat Python heap under a
+Once the file ``<SENTINEL_MEMPROBE_FILE>.start`` appears (tracing a worker while it loads its
+models would slow the load many times over), the process traces Python allocations
+(tracemalloc, 3 frames) and appends, every SENTINEL_MEMPROBE_EVERY seconds, one JSON line: the
+traced Python heap and the ten allocation sites that grew most since the first sample. A flat Python heap under a
 growing RSS points at native memory (torch, the allocator), not at Python objects.
 """
 
@@ -14,9 +15,11 @@ import tracemalloc
 
 _path = os.environ.get("SENTINEL_MEMPROBE_FILE")
 if _path:
-    tracemalloc.start(8)
 
     def _probe(path: str, every: float) -> None:
+        while not os.path.exists(path + ".start"):
+            time.sleep(1)
+        tracemalloc.start(3)
         first = None
         started = time.time()
         while True:
