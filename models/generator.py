@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
+from transformers.generation.stopping_criteria import StopStringCriteria
 
 from infra.settings import Settings, get_settings
 from models.runtime import PhaseTimings, pick_device, pick_dtype
@@ -77,6 +78,7 @@ class ReplyGenerator:
         self.max_new_tokens = max_new_tokens
         self.max_batch = max_batch
         self.timings = PhaseTimings()
+        self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -102,6 +104,21 @@ class ReplyGenerator:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def stop_criteria(self, stop_strings: list[str] | None) -> StoppingCriteriaList:
+        """The stop-string criterion, built once per set of stop strings.
+
+        Passing ``stop_strings=`` to ``generate`` builds it on every call, and its cache is keyed
+        by the vocabulary as returned by ``get_vocab()``, whose order changes from call to call:
+        every call missed, re-embedded the whole vocabulary in Python and kept up to eight
+        stale copies (about 24 MiB).
+        """
+        if not stop_strings:
+            return StoppingCriteriaList()
+        key = tuple(stop_strings)
+        if key not in self._stop_criteria:
+            self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(key))
+        return StoppingCriteriaList([self._stop_criteria[key]])
+
     def generate(self, prompts: list[str], greedy: bool = True, stop_strings: list[str] | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
         """Completions for chat-formatted prompts, in input order, batched by prompt length.
@@ -120,7 +137,7 @@ class ReplyGenerator:
                 generated = self.model.generate(**batch, max_new_tokens=max_new_tokens or self.max_new_tokens,
                                                 do_sample=not greedy, eos_token_id=self.stop_ids,
                                                 pad_token_id=self.tokenizer.pad_token_id,
-                                                stop_strings=stop_strings, tokenizer=self.tokenizer)
+                                                stopping_criteria=self.stop_criteria(stop_strings))
             new_tokens = generated[:, batch["input_ids"].shape[1]:]
             for row, i in enumerate(ids):
                 out[i] = self.tokenizer.decode(new_tokens[row], skip_special_tokens=True).strip()
