@@ -14,6 +14,15 @@ import time
 import tracemalloc
 
 _path = os.environ.get("SENTINEL_MEMPROBE_FILE")
+
+def _short(filename: str) -> str:
+    """A file's path without this machine's folders: from site-packages, the project or the stdlib."""
+    for marker in ("site-packages/", os.getcwd() + "/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return "stdlib/" + os.path.basename(filename) if filename.startswith("/") else filename
+
+
 if _path:
 
     def _probe(path: str, every: float) -> None:
@@ -33,7 +42,7 @@ if _path:
             line = {"t_s": round(time.time() - started, 1), "python_heap_mib": round(current / 2**20, 2),
                     "python_peak_mib": round(peak / 2**20, 2),
                     "top_growth": [{"kib": round(s.size_diff / 1024, 1), "count": s.count_diff,
-                                    "where": [f"{f.filename}:{f.lineno}" for f in s.traceback[-3:]]}
+                                    "where": [f"{_short(f.filename)}:{f.lineno}" for f in s.traceback[-3:]]}
                                    for s in growth]}
             with open(path, "a") as f:
                 f.write(json.dumps(line) + "\n")
