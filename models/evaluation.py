@@ -10,7 +10,7 @@ from rich.table import Table
 from sklearn.metrics import accuracy_score, f1_score
 
 from infra.progress import console, progress
-from infra.settings import Settings, get_settings
+from infra.settings import PROJECT_ROOT, Settings, get_settings
 from models import datasets
 
 
@@ -92,8 +92,16 @@ def run(task: str, data: Path, model: str | None = None) -> dict:
         field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model",
                  "replies": "generator_model"}[task]
         settings = settings.model_copy(update={field: model})
-    return {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
-            "replies": evaluate_replies}[task](data, settings)
+    report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
+              "replies": evaluate_replies}[task](data, settings)
+    report["model"] = _shown_path(str(report["model"]))
+    return report
+
+
+def _shown_path(model: str) -> str:
+    """A model folder inside the project as a path relative to it (reports are committed)."""
+    root = str(PROJECT_ROOT) + "/"
+    return model[len(root):] if model.startswith(root) else model
 
 
 def print_report(report: dict) -> None:
