@@ -1,10 +1,13 @@
-"""The Faust application: one place that turns settings into an App and its topics."""
+"""The Faust application: one place that turns settings into an App, its topics and their produce."""
 
 from __future__ import annotations
+
+import asyncio
 
 import faust
 
 from agents.transport import Transport
+from infra import metrics
 from infra.settings import Settings, get_settings
 
 
@@ -53,3 +56,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
     )
     app.fetch_max_wait = s.fetch_max_wait
     return app
+
+
+async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
+    """Send and wait for the broker's acknowledgement of every record."""
+    if not records:
+        return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    futures = [await topic.send(key=key, value=value) for key, value in records]
+    await asyncio.gather(*futures)
+    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
+    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))

@@ -26,6 +26,7 @@ import faust
 
 from agents import dead_letters
 from agents.alerts.delivery import AlertDelivery
+from agents.app import produce
 from agents.commit_stage import CommitStage
 from agents.dead_letters import dead_letter_row
 from agents.health import Health
@@ -36,18 +37,6 @@ from infra.failpoints import failpoint
 from schemas.tables import DeadLetter
 
 log = logging.getLogger(__name__)
-
-
-async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
-    """Send and wait for the broker's acknowledgement of every record."""
-    if not records:
-        return
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    futures = [await topic.send(key=key, value=value) for key, value in records]
-    await asyncio.gather(*futures)
-    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
-    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
 
 
 def record_lag(app: faust.App, events) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 from agents.alerts import records
 from agents.alerts.records import AlertRecord
 from agents.alerts.webhook import Webhook
+from agents.app import produce
 from infra import metrics
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ class AlertDelivery:
         """Send the given alerts that are still undelivered; returns how many were sent."""
         if not alerts:
             return 0
-        from agents.loop import produce
-
         run = functools.partial(asyncio.get_running_loop().run_in_executor, db)
         pending = await run(retrying, self._undelivered, [a.id for a in alerts])
         todo = [a for a in alerts if a.id in pending]

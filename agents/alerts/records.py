@@ -32,15 +32,14 @@ class AlertRecord:
                 "opened_at": self.opened_at, "last_seen_at": self.opened_at, "payload": self.payload,
                 "summary": self.summary}
 
+    def as_dict(self) -> dict:
+        """The alert as consumers see it (the topic's value, the webhook's body)."""
+        return {"id": self.id, "kind": self.kind, "key": self.key, "severity": self.severity,
+                "opened_at": self.opened_at.isoformat(), "payload": self.payload, "summary": self.summary}
+
     def message(self) -> tuple[bytes, bytes]:
         """The ``alerts`` topic record: keyed by the alert key."""
-        return self.key.encode(), json.dumps({
-            "id": self.id, "kind": self.kind, "key": self.key, "severity": self.severity,
-            "opened_at": self.opened_at.isoformat(), "payload": self.payload, "summary": self.summary,
-        }, ensure_ascii=False).encode()
-
-    def as_dict(self) -> dict:
-        return json.loads(self.message()[1])
+        return self.key.encode(), json.dumps(self.as_dict(), ensure_ascii=False).encode()
 
 
 def insert(conn, record: AlertRecord) -> bool:
