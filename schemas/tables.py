@@ -143,6 +143,11 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The outbox: empty until the alert is on the topic, counted and handed to the webhook.
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The lifecycle kept by people (agents/alerts/lifecycle.py); ``status`` stays the detector's episode state.
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ChatMessage(Base):
@@ -179,3 +184,62 @@ class ReplyDraft(Base):
     retrieved: Mapped[list] = mapped_column(JSONB)
     generator: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The desk's decision (pending until a person or the auto-reply policy sends or rejects it).
+    status: Mapped[str] = mapped_column(String(16), server_default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeskUser(Base):
+    """A person who may use the desk: an agent reviews drafts, a supervisor also manages alerts."""
+
+    __tablename__ = "desk_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)  # argon2id, never the password
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeskSession(Base):
+    """A signed-in browser (cookie) or API client (bearer token); only the token's SHA-256 is stored."""
+
+    __tablename__ = "desk_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("desk_users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # cookie or bearer
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ReplyReview(Base):
+    """Every decision on a draft (approve, edit, reject, auto), kept as training signal."""
+
+    __tablename__ = "reply_reviews"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    final_text: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    intent: Mapped[str] = mapped_column(String(128))  # the model's intent when the decision was taken
+    corrected_intent: Mapped[str | None] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OutboundReply(Base):
+    """A reply to send on ``chat.outbound`` (an outbox: stored with the decision, marked once produced)."""
+
+    __tablename__ = "outbound_replies"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("chat_messages.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    sent_by: Mapped[str] = mapped_column(String(64))
+    auto: Mapped[bool] = mapped_column(Boolean)
+    edited: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
