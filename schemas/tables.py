@@ -58,6 +58,7 @@ class NewsArticle(Base):
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
     event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    story_id: Mapped[str | None] = mapped_column(String(128), index=True)  # near-duplicates share one (stories)
 
 
 class EntityMention(Base):
@@ -111,6 +112,7 @@ class ArticleKey(Base):
     negative: Mapped[float] = mapped_column(Float)
     sentiment: Mapped[float] = mapped_column(Float)  # positive minus negative probability, in [-1, 1]
     is_negative: Mapped[bool] = mapped_column(Boolean)
+    story_id: Mapped[str | None] = mapped_column(String(128))  # spike windows count stories, not copies
 
 
 class EntityAlias(Base):
@@ -243,3 +245,25 @@ class OutboundReply(Base):
     edited: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Story(Base):
+    """Near-duplicate articles (reprints, updates, wire copies) within the story horizon: one story.
+
+    Its id is the id of the article that founded it; ``copies`` and ``outlets`` are recounted from
+    ``news_articles`` after each batch, so a replayed batch changes nothing.
+    """
+
+    __tablename__ = "stories"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    headline: Mapped[str] = mapped_column(Text)
+    normalized: Mapped[str] = mapped_column(Text)  # the founder's normalised headline, to rebuild the index
+    outlets: Mapped[list] = mapped_column(JSONB, default=list)
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+Index("ix_article_keys_event_time", ArticleKey.event_time)
