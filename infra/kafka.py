@@ -24,6 +24,7 @@ def topic_specs(partitions: int) -> list[TopicSpec]:
         TopicSpec("news.enriched", partitions, "output: news events with sentiment and entities"),
         TopicSpec("chat", partitions, "input: customer chat messages (JSON)"),
         TopicSpec("chat.replies", partitions, "output: reply drafts"),
+        TopicSpec("chat.outbound", partitions, "output: replies to send, keyed by conversation (desk or auto-reply)"),
         TopicSpec("alerts", 1, "output: sentiment spikes and chat escalations"),
         TopicSpec("deadletter", 1, "output: messages that could not be processed (raw bytes + reason)"),
     ]

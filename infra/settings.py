@@ -163,13 +163,45 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; empty = start the embedded PostgreSQL in state_dir.",
     )
 
+    # --- desk (review web app) and auto-reply ------------------------------------------
+    desk_host: str = Field("127.0.0.1", description="Address the desk web app listens on (localhost unless set).")
+    desk_port: int = Field(8088, ge=0, le=65535, description="Port of the desk web app (`sentinel desk serve`).")
+    desk_session_lifetime: float = Field(
+        8 * 3600.0, gt=0, description="Seconds a desk sign-in (cookie session or API token) lasts before it expires."
+    )
+    desk_login_window: float = Field(
+        300.0, gt=0, description="Seconds over which failed desk sign-ins are counted for the rate limit."
+    )
+    desk_login_max_per_user: int = Field(
+        5, ge=1, description="Failed sign-ins for one username within the window before further tries are refused."
+    )
+    desk_login_max_per_address: int = Field(
+        20, ge=1, description="Failed sign-ins from one client address within the window before it is refused."
+    )
+    desk_secret_key: str = Field(
+        "", description="Key that signs the desk's CSRF tokens; empty = a random key per desk process."
+    )
+    desk_max_body: int = Field(
+        65536, ge=1024, description="Largest request body in bytes the desk accepts (larger ones get 413)."
+    )
+    auto_reply: str = Field(
+        "on", pattern="^(on|off)$",
+        description="on: confident, non-escalated drafts go to chat.outbound by themselves; off: only people send.",
+    )
+    auto_reply_min_score: float = Field(
+        0.9, ge=0, le=1, description="Intent confidence from which a non-escalated draft is sent automatically."
+    )
+    auto_reply_overrides: Path | None = Field(
+        None, description="Optional JSON file {intent: min score, or null for never} overriding the auto-reply score."
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
 
 
-SECRET_SETTINGS = {"alert_webhook_token"}
+SECRET_SETTINGS = {"alert_webhook_token", "desk_secret_key"}
 
 
 def shown(settings: Settings, name: str) -> str:

@@ -1,0 +1,1 @@
+"""The desk: a web app where people review reply drafts and alerts (``sentinel desk serve``)."""

@@ -1,0 +1,154 @@
+"""Unit tests of the desk's parts that need no services: password hashing, CSRF tokens, the sign-in
+rate limit, and the auto-reply policy (with its evaluation curve)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+from agents.desk.auto_reply import NEVER, AutoReplyPolicy, read_overrides
+from agents.desk.evaluate_auto_reply import curve
+from agents.desk.security import Csrf, RateLimiter, hash_password, token_digest, verify_password
+from infra.settings import Settings
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# -- passwords ------------------------------------------------------------------------------------------
+def test_passwords_are_hashed_with_argon2id_and_verified():
+    hashed = hash_password("correct horse battery")
+    assert hashed.startswith("$argon2id$") and "correct horse" not in hashed
+    assert hash_password("correct horse battery") != hashed  # salted
+    assert verify_password(hashed, "correct horse battery")
+    assert not verify_password(hashed, "correct horse batterY")
+    assert not verify_password(None, "correct horse battery")  # unknown user
+    assert not verify_password("not a hash", "whatever")
+    assert not verify_password(hashed, "x" * 5000)  # absurd input is refused before hashing
+
+
+def test_short_passwords_are_refused():
+    with pytest.raises(ValueError):
+        hash_password("short")
+
+
+def test_tokens_are_stored_as_digests():
+    assert token_digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# -- CSRF -------------------------------------------------------------------------------------------------
+def test_csrf_token_is_bound_to_its_cookie_and_key():
+    csrf = Csrf("key-one", max_age=3600)
+    cookie = csrf.new_cookie_value()
+    token = csrf.token(cookie)
+    assert csrf.valid(token, cookie)
+    assert not csrf.valid(token, csrf.new_cookie_value())  # another browser's cookie
+    assert not csrf.valid(token, None)
+    assert not csrf.valid(None, cookie)
+    assert not csrf.valid(token[:-2] + ("AA" if not token.endswith("AA") else "BB"), cookie)  # tampered
+    assert not Csrf("key-two", max_age=3600).valid(token, cookie)  # signed with another key
+    assert not csrf.valid(Csrf("key-two", 3600).token(cookie), cookie)
+
+
+def test_csrf_token_expires():
+    csrf = Csrf("key", max_age=1)
+    cookie = csrf.new_cookie_value()
+    token = csrf.token(cookie)
+    time.sleep(2.1)  # itsdangerous counts whole seconds
+    assert not csrf.valid(token, cookie)
+
+
+# -- rate limit --------------------------------------------------------------------------------------------
+def test_rate_limit_blocks_after_the_limit_and_lets_go_after_the_window():
+    clock = FakeClock()
+    limiter = RateLimiter(limit=3, window=60, clock=clock)
+    for _ in range(2):
+        limiter.fail("user:ann")
+    assert not limiter.blocked("user:ann")
+    limiter.fail("user:ann")
+    assert limiter.blocked("user:ann")
+    assert limiter.retry_after("user:ann") == pytest.approx(60)
+    assert not limiter.blocked("user:bob")  # per key
+    clock.t += 30
+    assert limiter.retry_after("user:ann") == pytest.approx(30)
+    clock.t += 30.01
+    assert not limiter.blocked("user:ann")
+
+
+def test_rate_limit_is_a_sliding_window_and_clear_resets_it():
+    clock = FakeClock()
+    limiter = RateLimiter(limit=2, window=10, clock=clock)
+    limiter.fail("k")
+    clock.t += 6
+    limiter.fail("k")
+    assert limiter.blocked("k")
+    clock.t += 5  # the first failure left the window, the second has not
+    assert not limiter.blocked("k")
+    limiter.fail("k")
+    assert limiter.blocked("k")
+    limiter.clear("k")
+    assert not limiter.blocked("k")
+
+
+def test_rate_limit_memory_is_bounded():
+    limiter = RateLimiter(limit=1, window=60, clock=FakeClock(), max_keys=100)
+    for i in range(1000):
+        limiter.fail(f"address:{i}")
+    assert len(limiter._failures) <= 100
+    assert limiter.blocked("address:999")
+
+
+# -- auto-reply policy -------------------------------------------------------------------------------------
+def test_policy_sends_only_confident_unescalated_drafts_when_on():
+    policy = AutoReplyPolicy(True, 0.9)
+    assert policy.allows("card_arrival", 0.9, False)  # at the threshold
+    assert policy.allows("card_arrival", 0.97, False)
+    assert not policy.allows("card_arrival", 0.8999, False)
+    assert not policy.allows("card_arrival", 0.99, True)  # escalated: never
+    assert not policy.allows("card_arrival", float("nan"), False)
+    assert not AutoReplyPolicy(False, 0.9).allows("card_arrival", 1.0, False)  # off: nothing by itself
+
+
+def test_policy_per_intent_overrides(tmp_path):
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps({"card_arrival": 0.5, "exchange_rate": None}))
+    overrides = read_overrides(path)
+    assert overrides == {"card_arrival": 0.5, "exchange_rate": NEVER}
+    policy = AutoReplyPolicy.from_settings(Settings(auto_reply_overrides=path, auto_reply_min_score=0.9))
+    assert policy.allows("card_arrival", 0.6, False)
+    assert not policy.allows("exchange_rate", 1.0, False)
+    assert not policy.allows("top_up_failed", 0.6, False)  # the default threshold
+    assert policy.threshold("exchange_rate") == math.inf
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{\"a\": 1.5}", "{\"a\": \"high\"}", "{\"a\": true}", "not json"])
+def test_bad_overrides_file_is_refused(tmp_path, content):
+    path = tmp_path / "overrides.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="overrides"):
+        read_overrides(path)
+
+
+def test_policy_follows_the_settings():
+    assert not AutoReplyPolicy.from_settings(Settings(auto_reply="off")).enabled
+    policy = AutoReplyPolicy.from_settings(Settings())
+    assert policy.enabled and policy.min_score == 0.9
+
+
+def test_curve_counts_sent_and_wrong():
+    rows = [{"gold": "a", "intent": "a", "score": 0.95, "escalate": False},
+            {"gold": "a", "intent": "b", "score": 0.92, "escalate": False},  # wrong, sent at 0.9
+            {"gold": "c", "intent": "c", "score": 0.99, "escalate": True},  # escalated: not sent
+            {"gold": "d", "intent": "d", "score": 0.5, "escalate": False}]
+    at = {c["threshold"]: c for c in curve(rows, thresholds=(0.5, 0.9, 0.99))}
+    assert (at[0.9]["auto_sent"], at[0.9]["wrong_intent"], at[0.9]["auto_share"]) == (2, 1, 0.5)
+    assert at[0.9]["score_only_sent"] == 3
+    assert (at[0.5]["auto_sent"], at[0.99]["auto_sent"]) == (3, 0)
