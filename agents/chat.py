@@ -3,6 +3,8 @@ rows, `chat.replies`, and an escalation alert when a person must take over.
 
 Parsing, batching, dead letters, storage, produce and acknowledgement are the agent
 loop's (``agents/loop.py``); this module says only what is particular to chat.
+The worker runs chat's models in a child process of their own (``models/process.py``,
+factory ``agents.chat:load_models``): the pipeline only sees ``infer(texts)``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,47 @@ from schemas.tables import Alert, ChatMessage, ReplyDraft
 ESCALATION = "escalation"
 
 
+class ChatModels:
+    """Sentiment, entities, intent and the reply composer: (sentiment, entities, draft) per text."""
+
+    def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer):
+        self.analyzer = analyzer
+        self.intents = intents
+        self.composer = composer
+
+    def infer(self, texts: list[str]) -> list[tuple]:
+        # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
+        analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
+        intents = self.intents.predict(texts)
+        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
+        return [(sentiment, entities, draft) for (sentiment, entities), draft in zip(analysed, drafts)]
+
+    def timed(self) -> list:
+        """The models whose per-phase timings are exported."""
+        generator = self.composer.generator
+        return [m for m in (self.analyzer.sentiment, self.analyzer.entities, self.intents, generator)
+                if m is not None and hasattr(m, "timings")]
+
+    def describe(self) -> dict:
+        generator = self.composer.generator
+        return {"generator": generator.source if generator is not None else "none",
+                "models": [m.describe() for m in self.timed()]}
+
+
+def load_models(settings) -> ChatModels:
+    """Chat's models from the settings, warmed up (the model process's factory)."""
+    from models.generator import ReplyGenerator
+    from models.knowledge import Retriever
+
+    analyzer = Analyzer.from_settings(settings)
+    analyzer.warm_up()
+    intents = IntentClassifier.from_settings(settings)
+    intents.warm_up()
+    composer = ReplyComposer(Retriever.from_settings(settings), ReplyGenerator.from_settings(settings),
+                             settings.chat_min_confidence, settings.chat_negative_escalation)
+    return ChatModels(analyzer, intents, composer)
+
+
 class ChatPipeline:
     agent = "chat"
     input_topic = "chat"
@@ -28,24 +71,17 @@ class ChatPipeline:
     parent = ChatMessage.__table__
     children = frozenset({ReplyDraft.__table__, Alert.__table__})
 
-    def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer):
-        self.analyzer = analyzer
-        self.intents = intents
-        self.composer = composer
-        generator = composer.generator
-        self.generator_name = generator.source if generator is not None else "none"
+    def __init__(self, models, generator_name: str):
+        """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``)."""
+        self.models = models
+        self.generator_name = generator_name
 
     @staticmethod
     def parse(raw: bytes | None) -> ChatEvent:
         return parse_chat(raw)
 
     def infer(self, events: list[ChatEvent]) -> list[tuple]:
-        texts = [e.text for e in events]
-        # One task after the other in this agent's own lane: the side-by-side task threads are news's.
-        analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-        intents = self.intents.predict(texts)
-        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
-        return [(sentiment, entities, draft) for (sentiment, entities), draft in zip(analysed, drafts)]
+        return self.models.infer([e.text for e in events])
 
     def build(self, m: Received, event: ChatEvent, result) -> Built:
         sentiment, entities, draft = result

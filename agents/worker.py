@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
@@ -24,10 +25,11 @@ from infra.kafka import cluster_id, ensure_topics, topic_specs
 from infra.logs import worker_logging
 from infra.settings import Settings
 from models.entity_keys import KeyResolver
+from models.process import ModelProcess
 from models.runtime import model_thread_pool, use_threads
 
 log = logging.getLogger(__name__)
-CHAT_NICENESS = 10
+CHAT_NICENESS = 10  # the chat model process's nice value
 
 
 def load_resolver(engine, settings: Settings) -> KeyResolver:
@@ -52,24 +54,17 @@ def enabled_agents(settings: Settings) -> set[str]:
 
 def build_app(settings: Settings) -> faust.App:
     """Wiring only: models, lanes, sinks and alert delivery for each enabled agent; timers and views."""
-    from models.analysis import Analyzer
-
     agents = enabled_agents(settings)
     app = create_app(settings)
     engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
     health = Health()
-    # Read before the analyzer starts its task threads: they lower the count new threads start with.
-    threads = use_threads(settings.torch_threads)
-    analyzer = Analyzer.from_settings(settings)
-    analyzer.warm_up()
-    for model in (analyzer.sentiment, analyzer.entities):
-        metrics.observe_model_phases(model)
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
     delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after)
     service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
     service_sink = PostgresSink(engine, "service", settings.db_retry_max, health)
     sinks = [service_sink]
     loops: list[AgentLoop] = []
+    model_versions: list[str] = []
 
     def add_agent(pipeline, lane: Lane, max_batch: int) -> None:
         sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
@@ -80,7 +75,42 @@ def build_app(settings: Settings) -> faust.App:
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
 
+    if "chat" in agents:
+        # Chat's models (generation takes seconds a batch) run in a child process at a lower CPU
+        # priority: no shared GIL with news, and on a busy CPU the kernel serves news first.
+        # Started first, so its model loading overlaps nothing the news models need.
+        from agents.chat import ChatPipeline
+
+        chat_threads = settings.chat_threads or settings.torch_threads or os.cpu_count() or 1
+        chat_settings = settings.model_copy(update={"torch_threads": chat_threads, "parallel_tasks": "off"})
+        chat_models = ModelProcess("chat", "agents.chat:load_models", chat_settings, niceness=CHAT_NICENESS,
+                                   threads=chat_threads,
+                                   on_phase=metrics.record_phase,
+                                   on_restart=metrics.MODEL_PROCESS_RESTARTS.labels("chat").inc)
+        described = chat_models.start()
+        for model in described["models"]:
+            metrics.MODEL_INFO.labels(**model).set(1)
+        model_versions.append(f"chat:{described['generator']}")
+
+        @app.on_before_shutdown.connect
+        async def stop_chat_models(app, **kwargs):
+            chat_models.close()
+
+        # The lane's model thread only waits on the child.
+        add_agent(ChatPipeline(chat_models, described["generator"]),
+                  Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
+                       ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
+
     if "news" in agents:
+        from models.analysis import Analyzer
+
+        # Read before the analyzer starts its task threads: they lower the count new threads start with.
+        threads = use_threads(settings.torch_threads)
+        analyzer = Analyzer.from_settings(settings)
+        analyzer.warm_up()
+        for model in (analyzer.sentiment, analyzer.entities):
+            metrics.observe_model_phases(model)
+        model_versions.append(f"news:{analyzer.version}")
         detector = SpikeDetector(engine, settings)
         news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine)
         add_agent(news, Lane(model_thread_pool(1, threads, "news-models"),
@@ -89,26 +119,6 @@ def build_app(settings: Settings) -> faust.App:
         @app.on_partitions_assigned.connect
         async def reset_watermark(app, assigned, **kwargs):
             detector.assign({tp.partition for tp in assigned if tp.topic == "news"})
-
-    if "chat" in agents:
-        from agents.chat import ChatPipeline
-        from models.generator import ReplyGenerator
-        from models.intent import IntentClassifier
-        from models.knowledge import Retriever
-        from models.replies import ReplyComposer
-
-        intents = IntentClassifier.from_settings(settings)
-        intents.warm_up()
-        metrics.observe_model_phases(intents)
-        generator = ReplyGenerator.from_settings(settings)
-        metrics.observe_model_phases(generator)
-        composer = ReplyComposer(Retriever.from_settings(settings), generator, settings.chat_min_confidence,
-                                 settings.chat_negative_escalation)
-        # Chat's lane runs at a lower CPU priority: a generation batch takes seconds, news is the
-        # real-time path, and on a busy CPU the kernel serves the news threads first.
-        add_agent(ChatPipeline(analyzer, intents, composer),
-                  Lane(model_thread_pool(1, settings.chat_threads or threads, "chat-models", niceness=CHAT_NICENESS),
-                       ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
     @app.on_partitions_revoked.connect
     async def forget_lag(app, revoked, **kwargs):
@@ -171,7 +181,7 @@ def build_app(settings: Settings) -> faust.App:
 
     check_database(engine, health)
     log.info("worker ready: agents=%s kafka=%s database=%s models=%s", sorted(agents), settings.kafka_bootstrap,
-             redact(settings.database_url), analyzer.version)
+             redact(settings.database_url), " ".join(model_versions))
     return app
 
 

@@ -57,19 +57,23 @@ MODEL_INFO = Gauge("sentinel_model_info", "The model behind each task (value 1).
                    ["task", "model", "device", "dtype"], registry=REGISTRY)
 
 
+MODEL_PROCESS_RESTARTS = Counter("sentinel_model_process_restarts_total",
+                                 "Model processes that died and were replaced (chat's models run in a child).",
+                                 ["agent"], registry=REGISTRY)
+_PHASES = {"tokenize": MODEL_TOKENIZE, "infer": MODEL_INFER, "decode": MODEL_DECODE}
+
+
+def record_phase(task: str, phase: str, seconds: float) -> None:
+    """One model call's phase (from this process or reported back by a model process)."""
+    histogram = _PHASES.get(phase)
+    if histogram is not None:
+        histogram.labels(task).observe(seconds)
+
+
 def observe_model_phases(model) -> None:
     """Export a model's per-phase timings as they happen."""
     task = model.task
-
-    def listener(phase: str, seconds: float, items: int) -> None:
-        if phase == "tokenize":
-            MODEL_TOKENIZE.labels(task).observe(seconds)
-        elif phase == "infer":
-            MODEL_INFER.labels(task).observe(seconds)
-        elif phase == "decode":
-            MODEL_DECODE.labels(task).observe(seconds)
-
-    model.timings.listeners.append(listener)
+    model.timings.listeners.append(lambda phase, seconds, items: record_phase(task, phase, seconds))
     MODEL_INFO.labels(**model.describe()).set(1)
 
 
@@ -103,3 +107,9 @@ ALERTS_REDELIVERED = Counter("sentinel_alerts_redelivered_total",
 WORKER_DEGRADED = Gauge("sentinel_worker_degraded",
                         "1 while a model batch or a database call has run past its timeout, by what.", ["part"],
                         registry=REGISTRY)
+LATE_EVENTS = Counter("sentinel_late_events_total",
+                      "Articles whose spike window was already final when they arrived (stored, decide nothing).",
+                      registry=REGISTRY)
+FUTURE_TIMESTAMPS = Counter("sentinel_future_timestamps_total",
+                            "Articles whose published_at lay beyond the future tolerance (the record time is used).",
+                            registry=REGISTRY)

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.records import AlertRecord
-from agents.chat import ChatPipeline
+from agents.chat import ChatModels, ChatPipeline
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
@@ -51,7 +51,7 @@ def engine(tmp_path_factory):
 
 def clear(engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text(f"truncate {TABLES}"))
+        conn.execute(text(f"truncate {TABLES} cascade"))
 
 
 class FakeTopic:
@@ -134,7 +134,7 @@ def news_loop(engine):
 
 
 def chat_loop(engine):
-    return make_loop(engine, ChatPipeline(FakeAnalyzer(), FakeIntents(), FakeComposer()))
+    return make_loop(engine, ChatPipeline(ChatModels(FakeAnalyzer(), FakeIntents(), FakeComposer()), "fake-generator"))
 
 
 def received(values: list[bytes | None], topic: str = "news") -> list[Received]:
