@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core).")
     chat_threads: int = Field(
         1, ge=0,
-        description="CPU threads of the chat agent's models (generation); 0 = as many as the news models. "
-                    "One leaves the other cores to news.",
+        description="CPU threads of the chat agent's models (generation, in a child process at a lower CPU "
+                    "priority); 0 = as many as the news models. One leaves the other cores to news.",
     )
     parallel_tasks: str = Field(
         "auto", pattern="^(auto|on|off)$",
