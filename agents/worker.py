@@ -167,11 +167,13 @@ def build_app(settings: Settings) -> faust.App:
     async def metrics_view(web, request):
         return web.bytes(metrics.render(), content_type=metrics.CONTENT_TYPE)
 
+    allocator = memory.allocator_in_use()
+
     @app.page("/health")
     async def health_view(web, request):
         # The partitions this worker consumes now: 0 until the group has assigned it its share.
         assigned = len(app.consumer.assignment()) if app.consumer else 0
-        return web.json({**health.report(), "app": settings.app_id, "agents": sorted(agents),
+        return web.json({**health.report(), "app": settings.app_id, "agents": sorted(agents), "allocator": allocator,
                          "assigned_partitions": assigned})
 
     @app.on_before_shutdown.connect
@@ -180,8 +182,8 @@ def build_app(settings: Settings) -> faust.App:
             sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
 
     check_database(engine, health)
-    log.info("worker ready: agents=%s kafka=%s database=%s models=%s", sorted(agents), settings.kafka_bootstrap,
-             redact(settings.database_url), " ".join(model_versions))
+    log.info("worker ready: agents=%s kafka=%s database=%s models=%s allocator=%s", sorted(agents),
+             settings.kafka_bootstrap, redact(settings.database_url), " ".join(model_versions), allocator)
     return app
 
 

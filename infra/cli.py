@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -255,6 +256,18 @@ def demo(verbose: VerboseOption = False) -> None:
     up(demo=True, verbose=verbose)
 
 
+def _use_allocator(setting: str) -> None:
+    """Re-execute this command with jemalloc preloaded when the setting asks for it (infra/memory.py)."""
+    from infra.memory import allocator_env
+
+    try:
+        env = allocator_env(setting, dict(os.environ))
+    except RuntimeError as exc:
+        fail(str(exc), "install it (apt-get install libjemalloc2) or set SENTINEL_ALLOCATOR=auto or system")
+    if env is not None:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
 @app.command()
 def worker() -> None:
     """Run only the worker against configured services (KAFKA_BOOTSTRAP and DATABASE_URL)."""
@@ -264,6 +277,7 @@ def worker() -> None:
     if not s.kafka_bootstrap or not s.database_url:
         fail("KAFKA_BOOTSTRAP and DATABASE_URL must be set for `sentinel worker`",
              "export both, or run `sentinel up` to start the embedded services and a worker")
+    _use_allocator(s.allocator)
     from kafka.errors import KafkaError
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     db_check_interval: float = Field(
         5.0, gt=0, description="Seconds between the worker's database probes (sentinel_db_up while idle)."
     )
+    allocator: str = Field(
+        "auto", pattern="^(auto|jemalloc|system)$",
+        description="The worker's memory allocator: jemalloc keeps a long-running worker's memory flat; auto = "
+                    "jemalloc when installed (Debian: libjemalloc2), else the C library's.",
+    )
     malloc_trim_interval: float = Field(
         60.0, ge=0,
         description="Seconds between returns of freed native memory to the system (glibc malloc_trim); 0 = never.",
@@ -137,12 +142,33 @@ class Settings(BaseSettings):
     alert_grace: float = Field(
         1800.0, ge=0, description="Seconds a window stays open for late events (behind the newest event time)."
     )
-    alert_min_mentions: int = Field(5, ge=1, description="Fewest mentions in a window before it can alert.")
+    alert_min_mentions: int = Field(
+        5, ge=1, description="Fewest stories (near-duplicates count once) in a window before it can alert."
+    )
+    alert_min_stories: int = Field(
+        5, ge=1, description="Fewest negative stories in a window before it can alert (the evidence an alert needs)."
+    )
     alert_min_negative_share: float = Field(
         0.5, ge=0, le=1, description="Smallest negative share in a window before it can alert."
     )
-    alert_z: float = Field(
-        5.0, gt=0, description="Binomial z-score of the window's negatives against the key's baseline to alert."
+    alert_max_tail: float = Field(
+        1e-4, gt=0, lt=1,
+        description="Largest exact binomial tail probability of the window's negative stories under the key's baseline "
+                    "that still alerts.",
+    )
+    alert_idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds without events after which a partition stops holding the watermark back."
+    )
+    future_tolerance: float = Field(
+        300.0, ge=0,
+        description="Seconds a published_at may lie ahead of the Kafka record time; beyond it the record time is "
+                    "used, the event moves no watermark and is counted (sentinel_future_timestamps_total).",
+    )
+    story_horizon: float = Field(
+        48 * 3600.0, gt=0, description="Seconds of event time within which near-duplicate articles form one story."
+    )
+    story_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Jaccard similarity of normalised headlines (MinHash LSH) that makes one story."
     )
     alert_cooldown: float = Field(
         3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."
