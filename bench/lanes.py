@@ -10,8 +10,9 @@
    ratio to phase A, the reply drafts stored during B and the chat messages' own p50/p99
    (Kafka record time to database write), and the worker's RSS.
 
-Each agent has its own lane (model thread and database thread); the chat lane's model thread
-runs at a lower CPU priority (``agents.worker.CHAT_NICENESS``).
+Each agent has its own lane (model thread and database thread); chat's models run in a child
+process of their own at a lower CPU priority (``agents.worker.CHAT_NICENESS``). RSS is the
+worker's with that process.
 
 Run: ``python -m bench.lanes [--seconds 60] [--chat-rate 2] [--probe 600]``.
 Results: ``docs/bench/lanes.json``.
@@ -29,7 +30,7 @@ from pathlib import Path
 from agents.replay import replay
 from bench.common import percentile, print_table, save
 from bench.pipeline import _at_load, _stored, backlog_rate, timed_events
-from infra.harness import Worker, rss_mib, start_services, wait_until
+from infra.harness import Worker, start_services, tree_rss_mib, wait_until
 from infra.progress import console, progress
 from infra.settings import get_settings
 
@@ -134,7 +135,7 @@ def main(seconds: float = 60.0, chat_rate: float = 2.0, probe: int = 600, load: 
             "from chat_messages where id like 'lanes-chat-%' and processed_at <= to_timestamp(:b)", b=b_end)]
         drafts_b = services.scalar("select count(*) from reply_drafts where message_id like 'lanes-chat-%' "
                                    "and created_at <= to_timestamp(:b)", b=b_end)
-        rss_end = rss_mib(worker.process.pid)
+        rss_end = tree_rss_mib(worker.process.pid)[0]
     finally:
         if worker is not None:
             worker.stop()

@@ -31,7 +31,7 @@ from infra.harness import (
     Worker,
     metric_total,
     produce,
-    rss_mib,
+    tree_rss_mib,
     start_services,
     wait_until,
 )
@@ -86,7 +86,7 @@ def _at_load(services, worker, rate: float, seconds: float, prefix: str) -> dict
                                                    services.bootstrap, "news", rate, False), daemon=True)
     sender.start()
     while sender.is_alive() or _stored(services, prefix) < n:
-        rss.append(rss_mib(worker.process.pid))
+        rss.append(tree_rss_mib(worker.process.pid)[0])
         time.sleep(0.5)
     latencies = [float(r[0]) for r in services.rows(
         "select extract(epoch from processed_at - event_time) from news_articles where id like :p", p=f"{prefix}-%")]
@@ -103,7 +103,7 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
     def sample():
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, rss_mib(worker.process.pid))
+            peak = max(peak, tree_rss_mib(worker.process.pid)[0])
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -3,7 +3,7 @@ RSS and latency must stay flat and every event must be stored once.
 
 1. capacity: a backlog of ``--probe`` news events produced at once; events/s to the last commit;
 2. soak: news replayed at half that rate and chat messages at ``--chat-rate`` for ``--minutes``;
-   every ``--every`` seconds the worker's RSS and the p50/p99 news latency (Kafka record time to
+   every ``--every`` seconds the RSS of the worker with its chat model process (and of each) and the p50/p99 news latency (Kafka record time to
    database write) of the events stored since the last sample;
 3. the slope of each series (least squares, per minute) after the warm-up; the first
    ``--warmup`` minutes (allocator, caches) are reported, not fitted.
@@ -27,7 +27,7 @@ from agents.demo import CHAT_FILE
 from agents.replay import replay
 from bench.common import percentile, print_table, save
 from bench.pipeline import backlog_rate, timed_events
-from infra.harness import Worker, rss_mib, start_services, wait_until
+from infra.harness import Worker, start_services, tree_rss_mib, wait_until
 from infra.progress import console, progress
 
 
@@ -93,7 +93,9 @@ def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_mi
                     "where id like 'soak-%' and processed_at > to_timestamp(:a) and processed_at <= to_timestamp(:b)",
                     a=since, b=now)]
                 since = now
-                sample = {"t_s": round(now - soak_start, 1), "rss_mib": round(rss_mib(worker.process.pid), 1),
+                total, own = tree_rss_mib(worker.process.pid)
+                sample = {"t_s": round(now - soak_start, 1), "rss_mib": round(total, 1),
+                          "worker_rss_mib": round(own, 1), "models_rss_mib": round(total - own, 1),
                           "events": len(latencies), "p50_s": round(percentile(latencies, 0.5), 3),
                           "p99_s": round(percentile(latencies, 0.99), 3)}
                 samples.append(sample)
@@ -127,6 +129,8 @@ def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_mi
         "rss_mib_first_fitted": fitted[0]["rss_mib"] if fitted else None,
         "rss_mib_last": samples[-1]["rss_mib"] if samples else None,
         "rss_slope_mib_per_min": round(rss_slope, 3),
+        "worker_rss_slope_mib_per_min": round(slope_per_minute([(s["t_s"], s["worker_rss_mib"]) for s in fitted]), 3),
+        "models_rss_slope_mib_per_min": round(slope_per_minute([(s["t_s"], s["models_rss_mib"]) for s in fitted]), 3),
         "p50_s_median_of_samples": percentile([s["p50_s"] for s in fitted], 0.5) if fitted else None,
         "p99_s_median_of_samples": percentile([s["p99_s"] for s in fitted], 0.5) if fitted else None,
         "p99_slope_s_per_min": round(p99_slope, 4),

@@ -130,10 +130,38 @@ def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | 
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a process (Linux), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """A process's children, their children and so on (Linux)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return out
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
+            out += [child, *descendants(child)]
+    return out
+
+
+def tree_rss_mib(pid: int) -> tuple[float, float]:
+    """Resident memory of a process with all its descendants (the worker and its model process), and of
+    the process alone, in MiB."""
+    own = rss_mib(pid)
+    return own + sum(rss_mib(child) for child in descendants(pid)), own
 
 
 def metric_total(metrics_text: str, name: str) -> float:
