@@ -1,4 +1,4 @@
-"""The news pipeline: sentiment + entities per article; rows, `news.enriched`, spike screening.
+"""The news pipeline: sentiment + entities per article; its story; rows, `news.enriched`, spike screening.
 
 Parsing, batching, dead letters, storage, produce and acknowledgement are the agent
 loop's (``agents/loop.py``); this module says only what is particular to news.
@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from agents.alerts import stories
 from agents.alerts.records import AlertRecord
+from agents.alerts.stories import StoryIndex
 from agents.pipeline import Built, Received
 from models.analysis import Analyzer
 from models.entity_keys import KeyResolver, entity_key
 from schemas.events import NewsEvent, parse_news
-from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle
+from infra import metrics
+from infra.settings import Settings
+from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
 
 
 @dataclass
@@ -28,6 +32,8 @@ class ArticleFacts:
     event_time: datetime
     partition: int
     learned: list[tuple[str, str]]
+    story_id: str | None = None
+    trusted: bool = True  # False: published_at lay too far ahead, the record time stands in (moves no watermark)
 
 
 class NewsPipeline:
@@ -38,12 +44,31 @@ class NewsPipeline:
     children = frozenset({EntityMention.__table__, ArticleKey.__table__})
 
     def __init__(self, analyzer: Analyzer, model_version: str, resolver: KeyResolver | None = None,
-                 detector=None, engine: Engine | None = None):
+                 detector=None, engine: Engine | None = None, story_index: StoryIndex | None = None,
+                 settings: Settings | None = None):
         self.analyzer = analyzer
         self.model_version = model_version
         self.resolver = resolver or KeyResolver()
         self.detector = detector
         self.engine = engine
+        settings = settings or getattr(detector, "s", None) or Settings()
+        self.future_tolerance = timedelta(seconds=settings.future_tolerance)
+        self.stories = story_index or StoryIndex.from_settings(settings)
+        self._generation = getattr(detector, "generation", 0)
+        if engine is not None and story_index is None:
+            self.stories.load(engine)  # a restart must not split the stories under way
+
+    def event_time(self, m: Received, event: NewsEvent) -> tuple[datetime, bool]:
+        """The article's event time and whether it can move watermarks: ``published_at`` unless it lies
+        beyond the future tolerance of the record time (or of now), then the record time."""
+        record = datetime.fromtimestamp(m.timestamp, tz=UTC)
+        if event.published_at is None:
+            return record, True
+        reference = min(record, datetime.now(UTC))
+        if event.published_at > reference + self.future_tolerance:
+            metrics.FUTURE_TIMESTAMPS.inc()
+            return reference, False
+        return event.published_at, True
 
     @staticmethod
     def parse(raw: bytes | None) -> NewsEvent:
@@ -55,20 +80,25 @@ class NewsPipeline:
     def build(self, m: Received, event: NewsEvent, result) -> Built:
         sentiment, entities = result
         scores = sentiment.scores
-        event_time = event.published_at or datetime.fromtimestamp(m.timestamp, tz=UTC)
+        event_time, trusted = self.event_time(m, event)
+        story = self.stories.assign(event.id, stories.headline_of(event.title, event.text), event_time)
         rows = [(NewsArticle.__table__, {
             "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
             "published_at": event.published_at, "tickers": event.tickers,
             "sentiment_label": sentiment.label, "sentiment_score": sentiment.score,
             "negative": scores["negative"], "neutral": scores["neutral"], "positive": scores["positive"],
             "model_version": self.model_version, "kafka_partition": m.partition, "kafka_offset": m.offset,
-            "event_time": event_time,
+            "event_time": event_time, "story_id": story.story_id,
         })]
+        rows.append((Story.__table__, {
+            "id": story.story_id, "first_seen": event_time, "last_seen": event_time, "headline": story.headline,
+            "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1}))
         keys, learned = self.resolver.keys_for(entities, event.tickers)
         for key in sorted(keys):
             rows.append((ArticleKey.__table__, {
                 "article_id": event.id, "key": key, "event_time": event_time, "negative": scores["negative"],
-                "sentiment": scores["positive"] - scores["negative"], "is_negative": sentiment.label == "negative"}))
+                "sentiment": scores["positive"] - scores["negative"], "is_negative": sentiment.label == "negative",
+                "story_id": story.story_id}))
         for alias, key in learned:
             rows.append((EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"}))
         for e in entities:
@@ -78,15 +108,26 @@ class NewsPipeline:
         record = json.dumps({
             "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
             "published_at": event.published_at.isoformat() if event.published_at else None,
-            "event_time": event_time.isoformat(), "tickers": event.tickers,
+            "event_time": event_time.isoformat(), "story_id": story.story_id, "tickers": event.tickers,
             "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
             "model_version": self.model_version,
         }, ensure_ascii=False).encode()
-        return Built(rows, [(event.id.encode(), record)], extra=ArticleFacts(keys, event_time, m.partition, learned))
+        return Built(rows, [(event.id.encode(), record)], extra=ArticleFacts(keys, event_time, m.partition, learned,
+                                                                           story.story_id, trusted))
 
     def after_commit(self, stored: list[Built]) -> list[AlertRecord]:
-        """Align the learned aliases with the database's (first writer wins), then screen the touched windows."""
+        """Align the learned aliases with the database's (first writer wins), recount the touched stories,
+        then decide the windows that became final."""
         facts = [b.extra for b in stored]
+        if self.engine is not None:
+            generation = getattr(self.detector, "generation", 0)
+            if generation != self._generation:  # a rebalance: other workers' recent stories
+                self._generation = generation
+                self.stories.load(self.engine)
+            touched = sorted({f.story_id for f in facts if f.story_id})
+            if touched:
+                with self.engine.begin() as conn:
+                    stories.recount(conn, touched)
         learned = sorted({alias for f in facts for alias, _ in f.learned})
         if learned and self.engine is not None:
             with self.engine.connect() as conn:
@@ -95,10 +136,4 @@ class NewsPipeline:
             self.resolver.settle(winners)
         if self.detector is None or not facts:
             return []
-        touched: dict[str, set[datetime]] = {}
-        partition_times: dict[int, datetime] = {}
-        for f in facts:
-            for key in f.keys:
-                touched.setdefault(key, set()).add(f.event_time)
-            partition_times[f.partition] = max(partition_times.get(f.partition, f.event_time), f.event_time)
-        return self.detector.evaluate(touched, partition_times)
+        return self.detector.evaluate([(f.partition, f.event_time, f.trusted) for f in facts])

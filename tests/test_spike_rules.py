@@ -1,81 +1,135 @@
-"""Detector arithmetic, severities, entity keys and company-ticker joins (no services)."""
+"""Detector statistics and decisions, severities, watermarks, entity keys and company-ticker joins
+(no services; the expected figures are worked out by hand in the comments)."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agents.alerts.spikes import Window, severity
+from agents.alerts.spikes import (
+    PRIOR_WEIGHT,
+    Episode,
+    Watermarks,
+    Window,
+    alerting,
+    decide,
+    expected_share,
+    severity,
+    tail_probability,
+)
+from infra.settings import Settings
 from models.entities import Entity
 from models.entity_keys import KeyResolver, entity_key
 
 T = datetime(2026, 3, 2, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
 
 
-def window(n, k, expected):
-    return Window("k", T, T, n, k, -0.5, 100, expected, expected)
+def window(n, k, base_n=1000, base_k=200, market=0.2, end=T):
+    return Window("k", end - HOUR, end, n, k, baseline_stories=base_n, baseline_negatives=base_k,
+                  market_share=market)
 
 
-# z = (k - n p0) / sqrt(n p0 (1 - p0)), the normal approximation of the binomial,
-# worked out by hand (n, k, p0 -> z):
-#   20, 12, 0.2:  8 / sqrt(3.2) = sqrt(20)
-#   40, 30, 0.2: 22 / sqrt(6.4)
-#   10,  7, 0.3:  4 / sqrt(2.1)
-#  100, 60, 0.5: 10 / 5 = 2
-#   25,  5, 0.02 (clamped from 0): 4.5 / sqrt(0.49) = 4.5 / 0.7 = 45 / 7
-HAND_WORKED = [
-    (20, 12, 0.2, 4.47213595499958),
-    (40, 30, 0.2, 8.696263565463044),
-    (10, 7, 0.3, 2.7602622373694166),
-    (100, 60, 0.5, 2.0),
-    (25, 5, 0.0, 6.428571428571429),
-]
+# P(X >= k), X ~ Binomial(n, p), by hand:
+#   3 of 5 at 3%:   10 p^3 q^2 + 5 p^4 q + p^5 = 2.57996e-4 (the normal approximation says z = 7.5;
+#                   the exact tail is about z = 3.5)
+#   5 of 5 at 20%:  p^5 = 3.2e-4
+#   3 of 4 at 20%:  4 p^3 q + p^4 = 0.0272
+#   12 of 12 at 20%: p^12 = 4.096e-9
+#   10 of 12 at 20%: C(12,10) p^10 q^2 + C(12,11) p^11 q + p^12 = 4.52608e-6
+HAND_WORKED = [(3, 5, 0.03, 2.5799580e-4), (5, 5, 0.2, 3.2e-4), (3, 4, 0.2, 0.0272), (12, 12, 0.2, 4.096e-9),
+               (10, 12, 0.2, 4.52608e-6)]
 
 
-def test_binomial_z_against_hand_worked_values():
-    for n, k, expected, z in HAND_WORKED:
-        assert window(n, k, expected).z == pytest.approx(z, rel=1e-12), (n, k, expected)
-    assert window(20, 4, 0.2).z == 0  # exactly the expected count
-    assert window(0, 0, 0.2).z == 0  # an empty window
-    assert window(20, 12, 0.2).figures()["z"] == 4.47
-    assert window(20, 12, 0.2).share == 0.6
+def test_exact_binomial_tail_against_hand_worked_values():
+    for k, n, p, tail in HAND_WORKED:
+        assert tail_probability(k, n, p) == pytest.approx(tail, rel=1e-6), (k, n, p)
+    assert tail_probability(0, 5, 0.2) == 1.0  # nothing negative: certain
+    assert tail_probability(0, 0, 0.2) == 1.0  # an empty window
+    assert 0 < tail_probability(5, 5, 0.0) < 1e-20  # a zero baseline still gives a finite, tiny tail
 
 
-def test_more_negatives_give_a_larger_z_and_a_higher_baseline_a_smaller_one():
-    for n, expected in [(5, 0.1), (20, 0.2), (60, 0.5), (200, 0.9)]:
-        zs = [window(n, k, expected).z for k in range(n + 1)]
-        assert all(a < b for a, b in zip(zs, zs[1:])), (n, expected)
-        assert zs[0] < 0 < zs[-1]
-    zs = [window(40, 20, p).z for p in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)]
-    assert all(a > b for a, b in zip(zs, zs[1:]))
+def test_baseline_is_shrunk_towards_the_market_and_a_new_key_starts_there():
+    # 20 prior stories at the market's 20%, plus the key's own 2 negatives of 30: (2 + 4) / 50 = 0.12
+    assert PRIOR_WEIGHT == 20
+    assert expected_share(30, 2, 0.2) == pytest.approx(0.12)
+    assert expected_share(0, 0, 0.35) == pytest.approx(0.35)  # first seen: the market's share
+    assert window(5, 5, base_n=0, base_k=0, market=0.2).tail == pytest.approx(3.2e-4)
 
 
-def test_expected_share_is_clamped_to_2_and_98_percent():
-    # below 0.02 counts as 0.02, above 0.98 as 0.98: no division by zero, no infinite z
-    for low in (0.0, 0.001, 0.019):
-        assert window(50, 1, low).z == 0  # 50 x 0.02 = 1 expected
-        assert window(25, 5, low).z == pytest.approx(45 / 7, rel=1e-12)
-    for high in (1.0, 0.999, 0.981):
-        assert window(50, 49, high).z == 0  # 50 x 0.98 = 49 expected
-        assert window(50, 50, high).z == pytest.approx(1 / 0.98 ** 0.5, rel=1e-12)  # 1 / sqrt(50 x 0.98 x 0.02)
-    # inside the range nothing is clamped: 0.03 gives 50 x 0.03 = 1.5 expected, not 1
-    assert window(50, 1, 0.03).z == pytest.approx(-0.5 / (50 * 0.03 * 0.97) ** 0.5, rel=1e-12)
-    assert window(50, 1, 0.03).z < 0
+def test_a_window_alerts_only_with_enough_stories_negatives_share_and_a_small_tail():
+    s = Settings(alert_min_mentions=5, alert_min_stories=5, alert_min_negative_share=0.5, alert_max_tail=1e-4)
+    # 12 of 12 at 20%: tail 4.1e-9
+    assert alerting(window(12, 12), s)
+    # low volume: 4 of 4 is 20% ** 4 = 1.6e-3 and under five stories anyway
+    assert not alerting(window(4, 4), s)
+    # five of five at the market's 20% is 3.2e-4: not rare enough at 1e-4
+    assert not alerting(window(5, 5), s)
+    # and at 10%: 1e-5, it alerts
+    assert alerting(window(5, 5, base_k=100), s)
+    # a busy window: 40 of 100 at 20% has a tiny tail (about 1e-6) but a share under one half
+    assert window(100, 40).tail < 1e-4 and not alerting(window(100, 40), s)
+    # five negatives of five are needed even when the share would pass: 4 of 5 at 1%
+    assert not alerting(window(5, 4, base_k=10), s)
 
 
-def test_severity_thresholds_at_their_edges():
-    # n = 400, p0 = 0.5: sd = 10, z = (k - 200) / 10; share k / 400 stays under 0.9
-    assert window(400, 269, 0.5).z == pytest.approx(6.9) and severity(window(400, 269, 0.5)) == "warning"
-    assert window(400, 270, 0.5).z == 7.0 and severity(window(400, 270, 0.5)) == "high"
-    assert window(400, 299, 0.5).z == pytest.approx(9.9) and severity(window(400, 299, 0.5)) == "high"
-    assert window(400, 300, 0.5).z == 10.0 and severity(window(400, 300, 0.5)) == "critical"
-    # n = 100, p0 = 0.5: sd = 5, z = (k - 50) / 5
-    assert severity(window(100, 84, 0.5)) == "warning"  # z 6.8
-    assert severity(window(100, 85, 0.5)) == "high"  # z 7.0
-    # a share of 90% is critical whatever z says: 9 of 10 against an expected 90% has z = 0
-    assert window(10, 9, 0.9).z == pytest.approx(0, abs=1e-12)
-    assert severity(window(10, 9, 0.9)) == "critical"
-    assert severity(window(10, 8, 0.8)) == "warning"  # share 0.8, z 0
-    assert severity(window(0, 0, 0.2)) == "warning"
+def test_severity_follows_the_tail():
+    # at 20%: 10 of 12 -> 4.5e-6 warning; 12 of 12 -> 4.1e-9 high; 16 of 16 -> 6.6e-12 critical
+    assert severity(window(12, 10), 1e-4) == "warning"
+    assert severity(window(12, 12), 1e-4) == "high"
+    assert severity(window(16, 16), 1e-4) == "critical"
+    assert window(16, 16).tail == pytest.approx(0.2 ** 16)
+
+
+def episode(opened, last_seen, tail=1e-6):
+    return Episode("a", opened, last_seen, tail)
+
+
+def test_decisions_open_update_close_and_cool_down():
+    w = window(12, 12, end=T)
+    # a key with no history of alerts opens one
+    assert decide(w, True, None, None, 3600) == "open"
+    # a later alerting window updates the open episode; a quiet one closes it
+    assert decide(window(12, 12, end=T + HOUR), True, episode(T, T), None, 3600) == "update"
+    assert decide(window(3, 0, end=T + HOUR), False, episode(T, T), None, 3600) == "close"
+    # closed at T: a window starting before T + cooldown is suppressed, one starting after opens
+    assert decide(window(12, 12, end=T + HOUR), True, None, T, 3600) == "cooldown"
+    assert decide(window(12, 12, end=T + 2 * HOUR), True, None, T, 3600) == "open"
+    # nothing to do on a quiet key
+    assert decide(window(3, 0), False, None, None, 3600) == "none"
+
+
+def test_decisions_on_windows_out_of_order_change_nothing():
+    # a window at or before what the open episode already saw (a re-decision after a restart)
+    assert decide(window(3, 0, end=T), False, episode(T - HOUR, T), None, 3600) == "stale"
+    assert decide(window(12, 12, end=T - HOUR), True, episode(T - HOUR, T), None, 3600) == "stale"
+    # an alerting window inside an episode that is already closed
+    assert decide(window(12, 12, end=T - HOUR), True, None, T, 3600) == "stale"
+
+
+class TickingClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_watermark_is_the_slowest_live_partition_and_idle_ones_stop_holding_it():
+    clock = TickingClock()
+    marks = Watermarks(idle_timeout=60, clock=clock)
+    marks.assign({0, 1, 2})
+    marks.observe(0, T + 2 * HOUR)
+    marks.observe(1, T + HOUR)
+    assert marks.current() is None  # partition 2 has not said where it is
+    clock.now = 61
+    marks.observe(0, T + 3 * HOUR)
+    marks.observe(1, T + HOUR)
+    assert marks.current() == T + HOUR  # 2 is idle now; 1 is the slowest
+    marks.observe(1, T)  # an older event never moves the watermark back
+    assert marks.current() == T + HOUR
+    clock.now = 200
+    marks.observe(0, T + 4 * HOUR)  # 1 went idle too
+    assert marks.current() == T + 4 * HOUR and marks.idle() == {1, 2}
 
 
 def test_entity_keys_strip_case_punctuation_and_legal_suffixes():

@@ -1,28 +1,36 @@
 """Negative-sentiment spike detection per company/ticker, and the alert lifecycle.
 
-Method (documented in the README):
-- Every article counts once for each of its keys (``article_keys``). Windows run on
-  event time: the window of an article at time t is the trailing window
-  ``[e - window, e)`` with ``e`` the first hop boundary after t, so windows overlap
-  by ``window - hop``.
-- Baseline: the key's own articles in the ``lookback`` before the window, shrunk
-  towards the global negative rate with the weight of ``PRIOR_WEIGHT`` articles, so a
-  key with little history starts from the market-wide rate.
-- A window alerts when it has at least ``min_mentions`` articles, at least
-  ``min_negative_share`` of them negative, and its negative count is at least ``z``
-  binomial standard deviations above the baseline: ``(k - n p0) / sqrt(n p0 (1 - p0))``.
-- One alert per episode: while an alert is open, further alerting windows update it;
-  the first later window that does not alert closes it; the key cannot alert again
-  for ``cooldown`` of event time. Decisions run under a per-key advisory lock in
-  PostgreSQL and the alert id is derived from the key and the window, so a replay, a
-  restart or a second worker can never open the same episode twice.
-- Windows that ended more than ``grace`` before the watermark are final: late events
-  are stored but change no alert. The watermark is the smallest of the newest event
-  times of the partitions assigned to this worker (none until each has delivered an
-  event), so a fast replay that reads one partition ahead of another does not make
-  the other's events "late".
+Method (documented in the README's "Spike alerts"):
+- Windows count stories, not copies: every article counts for each of its keys
+  (``article_keys``), and the articles of one story (``agents/alerts/stories.py``) count once
+  per window. A story is negative in a window when at least half of its copies there are.
+  Copies and distinct outlets are evidence, never count.
+- Windows run on event time: trailing windows ``[e - window, e)`` ending on hop boundaries.
+- Event time cannot be poisoned: each partition has its own watermark (its newest trusted
+  event time); the detector's watermark is the smallest of the active partitions', and a
+  partition silent for ``alert_idle_timeout`` seconds stops holding it back (Flink's
+  ``withIdleness``). An event whose ``published_at`` lay beyond the future tolerance carries
+  its record time and moves no watermark (``agents/news.py``). The watermark never goes back.
+- Decisions only on final windows: a window is final once it ends ``alert_grace`` or more
+  before the watermark, and every final window is decided once, in end order per key. A late
+  event (its window already final) is stored and counted in the later windows still open,
+  and in ``sentinel_late_events_total``.
+- Exact statistics: the window's negative stories ``k`` of ``n`` against the key's expected
+  share ``p0`` give the exact binomial tail ``P(X >= k)``, ``X ~ Binomial(n, p0)``
+  (``scipy.stats.binom.sf``). ``p0`` is the key's own stories in the ``lookback`` before the
+  window, shrunk towards the market-wide share of negative stories in that same lookback
+  with the weight of ``PRIOR_WEIGHT`` stories, so a key seen for the first time starts from
+  the market. The baseline excludes the current episode (stories since the window that
+  opened it). A window alerts when ``n >= alert_min_mentions``, ``k >= alert_min_stories``,
+  ``k / n >= alert_min_negative_share`` and the tail is at most ``alert_max_tail``; severity
+  follows the tail (``severity``).
+- One alert per episode: opened by the first alerting window, updated by later ones, closed
+  by the first later window that does not alert; the key is quiet for ``alert_cooldown``
+  after. Decisions run under a per-key advisory lock and the alert id is the key and the
+  window's end, so a replay, a restart or a second worker never opens an episode twice.
 
-All state lives in PostgreSQL, so a restarted worker carries on where it stopped.
+Nothing here reads the wall clock except the idleness of a partition, so the same history
+replayed at any speed and batch size gives the same alerts.
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from scipy.stats import binom, norm
 from sqlalchemy import Engine, text
 
 from agents.alerts import records
@@ -45,8 +54,23 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 KIND = "sentiment_spike"
-PRIOR_WEIGHT = 20.0
-TOP_HEADLINES = 5
+PRIOR_WEIGHT = 20.0  # stories of market-wide share the key's own baseline is shrunk towards
+DEFAULT_MARKET_SHARE = 0.2  # before any history at all
+TOP_STORIES = 10
+MAX_OUTLETS = 20  # outlets listed per story in an alert (the count is exact)
+
+
+def tail_probability(k: int, n: int, p0: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p0): how unlikely k or more negatives of n are at share p0."""
+    if n <= 0 or k <= 0:
+        return 1.0
+    p0 = min(max(p0, 1e-6), 1 - 1e-6)
+    return float(binom.sf(k - 1, n, p0))
+
+
+def expected_share(base_stories: int, base_negatives: int, market_share: float) -> float:
+    """The key's baseline share, shrunk towards the market's with the weight of PRIOR_WEIGHT stories."""
+    return (base_negatives + PRIOR_WEIGHT * market_share) / (base_stories + PRIOR_WEIGHT)
 
 
 @dataclass
@@ -54,35 +78,83 @@ class Window:
     key: str
     start: datetime
     end: datetime
-    mentions: int
-    negatives: int
-    mean_sentiment: float
-    baseline_mentions: int
-    baseline_share: float
-    expected_share: float
+    stories: int  # distinct stories about the key in the window
+    negatives: int  # of which negative
+    articles: int = 0  # copies, all stories together (evidence)
+    outlets: int = 0  # distinct outlets (evidence)
+    mean_sentiment: float = 0.0
+    baseline_stories: int = 0
+    baseline_negatives: int = 0
+    market_share: float = DEFAULT_MARKET_SHARE
+    baseline_until: datetime | None = None  # the baseline ends here (the current episode's start) when set
 
     @property
     def share(self) -> float:
-        return self.negatives / self.mentions if self.mentions else 0.0
+        return self.negatives / self.stories if self.stories else 0.0
+
+    @property
+    def expected_share(self) -> float:
+        return expected_share(self.baseline_stories, self.baseline_negatives, self.market_share)
+
+    @property
+    def tail(self) -> float:
+        return tail_probability(self.negatives, self.stories, self.expected_share)
 
     @property
     def z(self) -> float:
-        p0 = min(max(self.expected_share, 0.02), 0.98)
-        n = self.mentions
-        return (self.negatives - n * p0) / math.sqrt(n * p0 * (1 - p0)) if n else 0.0
+        """The tail as a one-sided standard-normal quantile (for reading only; decisions use the tail)."""
+        return float(norm.isf(self.tail)) if self.tail < 1 else 0.0
 
     def figures(self) -> dict:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "mentions": self.mentions,
-                "negatives": self.negatives, "negative_share": round(self.share, 4),
-                "mean_sentiment": round(self.mean_sentiment, 4), "z": round(self.z, 2)}
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "mentions": self.stories,
+                "stories": self.stories, "negatives": self.negatives, "negative_share": round(self.share, 4),
+                "articles": self.articles, "outlets": self.outlets,
+                "mean_sentiment": round(self.mean_sentiment, 4), "tail": float(f"{self.tail:.4g}"),
+                "z": round(self.z, 2)}
 
 
-def severity(window: Window) -> str:
-    if window.z >= 10 or window.share >= 0.9:
+def severity(window: Window, max_tail: float = 1e-4) -> str:
+    """From the tail probability: warning at the alert threshold, high 1,000 times rarer, critical 10^6."""
+    if window.tail <= max_tail * 1e-6:
         return "critical"
-    if window.z >= 7:
+    if window.tail <= max_tail * 1e-3:
         return "high"
     return "warning"
+
+
+def alerting(w: Window, s: Settings) -> bool:
+    return (w.stories >= s.alert_min_mentions and w.negatives >= s.alert_min_stories
+            and w.share >= s.alert_min_negative_share and w.tail <= s.alert_max_tail)
+
+
+@dataclass
+class Episode:
+    id: str
+    opened_at: datetime
+    last_seen_at: datetime
+    peak_tail: float
+
+
+def decide(w: Window, alerts: bool, open_episode: Episode | None, last_closed_at: datetime | None,
+           cooldown_s: float) -> str:
+    """What a final window does to its key's episode:
+
+    ``open`` a new alert, ``update`` the open one, ``close`` it, ``cooldown`` (would open but
+    the key is quiet), ``stale`` (a window at or before what the episode already saw: a
+    re-decision after a restart changes nothing), or ``none``.
+    """
+    if open_episode is not None:
+        if w.end <= open_episode.last_seen_at:
+            return "stale"
+        return "update" if alerts else "close"
+    if not alerts:
+        return "none"
+    if last_closed_at is not None:
+        if w.end <= last_closed_at:
+            return "stale"
+        if w.start < last_closed_at + timedelta(seconds=cooldown_s):
+            return "cooldown"
+    return "open"
 
 
 def _epoch(t: datetime) -> float:
@@ -93,186 +165,309 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-class SpikeDetector:
-    def __init__(self, engine: Engine, settings: Settings):
-        self.engine = engine
-        self.s = settings
-        self.watermark: datetime | None = None
-        self._partition_times: dict[int, datetime] = {}
-        self._assigned: set[int] | None = None  # None: every partition this worker has seen
-        self._global_share: tuple[float, float] | None = None  # (computed at, share)
-        self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, mentions, share)
-        self._exported: set[str] = set()
-        # assign() runs on the event loop during a rebalance, advance() in the database thread
-        self._lock = threading.Lock()
+@dataclass
+class Watermarks:
+    """Per-partition event-time watermarks with idleness; the detector's watermark is their minimum."""
 
-    def advance(self, partition_times: dict[int, datetime]) -> None:
-        """Move the watermark with the newest event time of each partition in a batch."""
-        with self._lock:
-            for partition, t in partition_times.items():
-                if partition not in self._partition_times or t > self._partition_times[partition]:
-                    self._partition_times[partition] = t
-            expected = self._assigned if self._assigned is not None else set(self._partition_times)
-            if expected and expected <= set(self._partition_times):
-                self.watermark = min(self._partition_times[p] for p in expected)
+    idle_timeout: float
+    clock: object = time.monotonic
+    newest: dict[int, datetime] = field(default_factory=dict)
+    active_at: dict[int, float] = field(default_factory=dict)
+    assigned: set[int] | None = None  # None: the partitions seen so far
+    value: datetime | None = None
 
     def assign(self, partitions: set[int]) -> None:
-        """After a rebalance: the partitions now read, and a watermark started afresh."""
+        now = self.clock()
+        self.assigned = set(partitions)
+        self.newest = {}
+        self.active_at = {p: now for p in partitions}  # an empty partition is idle after the timeout
+        self.value = None
+
+    def observe(self, partition: int, t: datetime) -> None:
+        self.active_at[partition] = self.clock()
+        if partition not in self.newest or t > self.newest[partition]:
+            self.newest[partition] = t
+
+    def current(self) -> datetime | None:
+        now = self.clock()
+        expected = self.assigned if self.assigned is not None else set(self.newest)
+        live = {p for p in expected if now - self.active_at.get(p, now) <= self.idle_timeout}
+        if any(p not in self.newest for p in live):
+            return self.value  # a live partition has not said where it is yet
+        if live:
+            candidate = min(self.newest[p] for p in live)
+            if self.value is None or candidate > self.value:
+                self.value = candidate
+        return self.value
+
+    def idle(self) -> set[int]:
+        now = self.clock()
+        expected = self.assigned if self.assigned is not None else set(self.newest)
+        return {p for p in expected if now - self.active_at.get(p, now) > self.idle_timeout}
+
+
+class SpikeDetector:
+    def __init__(self, engine: Engine, settings: Settings, clock=time.monotonic):
+        self.engine = engine
+        self.s = settings
+        self.marks = Watermarks(settings.alert_idle_timeout, clock)
+        self.decided_through: datetime | None = None  # every window ending at or before it is decided
+        self.generation = 0  # counts rebalances (the story index reloads after one)
+        self._earliest: datetime | None = None  # the earliest event time this process has stored
+        self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, stories, share)
+        self._exported: set[str] = set()
+        # assign() runs on the event loop during a rebalance, evaluate() in the database thread
+        self._lock = threading.Lock()
+
+    @property
+    def watermark(self) -> datetime | None:
         with self._lock:
-            self._assigned = set(partitions)
-            self._partition_times = {}
-            self.watermark = None
+            return self.marks.value
+
+    def assign(self, partitions: set[int]) -> None:
+        """After a rebalance: the partitions now read, and watermarks started afresh."""
+        with self._lock:
+            self.marks.assign(partitions)
+            self.decided_through = None
+            self.generation += 1
 
     def window_end(self, t: datetime) -> datetime:
         hop = self.s.alert_hop
         return _at((math.floor(_epoch(t) / hop) + 1) * hop)
 
-    def evaluate(self, touched: dict[str, set[datetime]],
-                 partition_times: dict[int, datetime] | None = None) -> list[AlertRecord]:
-        """Re-evaluate every window touched by a committed batch (key -> event times); returns new alerts.
+    def frontier(self, watermark: datetime) -> datetime:
+        """The end of the newest final window."""
+        hop = self.s.alert_hop
+        return _at(math.floor((_epoch(watermark) - self.s.alert_grace) / hop) * hop)
 
-        Each distinct window of each key is evaluated in time order: a fast replay
-        delivers one key's events from several partitions, far apart in event time.
+    def evaluate(self, events: list[tuple[int, datetime, bool]]) -> list[AlertRecord]:
+        """After a committed batch: ``(partition, event time, trusted)`` of each stored article.
+
+        Moves the watermarks with the trusted times, counts late events, and decides every
+        window that became final since the last call; returns the alerts it opened.
         """
-        if partition_times:
-            self.advance(partition_times)
-        watermark = self.watermark  # one read: a rebalance may reset it meanwhile
-        final_before = watermark - timedelta(seconds=self.s.alert_grace) if watermark else None
-        new_alerts = []
-        if not touched:
-            return new_alerts
-        global_share = self.global_share()
-        pairs = sorted({(key, self.window_end(t)) for key, times in touched.items() for t in times})
-        if final_before is not None:  # a late event in a final window: stored, but changes no alert
-            pairs = [(k, end) for k, end in pairs if end >= final_before]
-        # One query screens every touched window; only windows that alert, and keys with an
-        # open episode, take the per-key lock and decide (most batches: none).
+        with self._lock:
+            for partition, t, trusted in events:
+                if trusted:
+                    self.marks.observe(partition, t)
+                if self._earliest is None or t < self._earliest:
+                    self._earliest = t
+            earliest = self._earliest
+            watermark = self.marks.current()
+            done = self.decided_through
+            assigned = self.marks.assigned
+        if done is not None:
+            late = sum(1 for _, t, _ in events if self.window_end(t) <= done)
+            if late:
+                metrics.LATE_EVENTS.inc(late)
+        if watermark is None:
+            return []
+        final = self.frontier(watermark)
+        if done is None:
+            done = self._resume_point(assigned, final, earliest or final)
+        if final <= done:
+            return []
+        alerts = self.decide_windows(done, final)
+        with self._lock:
+            if self.decided_through is None or final > self.decided_through:
+                self.decided_through = final
+        return alerts
+
+    def _resume_point(self, assigned: set[int] | None, final: datetime, earliest: datetime) -> datetime:
+        """Where deciding starts after a start or a rebalance: a little before the slowest partition's
+        newest stored article or the earliest this process stored, whichever is older (re-deciding a
+        window is harmless; skipping one is not)."""
         with self.engine.connect() as conn:
-            windows = self._windows(conn, pairs, global_share)
+            slowest = conn.execute(text("""
+                select min(newest) from (select max(event_time) newest from news_articles
+                                         where cast(:parts as int[]) is null or kafka_partition = any(:parts)
+                                         group by kafka_partition) p"""),
+                                   {"parts": sorted(assigned) if assigned is not None else None}).scalar()
+        span = 2 * (self.s.alert_window + self.s.alert_grace + self.s.alert_hop)
+        start = min(slowest or final, earliest) - timedelta(seconds=span)
+        hop = self.s.alert_hop
+        return min(final, _at(math.floor(_epoch(start) / hop) * hop))
+
+    # -- windows -----------------------------------------------------------------------------------------
+    def decide_windows(self, after: datetime, through: datetime) -> list[AlertRecord]:
+        """Decide every window ending in (after, through], per key in end order."""
+        hop = timedelta(seconds=self.s.alert_hop)
+        window = timedelta(seconds=self.s.alert_window)
+        first_end = after + hop
+        with self.engine.connect() as conn:
             open_keys = set(conn.execute(text(
-                "select distinct key from alerts where kind = :kind and status = 'open' and key = any(:keys)"),
-                {"kind": KIND, "keys": sorted({k for k, _ in pairs})}).scalars())
-        for window in windows:
-            if window.key not in self._current or _epoch(window.end) >= self._current[window.key][0]:
-                self._current[window.key] = (_epoch(window.end), window.mentions, window.share)
-            if not self.alerting(window) and window.key not in open_keys:
+                "select distinct key from alerts where kind = :kind and status = 'open'"), {"kind": KIND}).scalars())
+            pairs = set(conn.execute(text("""
+                select distinct k.key, e.e
+                from generate_series(cast(:first as timestamptz), cast(:last as timestamptz), cast(:hop as interval)) e(e)
+                join article_keys k on k.event_time >= e.e - cast(:window as interval) and k.event_time < e.e"""),
+                {"first": first_end, "last": through, "hop": hop, "window": window}).all())
+            ends = []
+            e = first_end
+            while e <= through:
+                ends.append(e)
+                e += hop
+            pairs |= {(k, e) for k in open_keys for e in ends}
+            windows = self.windows(conn, sorted(pairs, key=lambda p: (p[1], p[0])))
+        new_alerts = []
+        for w in sorted(windows, key=lambda w: (w.key, w.end)):
+            self._current[w.key] = (_epoch(w.end), w.stories, w.share)
+            if not alerting(w, self.s) and w.key not in open_keys:
                 continue
             with self.engine.begin() as conn:
-                conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": window.key})
-                fresh = self._windows(conn, [(window.key, window.end)], global_share)[0]
-                alert = self._decide(conn, fresh)
-            if alert:
+                conn.execute(text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": w.key})
+                action, alert = self._decide(conn, w)
+            if action == "open":
+                open_keys.add(w.key)
+            elif action == "close":
+                open_keys.discard(w.key)
+            if alert is not None:
                 new_alerts.append(alert)
         self._export_top_keys()
         return new_alerts
 
-    def global_share(self) -> float:
-        now = time.monotonic()
-        if self._global_share and now - self._global_share[0] < 30:
-            return self._global_share[1]
-        with self._lock:
-            newest = self.watermark or max(self._partition_times.values(), default=None)
-        newest = newest or datetime.now(timezone.utc)
-        since = newest - timedelta(seconds=self.s.alert_lookback)
-        with self.engine.connect() as conn:
-            share = conn.execute(text("select avg(is_negative::int) from article_keys where event_time >= :t"),
-                                 {"t": since}).scalar()
-        share = float(share) if share is not None else 0.2
-        self._global_share = (now, share)
-        return share
-
-    def _windows(self, conn, pairs: list[tuple[str, datetime]], global_share: float) -> list[Window]:
-        """Figures of each (key, window end): the window itself and the key's baseline before it."""
+    def windows(self, conn, pairs: list[tuple[str, datetime]],
+                baseline_until: dict[str, datetime] | None = None) -> list[Window]:
+        """Figures of each (key, window end): its stories, the key's baseline before it (up to
+        ``baseline_until[key]`` when given: the current episode's start) and the market's share."""
         if not pairs:
             return []
         window = timedelta(seconds=self.s.alert_window)
         lookback = timedelta(seconds=self.s.alert_lookback)
+        until = baseline_until or {}
+        cuts = [min(e - window, until[k]) if k in until else e - window for k, e in pairs]
         rows = conn.execute(text("""
-            with w(key, wend) as (select * from unnest(cast(:keys as text[]), cast(:ends as timestamptz[])))
+            with w(key, wend, cut) as (
+                select * from unnest(cast(:keys as text[]), cast(:ends as timestamptz[]), cast(:cuts as timestamptz[]))),
+            cur as (  -- the window's stories: negative when at least half of their copies are
+                select w.key, w.wend, coalesce(k.story_id, k.article_id) story,
+                       avg(k.is_negative::int) >= 0.5 neg, count(*) copies, sum(k.sentiment) sent
+                from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:window as interval)
+                                          and k.event_time < w.wend
+                group by 1, 2, 3),
+            base as (
+                select w.key, w.wend, coalesce(k.story_id, k.article_id) story, avg(k.is_negative::int) >= 0.5 neg
+                from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:span as interval)
+                                          and k.event_time < w.cut
+                group by 1, 2, 3),
+            ends as (select distinct wend from w),
+            market as (
+                select m.wend, avg(m.neg::int) share from (
+                    select e.wend, k.key, coalesce(k.story_id, k.article_id) story, avg(k.is_negative::int) >= 0.5 neg
+                    from ends e join article_keys k on k.event_time >= e.wend - cast(:span as interval)
+                                                   and k.event_time < e.wend - cast(:window as interval)
+                    group by 1, 2, 3) m group by m.wend)
             select w.key, w.wend,
-                   count(k.key) filter (where k.event_time >= w.wend - cast(:window as interval)),
-                   coalesce(sum(k.is_negative::int) filter (where k.event_time >= w.wend - cast(:window as interval)), 0),
-                   coalesce(avg(k.sentiment) filter (where k.event_time >= w.wend - cast(:window as interval)), 0),
-                   count(k.key) filter (where k.event_time < w.wend - cast(:window as interval)),
-                   coalesce(sum(k.is_negative::int) filter (where k.event_time < w.wend - cast(:window as interval)), 0)
-            from w left join article_keys k
-              on k.key = w.key and k.event_time >= w.wend - cast(:span as interval) and k.event_time < w.wend
-            group by w.key, w.wend order by w.wend, w.key"""),
-            {"keys": [k for k, _ in pairs], "ends": [e for _, e in pairs], "window": window,
+                   (select count(*) from cur where cur.key = w.key and cur.wend = w.wend),
+                   (select count(*) filter (where neg) from cur where cur.key = w.key and cur.wend = w.wend),
+                   (select coalesce(sum(copies), 0) from cur where cur.key = w.key and cur.wend = w.wend),
+                   (select coalesce(sum(sent) / nullif(sum(copies), 0), 0) from cur
+                    where cur.key = w.key and cur.wend = w.wend),
+                   (select count(*) from base where base.key = w.key and base.wend = w.wend),
+                   (select count(*) filter (where neg) from base where base.key = w.key and base.wend = w.wend),
+                   (select share from market where market.wend = w.wend),
+                   (select count(distinct a.source) from article_keys k join news_articles a on a.id = k.article_id
+                    where k.key = w.key and k.event_time >= w.wend - cast(:window as interval) and k.event_time < w.wend)
+            from w order by w.wend, w.key"""),
+            {"keys": [k for k, _ in pairs], "ends": [e for _, e in pairs], "cuts": cuts, "window": window,
              "span": window + lookback}).all()
         out = []
-        for key, end, n, k, mean, base_n, base_k in rows:
-            expected = (base_k + PRIOR_WEIGHT * global_share) / (base_n + PRIOR_WEIGHT)
-            out.append(Window(key, end - window, end, int(n), int(k), float(mean), int(base_n),
-                              base_k / base_n if base_n else 0.0, expected))
+        for key, end, n, k, copies, mean, base_n, base_k, market, outlets in rows:
+            out.append(Window(key, end - window, end, int(n), int(k), int(copies), int(outlets), float(mean),
+                              int(base_n), int(base_k),
+                              float(market) if market is not None else DEFAULT_MARKET_SHARE,
+                              until.get(key)))
         return out
 
-    def alerting(self, w: Window) -> bool:
-        return (w.mentions >= self.s.alert_min_mentions and w.share >= self.s.alert_min_negative_share
-                and w.z >= self.s.alert_z)
-
-    def _decide(self, conn, w: Window) -> AlertRecord | None:
-        open_alert = conn.execute(text(
-            "select id, severity, last_seen_at, payload from alerts where key = :k and kind = :kind "
+    # -- decisions ---------------------------------------------------------------------------------------
+    def _decide(self, conn, w: Window) -> tuple[str, AlertRecord | None]:
+        row = conn.execute(text(
+            "select id, opened_at, last_seen_at, payload from alerts where key = :k and kind = :kind "
             "and status = 'open' order by opened_at desc limit 1"), {"k": w.key, "kind": KIND}).first()
-        if not self.alerting(w):
-            if open_alert is not None and w.end > open_alert.last_seen_at:
-                conn.execute(text("update alerts set status = 'closed', closed_at = :t where id = :id"),
-                             {"t": w.end, "id": open_alert.id})
-                log.info("alert %r closed", open_alert.id)
-            return None
-        if open_alert is not None:
-            peak = open_alert.payload.get("window", {}).get("z", 0)
-            update = {"id": open_alert.id, "t": max(w.end, open_alert.last_seen_at)}
-            if w.z > peak:
-                payload = self._payload(conn, w)
+        episode = None
+        if row is not None:
+            episode = Episode(row.id, row.opened_at, row.last_seen_at,
+                              float(row.payload.get("window", {}).get("tail", 1.0)))
+            # the baseline excludes the current episode: it ends where the episode's first window starts
+            start = row.opened_at - timedelta(seconds=self.s.alert_window)
+            w = self.windows(conn, [(w.key, w.end)], {w.key: start})[0]
+        last_closed = conn.execute(text(
+            "select max(closed_at) from alerts where key = :k and kind = :kind and closed_at is not null"),
+            {"k": w.key, "kind": KIND}).scalar()
+        action = decide(w, alerting(w, self.s), episode, last_closed, self.s.alert_cooldown)
+        if action == "close":
+            conn.execute(text("update alerts set status = 'closed', closed_at = :t where id = :id and status = 'open'"),
+                         {"t": w.end, "id": episode.id})
+            log.info("alert %r closed", episode.id)
+        elif action == "update":
+            update = {"id": episode.id, "t": w.end}
+            if w.tail < episode.peak_tail:
                 conn.execute(text("update alerts set last_seen_at = :t, severity = :sev, "
                                   "payload = cast(:p as jsonb) where id = :id"),
-                             {**update, "sev": severity(w), "p": json.dumps(payload)})
+                             {**update, "sev": severity(w, self.s.alert_max_tail),
+                              "p": json.dumps(self._payload(conn, w))})
             else:
                 conn.execute(text("update alerts set last_seen_at = :t where id = :id"), update)
-            return None
-        last_closed = conn.execute(text(
-            "select max(closed_at) from alerts where key = :k and kind = :kind and status = 'closed'"),
-            {"k": w.key, "kind": KIND}).scalar()
-        if last_closed is not None and w.start < last_closed + timedelta(seconds=self.s.alert_cooldown):
-            return None
-        alert = AlertRecord(
-            id=f"{KIND}:{w.key}:{w.end.isoformat()}", kind=KIND, key=w.key, severity=severity(w), opened_at=w.end,
-            summary=f"{w.negatives}/{w.mentions} negative headlines about {w.key} "
-                    f"({w.share:.0%}, baseline {w.expected_share:.0%}, z={w.z:.1f})",
-            payload=self._payload(conn, w))
-        if not records.insert(conn, alert):
-            return None
-        log.warning("ALERT %r: %r", alert.id, alert.summary)
-        return alert
+        elif action == "open":
+            payload = self._payload(conn, w)
+            alert = AlertRecord(
+                id=f"{KIND}:{w.key}:{w.end.isoformat()}", kind=KIND, key=w.key,
+                severity=severity(w, self.s.alert_max_tail), opened_at=w.end,
+                summary=f"{w.negatives} of {w.stories} stories about {w.key} negative ({w.share:.0%}, baseline "
+                        f"{w.expected_share:.0%}, tail p={w.tail:.1e}); {w.articles} articles from "
+                        f"{w.outlets} outlets",
+                payload=payload)
+            if not records.insert(conn, alert):
+                return "stale", None
+            log.warning("ALERT %r: %r", alert.id, alert.summary)
+            return action, alert
+        return action, None
 
     def _payload(self, conn, w: Window) -> dict:
-        top = conn.execute(text("""
-            select a.id, coalesce(a.title, left(a.text, 300)), k.negative, a.event_time
+        """The alert's evidence: its stories (headline, outlets, URL, time, copies), counts and tail."""
+        rows = conn.execute(text("""
+            select coalesce(k.story_id, k.article_id) story, avg(k.is_negative::int) >= 0.5 neg,
+                   count(*) copies, min(k.event_time) first_time, max(k.negative) negative,
+                   coalesce(jsonb_agg(distinct a.source) filter (where a.source is not null), '[]'::jsonb) outlets,
+                   (array_agg(a.url order by k.event_time, a.id) filter (where a.url is not null))[1] url,
+                   (array_agg(coalesce(a.title, left(a.text, 300)) order by k.event_time, a.id))[1] first_headline,
+                   (array_agg(a.id order by k.event_time, a.id))[1] first_id
             from article_keys k join news_articles a on a.id = k.article_id
             where k.key = :key and k.event_time >= :start and k.event_time < :end
-            order by k.negative desc, a.event_time limit :n"""),
-            {"key": w.key, "start": w.start, "end": w.end, "n": TOP_HEADLINES}).all()
+            group by 1 order by 2 desc, 3 desc, 4, 1 limit :n"""),
+            {"key": w.key, "start": w.start, "end": w.end, "n": TOP_STORIES}).all()
+        headlines = dict(conn.execute(text("select id, headline from stories where id = any(:ids)"),
+                                      {"ids": [r.story for r in rows]}).all())
+        stories = [{"story_id": r.story, "headline": headlines.get(r.story) or r.first_headline,
+                    "outlets": list(r.outlets)[:MAX_OUTLETS], "outlet_count": len(r.outlets), "url": r.url,
+                    "time": r.first_time.isoformat(), "copies": int(r.copies), "negative": bool(r.neg),
+                    "article_id": r.first_id} for r in rows]
         return {
             "key": w.key, "window": w.figures(),
-            "baseline": {"mentions": w.baseline_mentions, "negative_share": round(w.baseline_share, 4),
-                         "expected_share": round(w.expected_share, 4),
-                         "lookback_s": self.s.alert_lookback},
-            "thresholds": {"z": self.s.alert_z, "min_mentions": self.s.alert_min_mentions,
+            "baseline": {"mentions": w.baseline_stories, "stories": w.baseline_stories,
+                         "negatives": w.baseline_negatives,
+                         "negative_share": round(w.baseline_negatives / w.baseline_stories, 4)
+                         if w.baseline_stories else 0.0,
+                         "market_share": round(w.market_share, 4), "expected_share": round(w.expected_share, 4),
+                         "lookback_s": self.s.alert_lookback, "prior_weight": PRIOR_WEIGHT,
+                         "excludes_episode_from": w.baseline_until.isoformat() if w.baseline_until else None},
+            "tail": w.tail,
+            "thresholds": {"max_tail": self.s.alert_max_tail, "min_stories": self.s.alert_min_mentions,
+                           "min_negative_stories": self.s.alert_min_stories,
                            "min_negative_share": self.s.alert_min_negative_share},
-            "top_headlines": [{"id": r[0], "text": r[1], "negative": round(float(r[2]), 4),
-                               "event_time": r[3].isoformat()} for r in top],
+            "stories": stories,
+            "top_headlines": [{"id": s["article_id"], "text": s["headline"], "negative": s["negative"],
+                               "event_time": s["time"]} for s in stories[:5]],
         }
 
     def _export_top_keys(self, top_n: int = 20) -> None:
-        """Negative share of the busiest keys only, so the metric's label set stays bounded."""
+        """Negative share of the busiest keys' latest final window only, so the label set stays bounded."""
         if not self._current:
             return
         horizon = max(v[0] for v in self._current.values()) - 2 * self.s.alert_window
         live = {k: v for k, v in self._current.items() if v[0] >= horizon}
         self._current = live
-        top = sorted(live, key=lambda k: live[k][1], reverse=True)[:top_n]
+        top = sorted(live, key=lambda k: (-live[k][1], k))[:top_n]
         for key in self._exported - set(top):
             metrics.ENTITY_NEGATIVE_SHARE.remove(key)
             metrics.ENTITY_MENTIONS.remove(key)

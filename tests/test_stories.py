@@ -1,0 +1,53 @@
+"""Story grouping (no services): normalisation, near-duplicates, hard negatives, the horizon,
+bounded state."""
+
+from datetime import datetime, timedelta, timezone
+
+from agents.alerts.stories import StoryIndex, headline_of, normalize
+
+T = datetime(2026, 3, 2, tzinfo=timezone.utc)
+BASE = "Apple shares fall after iPhone sales miss estimates"
+
+
+def test_normalisation_strips_wire_prefixes_outlet_suffixes_tags_case_and_punctuation():
+    for variant in [f"UPDATE 1-{BASE}", f"BRIEF-{BASE}", f"{BASE} - Reuters", f"{BASE} | Bloomberg",
+                    BASE.upper(), f"EXCLUSIVE: {BASE}.", f"UPDATE 2-{BASE} - The Wall Street Journal",
+                    f"{BASE} (NASDAQ: AAPL)", f"{BASE} $AAPL", f"RPT-UPDATE 3-{BASE}"]:
+        assert normalize(variant) == normalize(BASE) == "apple shares fall after iphone sales miss estimates", variant
+    # a lower-case tail after a dash is part of the headline, not an outlet
+    assert normalize("Apple shares fall - analysts stay calm") == "apple shares fall analysts stay calm"
+    assert headline_of(None, "  Body text only.  ") == "Body text only."
+    assert headline_of("Title", "Body") == "Title"
+
+
+def test_copies_and_small_edits_join_one_story_and_other_events_do_not():
+    index = StoryIndex(threshold=0.5, horizon_s=48 * 3600)
+    first = index.assign("a1", BASE, T)
+    assert first.new and first.story_id == "a1"
+    for i, variant in enumerate([f"UPDATE 1-{BASE} - Reuters", BASE.lower(), f"{BASE}, analysts say",
+                                 "Apple shares fell after iPhone sales miss estimates"]):
+        got = index.assign(f"c{i}", variant, T + timedelta(minutes=i))
+        assert got.story_id == "a1" and not got.new, variant
+    # hard negatives: the same company, another event
+    for i, other in enumerate(["Apple raises dividend after record services quarter",
+                               "Apple shares rise after iPhone sales beat estimates in China",
+                               "Apple to open its first store in Mumbai"]):
+        got = index.assign(f"n{i}", other, T)
+        assert got.new and got.story_id == f"n{i}", other
+
+
+def test_the_horizon_separates_the_same_headline_days_apart_and_state_is_bounded():
+    index = StoryIndex(threshold=0.5, horizon_s=3600)
+    assert index.assign("a", BASE, T).story_id == "a"
+    assert index.assign("b", BASE, T + timedelta(minutes=59)).story_id == "a"
+    assert index.assign("c", BASE, T + timedelta(hours=3)).story_id == "c"  # beyond the horizon: a new story
+    for i in range(600):  # unrelated stories much later: the old ones are evicted
+        index.assign(f"x{i}", f"Company{i} unveils product line number{i}", T + timedelta(hours=10))
+    assert "a" not in index._stories and "c" not in index._stories and len(index) == 600
+
+
+def test_a_replayed_founder_keeps_its_story():
+    index = StoryIndex()
+    assert index.assign("a", BASE, T).story_id == "a"
+    assert index.assign("a", BASE, T).story_id == "a"
+    assert len(index) == 1
