@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         48 * 3600.0, gt=0, description="Seconds of event time within which near-duplicate articles form one story."
     )
     story_threshold: float = Field(
-        0.5, gt=0, lt=1, description="Jaccard similarity of normalised headlines (MinHash LSH) that makes one story."
+        0.6, gt=0, lt=1, description="Jaccard similarity of normalised headlines (MinHash LSH) that makes one story."
     )
     alert_cooldown: float = Field(
         3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."

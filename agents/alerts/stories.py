@@ -100,7 +100,7 @@ class Assignment:
 class StoryIndex:
     """Near-duplicate grouping, in memory and bounded; rebuilt from PostgreSQL after a restart."""
 
-    def __init__(self, threshold: float = 0.5, horizon_s: float = 48 * 3600.0):
+    def __init__(self, threshold: float = 0.6, horizon_s: float = 48 * 3600.0):
         self.threshold = threshold
         self.horizon = timedelta(seconds=horizon_s)
         self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
