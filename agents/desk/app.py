@@ -1,0 +1,462 @@
+"""The desk web app: review reply drafts, send or reject them, and work through alerts.
+
+Server-rendered Jinja2 pages (autoescaped: customer text is shown as text, never as markup) with
+one vendored script (htmx) and one of our own (keyboard shortcuts), under a strict
+Content-Security-Policy; a JSON API for scripts (see README, "Desk"). Everything is read from and
+written to the project's PostgreSQL; approved replies go to ``chat.outbound``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import jinja2
+from fastapi import Body, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from agents.alerts import lifecycle
+from agents.desk import store
+from agents.desk.charts import sentiment_chart
+from agents.desk.outbound import OutboundProducer
+from agents.desk.security import Csrf, RateLimiter
+from agents.desk.store import DecisionError, User
+from infra.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "desk_session"
+CSRF_COOKIE = "desk_csrf"
+CSRF_HEADER = "x-csrf-token"
+SHIPPED_KB = PROJECT_ROOT / "models" / "knowledge" / "bank_answers.jsonl"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+# -- request bodies of the JSON API ------------------------------------------------------------------
+class LoginBody(BaseModel):
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=4096)
+
+
+class ApproveBody(BaseModel):
+    text: str | None = Field(None, max_length=store.MAX_REPLY * 2)
+    intent: str | None = Field(None, max_length=store.MAX_INTENT)  # a corrected intent, kept as training signal
+
+
+class RejectBody(BaseModel):
+    reason: str = Field(max_length=store.MAX_REASON * 2)
+    intent: str | None = Field(None, max_length=store.MAX_INTENT)
+
+
+# -- ASGI middleware ------------------------------------------------------------------------------------
+class Guard:
+    """Security headers on every response, and a cap on request bodies (413 beyond ``max_body``)."""
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = self.max_body + 1
+        if declared > self.max_body:
+            return await self._too_large(send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": list(message.get("headers", [])) + SECURITY_HEADERS}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not started:
+                await self._too_large(send)
+
+    async def _too_large(self, send):
+        body = json.dumps({"detail": f"request body larger than {self.max_body} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+# -- the knowledge base's answers, to show what a draft was built from ---------------------------------
+def knowledge_answers(settings: Settings) -> dict[str, dict]:
+    """Answer id → {"intent", "answer"} from the configured knowledge base (empty when unreadable)."""
+    path = Path(settings.knowledge_base) if settings.knowledge_base else SHIPPED_KB
+    rows: list[dict] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            if path.suffix.lower() == ".csv":
+                rows = list(csv.DictReader(f))
+            else:
+                rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as exc:
+        log.warning("desk: cannot read the knowledge base %s: %r", str(path), str(exc))
+        return {}
+    return {str(r.get("id") or f"kb-{n}"): {"intent": r.get("intent"), "answer": r.get("answer") or ""}
+            for n, r in enumerate(rows, 1) if isinstance(r, dict)}
+
+
+# -- the app --------------------------------------------------------------------------------------------
+def create_app(settings: Settings, engine: Engine | None = None,
+               producer: OutboundProducer | None = None) -> FastAPI:
+    from infra.db import make_engine
+
+    if engine is None:
+        engine = make_engine(settings.database_url, pool_size=4, statement_timeout=settings.db_statement_timeout)
+    if producer is None:
+        producer = OutboundProducer(settings.kafka_bootstrap)
+    lifetime = settings.desk_session_lifetime
+    csrf = Csrf(settings.desk_secret_key or secrets.token_urlsafe(32), lifetime)
+    by_user = RateLimiter(settings.desk_login_max_per_user, settings.desk_login_window)
+    by_address = RateLimiter(settings.desk_login_max_per_address, settings.desk_login_window)
+    answers = knowledge_answers(settings)
+    intents = sorted({a["intent"] for a in answers.values() if a["intent"]})
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        producer.close()
+
+    app = FastAPI(title="Sentinel desk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.state.engine = engine
+    app.state.producer = producer
+    app.state.limiters = (by_user, by_address)
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def client_address(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def render(request: Request, name: str, code: int = 200, user: User | None = None, **ctx) -> HTMLResponse:
+        cookie = request.cookies.get(CSRF_COOKIE)
+        fresh = not cookie or len(cookie) > 64
+        if fresh:
+            cookie = Csrf.new_cookie_value()
+        html = env.get_template(name).render(csrf_token=csrf.token(cookie), user=user, request_path=request.url.path,
+                                             **ctx)
+        response = HTMLResponse(html, status_code=code)
+        if fresh:
+            set_cookie(request, response, CSRF_COOKIE, cookie)
+        return response
+
+    def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+        response.set_cookie(name, value, max_age=int(lifetime), httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path="/")
+
+    def csrf_ok(request: Request, token: str | None) -> bool:
+        return csrf.valid(token, request.cookies.get(CSRF_COOKIE))
+
+    def page_user(request: Request) -> User | None:
+        return store.session_user(engine, request.cookies.get(SESSION_COOKIE), "cookie")
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
+
+    def unauthorized(detail: str = "sign in first: a session cookie or Authorization: Bearer TOKEN") -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def api_user(request: Request, writes: bool) -> User | JSONResponse:
+        """The caller of an API request, or the error response (401; 403 for a cookie write without CSRF)."""
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return unauthorized("the Authorization header must be: Bearer TOKEN")
+            user = store.session_user(engine, token.strip(), "bearer")
+            return user or unauthorized("the token is unknown or expired: POST /api/login for a new one")
+        user = page_user(request)
+        if user is None:
+            return unauthorized()
+        if writes and not csrf_ok(request, request.headers.get(CSRF_HEADER)):
+            return JSONResponse({"detail": "a session-cookie write needs the page's X-CSRF-Token header"},
+                                status_code=403)
+        return user
+
+    def login_check(request: Request, username: str, password: str) -> tuple[User | None, float]:
+        """The user, or None and the seconds to wait when rate-limited (0: the password was wrong)."""
+        keys = (f"user:{username[:64].casefold()}", f"address:{client_address(request)}")
+        wait = max(by_user.retry_after(keys[0]), by_address.retry_after(keys[1]))
+        if wait > 0:
+            return None, wait
+        user = store.check_password(engine, username, password)
+        if user is None:
+            by_user.fail(keys[0])
+            by_address.fail(keys[1])
+            return None, 0.0
+        by_user.clear(keys[0])
+        return user, 0.0
+
+    def send_reply(message_id: str) -> tuple[bool, str | None]:
+        """Produce the reply's outbox row if it is not produced yet: (produced now, error)."""
+        try:
+            return store.deliver(engine, producer.send, message_id), None
+        except Exception as exc:  # noqa: BLE001 - the decision is stored; the reply is sent on the next approve
+            log.error("desk: cannot produce the reply to %r to chat.outbound: %r", message_id, str(exc)[:500])
+            return False, "the decision is stored but the reply could not be sent yet: approve again to retry"
+
+    # -- sign-in ----------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def root(request: Request):
+        return RedirectResponse("/drafts" if page_user(request) else "/login", status_code=303)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request):
+        return render(request, "login.html", error=None)
+
+    @app.post("/login", response_class=HTMLResponse)
+    def login_form(request: Request, username: Annotated[str, Form(max_length=256)] = "",
+                   password: Annotated[str, Form(max_length=4096)] = "",
+                   csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        if not csrf_ok(request, csrf_token):
+            return render(request, "login.html", 403, error="The form has expired. Please sign in again.")
+        user, wait = login_check(request, username, password)
+        if user is None:
+            if wait:
+                return render(request, "login.html", 429,
+                              error=f"Too many failed sign-ins. Try again in {int(wait) + 1} seconds.")
+            return render(request, "login.html", 401, error="Wrong username or password.")
+        response = RedirectResponse("/drafts", status_code=303)
+        set_cookie(request, response, SESSION_COOKIE, store.open_session(engine, user, "cookie", lifetime))
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        if csrf_ok(request, csrf_token):
+            store.close_session(engine, request.cookies.get(SESSION_COOKIE))
+        response = to_login()
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    # -- pages --------------------------------------------------------------------------------------------
+    def drafts_page(request: Request, status: str, escalated: bool | None, title: str):
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        if status not in store.STATUSES:
+            status = "pending"
+        rows = store.list_drafts(engine, status, limit=50, escalated=escalated)
+        return render(request, "drafts.html", user=user, drafts=rows, status=status, title=title,
+                      answers=answers, intents=intents, escalations=escalated is True)
+
+    @app.get("/drafts", response_class=HTMLResponse)
+    def drafts(request: Request, status: str = "pending"):
+        return drafts_page(request, status, None, "Review queue")
+
+    @app.get("/escalations", response_class=HTMLResponse)
+    def escalations(request: Request, status: str = "pending"):
+        return drafts_page(request, status, True, "Escalations")
+
+    def decided(request: Request, message_id: str, error: str | None, code: int = 200):
+        """After a decision from a page: the card's new state (htmx) or back to the queue."""
+        if request.headers.get("hx-request"):
+            row = store.get_draft(engine, message_id)
+            return render(request, "decided.html", code if error else 200, draft=row, error=error)
+        if error:
+            return render(request, "error.html", code, user=page_user(request), error=error)
+        return RedirectResponse(request.headers.get("hx-current-url") or "/drafts", status_code=303)
+
+    @app.post("/drafts/{message_id:path}/approve")
+    def approve_form(request: Request, message_id: str, text: Annotated[str, Form()] = "",
+                     intent: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        if not csrf_ok(request, csrf_token):
+            return decided(request, message_id, "The form has expired: reload the page.", 403)
+        try:
+            store.approve(engine, message_id, user, text if text.strip() else None, intent or None)
+        except DecisionError as exc:
+            return decided(request, message_id, str(exc), exc.code)
+        _, error = send_reply(message_id)
+        return decided(request, message_id, error, 503)
+
+    @app.post("/drafts/{message_id:path}/reject")
+    def reject_form(request: Request, message_id: str, reason: Annotated[str, Form()] = "",
+                    intent: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        if not csrf_ok(request, csrf_token):
+            return decided(request, message_id, "The form has expired: reload the page.", 403)
+        try:
+            store.reject(engine, message_id, user, reason, intent or None)
+        except DecisionError as exc:
+            return decided(request, message_id, str(exc), exc.code)
+        return decided(request, message_id, None)
+
+    @app.get("/conversations/{conversation_id:path}", response_class=HTMLResponse)
+    def thread(request: Request, conversation_id: str):
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        rows = store.conversation(engine, conversation_id)
+        return render(request, "thread.html", 200 if rows else 404, user=user, conversation_id=conversation_id,
+                      messages=rows)
+
+    @app.get("/alerts", response_class=HTMLResponse)
+    def alerts_page(request: Request, status: str = "unresolved"):
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        if status not in lifecycle.STATUS_FILTERS:
+            status = "unresolved"
+        rows = lifecycle.list_alerts(engine, status, limit=100)
+        charts = {}
+        for row in rows:
+            if row.kind != "escalation" and row.key not in charts and len(charts) < 10:
+                start = row.opened_at - timedelta(hours=24)
+                end = max(row.last_seen_at, row.opened_at) + timedelta(hours=6)
+                charts[row.key] = sentiment_chart(store.sentiment_series(engine, row.key, start, end), start, end)
+        return render(request, "alerts.html", user=user, alerts=[lifecycle.as_dict(r) for r in rows],
+                      charts=charts, status=status, statuses=list(lifecycle.STATUS_FILTERS))
+
+    def alert_form(request: Request, alert_id: str, csrf_token: str, action) -> Response:
+        user = page_user(request)
+        if user is None:
+            return to_login()
+        if not csrf_ok(request, csrf_token):
+            return render(request, "error.html", 403, user=user, error="The form has expired: reload the page.")
+        if action is lifecycle.resolve and user.role != "supervisor":
+            return render(request, "error.html", 403, user=user, error="Only a supervisor can resolve an alert.")
+        if action(engine, alert_id, user.username) is None:
+            return render(request, "error.html", 404, user=user, error="No such alert.")
+        return RedirectResponse("/alerts", status_code=303)
+
+    @app.post("/alerts/{alert_id:path}/ack")
+    def ack_form(request: Request, alert_id: str, csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        return alert_form(request, alert_id, csrf_token, lifecycle.acknowledge)
+
+    @app.post("/alerts/{alert_id:path}/resolve")
+    def resolve_form(request: Request, alert_id: str, csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        return alert_form(request, alert_id, csrf_token, lifecycle.resolve)
+
+    # -- JSON API -----------------------------------------------------------------------------------------
+    @app.post("/api/login")
+    def api_login(request: Request, body: LoginBody):
+        user, wait = login_check(request, body.username, body.password)
+        if user is None:
+            if wait:
+                return JSONResponse({"detail": "too many failed sign-ins"}, status_code=429,
+                                    headers={"Retry-After": str(int(wait) + 1)})
+            return unauthorized("wrong username or password")
+        return {"token": store.open_session(engine, user, "bearer", lifetime), "expires_in": int(lifetime)}
+
+    @app.get("/api/drafts")
+    def api_drafts(request: Request, status: str = "pending", limit: int = 100):
+        user = api_user(request, writes=False)
+        if not isinstance(user, User):
+            return user
+        if status not in store.STATUSES:
+            return JSONResponse({"detail": f"status is one of {', '.join(store.STATUSES)}"}, status_code=422)
+        return [store.draft_dict(r) for r in store.list_drafts(engine, status, limit=max(1, min(limit, 1000)))]
+
+    @app.post("/api/drafts/{message_id:path}/approve")
+    def api_approve(request: Request, message_id: str, body: Annotated[ApproveBody | None, Body()] = None):
+        user = api_user(request, writes=True)
+        if not isinstance(user, User):
+            return user
+        body = body or ApproveBody()
+        try:
+            reply, decided_now = store.approve(engine, message_id, user, body.text, body.intent)
+        except DecisionError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.code)
+        produced, error = send_reply(message_id)
+        if error:
+            return JSONResponse({"detail": error}, status_code=503)
+        return {"message_id": message_id, "status": "sent", "decided": decided_now, "produced": produced,
+                "outbound": reply.record()}
+
+    @app.post("/api/drafts/{message_id:path}/reject")
+    def api_reject(request: Request, message_id: str, body: RejectBody):
+        user = api_user(request, writes=True)
+        if not isinstance(user, User):
+            return user
+        try:
+            decided_now = store.reject(engine, message_id, user, body.reason, body.intent)
+        except DecisionError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.code)
+        return {"message_id": message_id, "status": "rejected", "decided": decided_now}
+
+    @app.get("/api/alerts")
+    def api_alerts(request: Request, status: str = "open", limit: int = 200):
+        user = api_user(request, writes=False)
+        if not isinstance(user, User):
+            return user
+        if status not in lifecycle.STATUS_FILTERS:
+            return JSONResponse({"detail": f"status is one of {', '.join(lifecycle.STATUS_FILTERS)}"},
+                                status_code=422)
+        return [lifecycle.as_dict(r) for r in lifecycle.list_alerts(engine, status, max(1, min(limit, 1000)))]
+
+    def api_alert(request: Request, alert_id: str, action):
+        user = api_user(request, writes=True)
+        if not isinstance(user, User):
+            return user
+        if action is lifecycle.resolve and user.role != "supervisor":
+            return JSONResponse({"detail": "only a supervisor can resolve an alert"}, status_code=403)
+        row = action(engine, alert_id, user.username)
+        if row is None:
+            return JSONResponse({"detail": f"no alert {alert_id!r}"}, status_code=404)
+        return lifecycle.as_dict(row)
+
+    @app.post("/api/alerts/{alert_id:path}/ack")
+    def api_ack(request: Request, alert_id: str):
+        return api_alert(request, alert_id, lifecycle.acknowledge)
+
+    @app.post("/api/alerts/{alert_id:path}/resolve")
+    def api_resolve(request: Request, alert_id: str):
+        return api_alert(request, alert_id, lifecycle.resolve)
+
+    return Guard(app, settings.desk_max_body)
+
+
+def serve(settings: Settings) -> None:
+    """Run the desk in the foreground (uvicorn) until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=settings.desk_host, port=settings.desk_port, log_level="warning",
+                server_header=False, proxy_headers=False)

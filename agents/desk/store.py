@@ -1,0 +1,265 @@
+"""The desk's reads and writes in PostgreSQL: people, sessions, drafts and their decisions.
+
+A decision is one transaction: the draft's status moves from ``pending`` (under a row lock, so two
+reviewers or two clicks cannot both move it), the decision is stored in ``reply_reviews`` as
+training signal, and an approved reply is stored in ``outbound_replies``, the outbox that
+``chat.outbound`` is produced from. Approving a draft that is already sent changes nothing and
+only produces its reply again if that produce never completed (``produced_at`` is empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, text
+
+from agents.desk.security import ROLES, hash_password, new_token, token_digest, verify_password
+
+MAX_REPLY = 4000
+MAX_REASON = 1000
+MAX_INTENT = 128
+STATUSES = ("pending", "sent", "rejected")
+DRAFT_COLUMNS = ("d.message_id, d.conversation_id, m.text, d.draft, d.intent, d.intent_score, d.escalate, "
+                 "d.escalation_reason, d.retrieved, d.status, d.decided_by, d.decided_at, d.created_at, "
+                 "m.customer_id, m.channel, m.sentiment_label, m.event_time")
+
+
+class DecisionError(ValueError):
+    """A decision that cannot be taken; ``code`` is the HTTP status that says why."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    role: str
+
+
+@dataclass
+class Outbound:
+    message_id: str
+    conversation_id: str
+    text: str
+    sent_by: str
+    auto: bool
+    edited: bool
+    produced: bool
+
+    def record(self) -> dict:
+        """The ``chat.outbound`` value."""
+        return {"message_id": self.message_id, "conversation_id": self.conversation_id, "text": self.text,
+                "sent_by": self.sent_by, "auto": self.auto, "edited": self.edited}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- people -------------------------------------------------------------------------------------------
+def add_user(engine: Engine, username: str, password: str, role: str) -> int:
+    username = username.strip()
+    if not 1 <= len(username) <= 64 or any(c.isspace() or not c.isprintable() for c in username):
+        raise ValueError("a username is 1 to 64 printable characters without spaces")
+    if role not in ROLES:
+        raise ValueError(f"a role is one of {', '.join(ROLES)}")
+    hashed = hash_password(password)
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "insert into desk_users (username, password_hash, role) values (:u, :h, :r) "
+            "on conflict (username) do nothing returning id"), {"u": username, "h": hashed, "r": role}).first()
+    if row is None:
+        raise ValueError(f"user {username!r} already exists")
+    return row.id
+
+
+def check_password(engine: Engine, username: str, password: str) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(text("select id, username, role, password_hash from desk_users where username = :u"),
+                           {"u": username[:64]}).first()
+    ok = verify_password(row.password_hash if row else None, password)
+    return User(row.id, row.username, row.role) if ok and row else None
+
+
+def open_session(engine: Engine, user: User, kind: str, lifetime: float) -> str:
+    token = new_token()
+    with engine.begin() as conn:
+        conn.execute(text("delete from desk_sessions where expires_at < now()"))  # expired ones go as new ones come
+        conn.execute(text("insert into desk_sessions (token_sha256, user_id, kind, expires_at) "
+                          "values (:t, :u, :k, :e)"),
+                     {"t": token_digest(token), "u": user.id, "k": kind,
+                      "e": now() + timedelta(seconds=lifetime)})
+    return token
+
+
+def session_user(engine: Engine, token: str | None, kind: str) -> User | None:
+    """The user of an unexpired session of this kind (cookie or bearer), or None."""
+    if not token or len(token) > 256:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "select u.id, u.username, u.role from desk_sessions s join desk_users u on u.id = s.user_id "
+            "where s.token_sha256 = :t and s.kind = :k and s.expires_at > now()"),
+            {"t": token_digest(token), "k": kind}).first()
+    return User(row.id, row.username, row.role) if row else None
+
+
+def close_session(engine: Engine, token: str | None) -> None:
+    if token:
+        with engine.begin() as conn:
+            conn.execute(text("delete from desk_sessions where token_sha256 = :t"), {"t": token_digest(token)})
+
+
+# -- drafts -------------------------------------------------------------------------------------------
+def draft_dict(row) -> dict:
+    """A draft as the API shows it."""
+    return {"message_id": row.message_id, "conversation_id": row.conversation_id, "text": row.text,
+            "draft": row.draft, "intent": row.intent, "intent_score": row.intent_score, "escalate": row.escalate,
+            "escalation_reason": row.escalation_reason, "retrieved": row.retrieved, "status": row.status,
+            "decided_by": row.decided_by,
+            "decided_at": row.decided_at.isoformat() if row.decided_at else None}
+
+
+def list_drafts(engine: Engine, status: str = "pending", limit: int = 100, escalated: bool | None = None) -> list:
+    if status not in STATUSES:
+        raise ValueError(f"status is one of {', '.join(STATUSES)}")
+    where = "d.status = :s" + ("" if escalated is None else " and d.escalate = :e")
+    order = "d.created_at asc" if status == "pending" else "d.decided_at desc nulls last"  # oldest waits first
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
+            f"where {where} order by {order}, d.message_id limit :limit"),
+            {"s": status, "e": escalated, "limit": limit}))
+
+
+def get_draft(engine: Engine, message_id: str):
+    with engine.connect() as conn:
+        return conn.execute(text(
+            f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
+            "where d.message_id = :id"), {"id": message_id}).first()
+
+
+def conversation(engine: Engine, conversation_id: str, limit: int = 500) -> list:
+    """The conversation's messages in order, each with its draft and the reply sent (if any)."""
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "select m.id as message_id, m.text, m.event_time, m.customer_id, m.channel, m.sentiment_label, "
+            "d.draft, d.intent, d.intent_score, d.escalate, d.escalation_reason, d.status, d.decided_by, "
+            "o.text as sent_text, o.sent_by, o.auto, o.created_at as sent_at "
+            "from chat_messages m left join reply_drafts d on d.message_id = m.id "
+            "left join outbound_replies o on o.message_id = m.id "
+            "where m.conversation_id = :c order by m.event_time, m.id limit :limit"),
+            {"c": conversation_id, "limit": limit}))
+
+
+def _intent(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_INTENT:
+        raise DecisionError(f"a corrected intent is 1 to {MAX_INTENT} characters", 422)
+    return value
+
+
+def approve(engine: Engine, message_id: str, user: User, text_: str | None = None,
+            corrected_intent: str | None = None) -> tuple[Outbound, bool]:
+    """Send the draft (as is, or as edited in ``text_``): returns its outbound reply and whether this call
+    decided it (False: it was already sent). Raises DecisionError for a missing or rejected draft."""
+    corrected = _intent(corrected_intent)
+    with engine.begin() as conn:
+        row = conn.execute(text("select message_id, conversation_id, draft, intent, status from reply_drafts "
+                                "where message_id = :id for update"), {"id": message_id}).first()
+        if row is None:
+            raise DecisionError(f"no draft for message {message_id!r}", 404)
+        if row.status == "sent":
+            out = conn.execute(text("select * from outbound_replies where message_id = :id"),
+                               {"id": message_id}).first()
+            if out is None:  # sent by another path that keeps no outbox row: nothing more to send
+                raise DecisionError(f"the reply to message {message_id!r} was already sent", 409)
+            return _outbound(out), False
+        if row.status == "rejected":
+            raise DecisionError(f"the draft for message {message_id!r} was rejected", 409)
+        final = row.draft if text_ is None else text_.strip()
+        if not final:
+            raise DecisionError("the reply is empty", 422)
+        if len(final) > MAX_REPLY:
+            raise DecisionError(f"the reply is longer than {MAX_REPLY} characters", 422)
+        edited = final != row.draft
+        decided = now()
+        conn.execute(text("update reply_drafts set status = 'sent', decided_by = :by, decided_at = :at "
+                          "where message_id = :id"), {"id": message_id, "by": user.username, "at": decided})
+        conn.execute(text(
+            "insert into reply_reviews (message_id, action, final_text, reviewer, intent, corrected_intent, "
+            "reviewed_at) values (:id, :action, :final, :by, :intent, :corrected, :at)"),
+            {"id": message_id, "action": "edit" if edited else "approve", "final": final, "by": user.username,
+             "intent": row.intent, "corrected": corrected, "at": decided})
+        out = conn.execute(text(
+            "insert into outbound_replies (message_id, conversation_id, text, sent_by, auto, edited) "
+            "values (:id, :c, :t, :by, false, :e) returning *"),
+            {"id": message_id, "c": row.conversation_id, "t": final, "by": user.username, "e": edited}).first()
+    return _outbound(out), True
+
+
+def reject(engine: Engine, message_id: str, user: User, reason: str,
+           corrected_intent: str | None = None) -> bool:
+    """Reject the draft with a reason; True when this call decided it (False: it was already rejected)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DecisionError("a rejection needs a reason", 422)
+    if len(reason) > MAX_REASON:
+        raise DecisionError(f"the reason is longer than {MAX_REASON} characters", 422)
+    corrected = _intent(corrected_intent)
+    with engine.begin() as conn:
+        row = conn.execute(text("select intent, status from reply_drafts where message_id = :id for update"),
+                           {"id": message_id}).first()
+        if row is None:
+            raise DecisionError(f"no draft for message {message_id!r}", 404)
+        if row.status == "rejected":
+            return False
+        if row.status == "sent":
+            raise DecisionError(f"the reply to message {message_id!r} was already sent", 409)
+        decided = now()
+        conn.execute(text("update reply_drafts set status = 'rejected', decided_by = :by, decided_at = :at "
+                          "where message_id = :id"), {"id": message_id, "by": user.username, "at": decided})
+        conn.execute(text(
+            "insert into reply_reviews (message_id, action, reason, reviewer, intent, corrected_intent, reviewed_at) "
+            "values (:id, 'reject', :reason, :by, :intent, :corrected, :at)"),
+            {"id": message_id, "reason": reason, "by": user.username, "intent": row.intent,
+             "corrected": corrected, "at": decided})
+    return True
+
+
+def deliver(engine: Engine, send, message_id: str) -> bool:
+    """Produce the reply in the outbox with ``send(Outbound)`` unless it is produced already; True when this
+    call produced it. The row stays locked while it is produced, so two approvals at once send it once; a
+    crash between the broker's acknowledgement and this commit sends it again on the next approve
+    (at least once: consumers dedupe by ``message_id``)."""
+    with engine.begin() as conn:
+        row = conn.execute(text("select * from outbound_replies where message_id = :id for update"),
+                           {"id": message_id}).first()
+        if row is None or row.produced_at is not None:
+            return False
+        send(_outbound(row))
+        conn.execute(text("update outbound_replies set produced_at = now() where message_id = :id"),
+                     {"id": message_id})
+    return True
+
+
+def _outbound(row) -> Outbound:
+    return Outbound(row.message_id, row.conversation_id, row.text, row.sent_by, row.auto, row.edited,
+                    row.produced_at is not None)
+
+
+# -- charts -------------------------------------------------------------------------------------------
+def sentiment_series(engine: Engine, key: str, start: datetime, end: datetime) -> list:
+    """Hourly mentions, negatives and mean sentiment of one company or ticker between two times."""
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "select date_trunc('hour', event_time) as hour, count(*) as mentions, "
+            "sum(case when is_negative then 1 else 0 end) as negatives, avg(sentiment) as sentiment "
+            "from article_keys where key = :k and event_time >= :a and event_time < :b "
+            "group by 1 order by 1"), {"k": key, "a": start, "b": end}))

@@ -1,0 +1,264 @@
+"""The desk's JSON API and pages against a real PostgreSQL and a real broker (embedded), in-process.
+
+Drafts are stored as the chat agent stores them (rows in chat_messages and reply_drafts); replies
+are read back from the real ``chat.outbound`` topic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, text
+
+from agents.desk import store
+from agents.desk.app import create_app
+from infra.db import make_engine
+from infra.harness import read_topic, start_services
+from infra.settings import Settings
+from schemas.tables import Alert, ChatMessage, ReplyDraft
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+DRAFT_FIELDS = {"message_id", "conversation_id", "text", "draft", "intent", "intent_score", "escalate",
+                "escalation_reason", "retrieved", "status"}
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    s = start_services(tmp_path_factory.mktemp("desk"))
+    yield s
+    s.broker.stop()
+    s.postgres.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(services):
+    e = make_engine(services.database_url)
+    store.add_user(e, "ann", "ann-password-1", "agent")
+    store.add_user(e, "sam", "sam-password-1", "supervisor")
+    yield e
+    e.dispose()
+
+
+@pytest.fixture(scope="module")
+def settings(services):
+    return Settings(database_url=services.database_url, kafka_bootstrap=services.bootstrap,
+                    desk_login_max_per_user=5, desk_login_max_per_address=1000)
+
+
+@pytest.fixture(scope="module")
+def client(settings, engine):
+    with TestClient(create_app(settings, engine=engine)) as c:
+        yield c
+
+
+def add_draft(engine, message_id: str, conversation_id: str = "conv-1", text_: str = "Where is my card?",
+              draft: str = "Cards usually arrive within 3 to 7 working days.", escalate: bool = False,
+              intent: str = "card_arrival", score: float = 0.93) -> None:
+    """A message and its draft, stored as the chat agent stores them."""
+    with engine.begin() as conn:
+        conn.execute(insert(ChatMessage.__table__).values(
+            id=message_id, conversation_id=conversation_id, text=text_, sentiment_label="neutral", negative=0.1,
+            entities=[], kafka_partition=0, kafka_offset=0, event_time=datetime.now(UTC)))
+        conn.execute(insert(ReplyDraft.__table__).values(
+            message_id=message_id, conversation_id=conversation_id, intent=intent, intent_score=score,
+            draft=draft, escalate=escalate, escalation_reason="risk_intent:lost_or_stolen_card" if escalate else None,
+            retrieved=[{"id": f"kb-{intent}", "intent": intent, "score": score}], generator="none"))
+
+
+def token(client, username="ann", password="ann-password-1") -> dict:
+    r = client.post("/api/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def outbound(services, expected: int) -> list:
+    return read_topic(services.bootstrap, "chat.outbound", expected, timeout=20)
+
+
+def test_api_needs_a_session_or_a_token(client):
+    for method, path in [("get", "/api/drafts"), ("get", "/api/alerts?status=open"),
+                         ("post", "/api/drafts/x/approve"), ("post", "/api/alerts/x/ack")]:
+        assert getattr(client, method)(path).status_code == 401, path
+        assert getattr(client, method)(path, headers={"Authorization": "Bearer nope"}).status_code == 401, path
+    assert client.post("/api/login", json={"username": "ann", "password": "wrong-password"}).status_code == 401
+    assert client.post("/api/login", json={"username": "nobody", "password": "ann-password-1"}).status_code == 401
+
+
+def test_tokens_expire(client, engine):
+    headers = token(client)
+    assert client.get("/api/drafts", headers=headers).status_code == 200
+    with engine.begin() as conn:
+        conn.execute(text("update desk_sessions set expires_at = now() - interval '1 second' "
+                          "where token_sha256 = :t"), {"t": store.token_digest(headers["Authorization"][7:])})
+    assert client.get("/api/drafts", headers=headers).status_code == 401
+
+
+def test_drafts_list_the_contract_fields_by_status(client, engine):
+    add_draft(engine, "list-1", "conv-list")
+    add_draft(engine, "list-2", "conv-list", escalate=True, intent="lost_or_stolen_card", score=0.99)
+    headers = token(client)
+    pending = {d["message_id"]: d for d in client.get("/api/drafts?status=pending", headers=headers).json()}
+    assert DRAFT_FIELDS <= set(pending["list-1"])
+    assert pending["list-1"]["status"] == "pending" and pending["list-1"]["escalate"] is False
+    assert pending["list-2"]["escalate"] is True  # escalated drafts wait as pending
+    assert pending["list-2"]["escalation_reason"] == "risk_intent:lost_or_stolen_card"
+    assert pending["list-1"]["retrieved"] == [{"id": "kb-card_arrival", "intent": "card_arrival", "score": 0.93}]
+    assert client.get("/api/drafts?status=bogus", headers=headers).status_code == 422
+
+
+def test_approving_an_edited_draft_sends_it_once_and_keeps_the_decision(client, engine, services):
+    add_draft(engine, "appr-1", "conv-appr")
+    headers = token(client)
+    r = client.post("/api/drafts/appr-1/approve", headers=headers, json={"text": "Your card is on its way."})
+    assert r.status_code == 200, r.text
+    assert r.json()["decided"] is True and r.json()["produced"] is True
+    again = client.post("/api/drafts/appr-1/approve", headers=headers, json={"text": "Something else"})
+    assert again.status_code == 200 and again.json()["decided"] is False and again.json()["produced"] is False
+    records = [r for r in outbound(services, 1) if json.loads(r.value)["message_id"] == "appr-1"]
+    assert len(records) == 1
+    assert records[0].key == b"conv-appr"
+    assert json.loads(records[0].value) == {"message_id": "appr-1", "conversation_id": "conv-appr",
+                                            "text": "Your card is on its way.", "sent_by": "ann", "auto": False,
+                                            "edited": True}
+    headers_list = client.get("/api/drafts?status=sent", headers=headers).json()
+    assert [d["status"] for d in headers_list if d["message_id"] == "appr-1"] == ["sent"]
+    with engine.connect() as conn:
+        reviews = conn.execute(text("select action, final_text, reviewer, intent, reviewed_at from reply_reviews "
+                                    "where message_id = 'appr-1'")).all()
+    assert len(reviews) == 1
+    assert reviews[0][:4] == ("edit", "Your card is on its way.", "ann", "card_arrival")
+
+
+def test_concurrent_approvals_send_once(client, engine, services):
+    add_draft(engine, "race-1", "conv-race")
+    headers = token(client)
+    results = []
+
+    def approve():
+        try:
+            r = client.post("/api/drafts/race-1/approve", headers=headers)
+            results.append(r.json() if r.status_code == 200 else {"status_code": r.status_code})
+        except Exception as exc:  # noqa: BLE001 - a server error is a result too
+            results.append({"error": repr(exc)})
+
+    threads = [threading.Thread(target=approve) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and all("decided" in r for r in results), results
+    assert sum(r["decided"] for r in results) == 1
+    assert sum(r["produced"] for r in results) == 1
+    records = [r for r in outbound(services, 1) if json.loads(r.value)["message_id"] == "race-1"]
+    assert len(records) == 1
+    assert json.loads(records[0].value)["edited"] is False
+    assert json.loads(records[0].value)["text"] == "Cards usually arrive within 3 to 7 working days."
+
+
+def test_rejecting_needs_a_reason_and_is_final(client, engine):
+    add_draft(engine, "rej-1", "conv-rej")
+    headers = token(client)
+    assert client.post("/api/drafts/rej-1/reject", headers=headers, json={"reason": "  "}).status_code == 422
+    r = client.post("/api/drafts/rej-1/reject", headers=headers,
+                    json={"reason": "wrong answer", "intent": "card_delivery_estimate"})
+    assert r.status_code == 200 and r.json() == {"message_id": "rej-1", "status": "rejected", "decided": True}
+    assert client.post("/api/drafts/rej-1/approve", headers=headers).status_code == 409
+    assert client.post("/api/drafts/missing/approve", headers=headers).status_code == 404
+    with engine.connect() as conn:
+        row = conn.execute(text("select action, reason, corrected_intent, reviewer from reply_reviews "
+                                "where message_id = 'rej-1'")).one()
+    assert tuple(row) == ("reject", "wrong answer", "card_delivery_estimate", "ann")
+
+
+def test_alert_lifecycle(client, engine):
+    opened = datetime.now(UTC) - timedelta(hours=1)
+    with engine.begin() as conn:
+        conn.execute(insert(Alert.__table__).values(
+            id="spike:acme:1", kind="sentiment_spike", key="acme", severity="high", status="open",
+            opened_at=opened, last_seen_at=opened, payload={"window": {"negatives": 7, "mentions": 9}},
+            summary="acme: negative news"))
+    agent, supervisor = token(client), token(client, "sam", "sam-password-1")
+    assert "spike:acme:1" in [a["id"] for a in client.get("/api/alerts?status=open", headers=agent).json()]
+    r = client.post("/api/alerts/spike:acme:1/ack", headers=agent)
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged" and r.json()["acknowledged_by"] == "ann"
+    assert client.post("/api/alerts/spike:acme:1/ack", headers=supervisor).json()["acknowledged_by"] == "ann"
+    assert "spike:acme:1" not in [a["id"] for a in client.get("/api/alerts?status=open", headers=agent).json()]
+    assert client.post("/api/alerts/spike:acme:1/resolve", headers=agent).status_code == 403  # supervisors resolve
+    r = client.post("/api/alerts/spike:acme:1/resolve", headers=supervisor)
+    assert r.json()["status"] == "resolved" and r.json()["resolved_by"] == "sam" and r.json()["episode"] == "open"
+    resolved = client.get("/api/alerts?status=resolved", headers=agent).json()
+    assert resolved[0]["payload"] == {"window": {"negatives": 7, "mentions": 9}}
+    assert client.post("/api/alerts/nope/ack", headers=agent).status_code == 404
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_pages_need_a_session_and_forms_need_the_csrf_token(settings, engine):
+    with TestClient(create_app(settings, engine=engine)) as browser:
+        assert browser.get("/drafts", follow_redirects=False).headers["location"] == "/login"
+        page = browser.get("/login")
+        assert page.status_code == 200
+        # a form without the token (a page on another site posting it) does not sign in
+        forged = browser.post("/login", data={"username": "ann", "password": "ann-password-1",
+                                              "csrf_token": "forged"}, follow_redirects=False)
+        assert forged.status_code == 403 and "desk_session" not in forged.cookies
+        r = browser.post("/login", data={"username": "ann", "password": "ann-password-1",
+                                         "csrf_token": csrf_of(page.text)}, follow_redirects=False)
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        add_draft(engine, "page-1", "conv-page")
+        # a write by session cookie needs the page's token, in the form or the X-CSRF-Token header
+        assert browser.post("/api/drafts/page-1/reject", json={"reason": "x"}).status_code == 403
+        assert browser.post("/drafts/page-1/reject", data={"reason": "x", "csrf_token": "no"}).status_code == 403
+        token_ = csrf_of(browser.get("/drafts").text)
+        r = browser.post("/api/drafts/page-1/reject", json={"reason": "x"}, headers={"X-CSRF-Token": token_})
+        assert r.status_code == 200
+
+
+def test_sign_in_is_rate_limited_per_user(settings, engine):
+    with TestClient(create_app(settings, engine=engine)) as c:
+        for _ in range(5):
+            assert c.post("/api/login", json={"username": "sam", "password": "guess-guess"}).status_code == 401
+        r = c.post("/api/login", json={"username": "sam", "password": "sam-password-1"})  # even the right one
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert c.post("/api/login", json={"username": "ann", "password": "ann-password-1"}).status_code == 200
+
+
+def test_sign_in_is_rate_limited_per_address(settings, engine):
+    strict = settings.model_copy(update={"desk_login_max_per_address": 3})
+    with TestClient(create_app(strict, engine=engine)) as c:
+        for name in ("u1", "u2", "u3"):
+            assert c.post("/api/login", json={"username": name, "password": "whatever-1"}).status_code == 401
+        assert c.post("/api/login", json={"username": "ann", "password": "ann-password-1"}).status_code == 429
+
+
+def test_customer_text_is_shown_as_text_with_a_strict_policy(settings, engine):
+    add_draft(engine, "xss-1", "conv-xss", text_=HOSTILE, draft=f"Reply {HOSTILE}")
+    with TestClient(create_app(settings, engine=engine)) as browser:
+        page = browser.get("/login")
+        browser.post("/login", data={"username": "ann", "password": "ann-password-1",
+                                     "csrf_token": csrf_of(page.text)})
+        for path in ("/drafts", "/conversations/conv-xss"):
+            r = browser.get(path)
+            assert r.status_code == 200
+            assert "<script>window.__pwned" not in r.text and "<img src=x" not in r.text
+            assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in r.text
+            csp = r.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert r.headers["x-frame-options"] == "DENY"
+            assert settings.database_url not in r.text
+
+
+def test_bodies_are_size_limited(client):
+    r = client.post("/api/login", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413
