@@ -234,6 +234,7 @@ def up(
     try:
         with Stack(s, say=err.print) as stack:
             worker = stack.start_worker()
+            stack.start_desk()
             err.print(f"[green]sentinel is up[/]: {json.dumps(stack.status())}")
             if demo:
                 from agents.demo import run_demo
@@ -302,13 +303,13 @@ def worker() -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Where the running stack is: Kafka bootstrap, database URL (redacted), metrics URL and topics."""
+    """Where the running stack is: Kafka bootstrap, database URL (redacted), metrics URL, topics and desk URL."""
     from infra.stack import read_status
 
     st = read_status(get_settings())
     if st is None:
         fail("no running stack found", "start one with `sentinel up`")
-    shown = {k: st[k] for k in ("kafka_bootstrap", "database_url", "metrics_url", "topics")}
+    shown = {k: st.get(k) for k in ("kafka_bootstrap", "database_url", "metrics_url", "topics", "desk_url")}
     typer.echo(json.dumps(shown) if as_json else "\n".join(f"{k}: {v}" for k, v in shown.items()))
 
 
@@ -355,13 +356,20 @@ def _parse_since(value: str):
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-@app.command()
+alerts_app = typer.Typer(help="Recent alerts; `ack` and `resolve` record who dealt with one.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.callback(invoke_without_command=True)
 def alerts(
+    ctx: typer.Context,
     since: Annotated[Optional[str], typer.Option(help="Only alerts opened after this: ISO time or 30m/24h/7d.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     limit: Annotated[int, typer.Option(help="Most alerts to list (newest first).")] = 100,
 ) -> None:
     """List recent alerts (sentiment spikes and chat escalations) from the database."""
+    if ctx.invoked_subcommand is not None:
+        return
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -400,6 +408,134 @@ def alerts(
                        f"{w.get('negatives')}/{w.get('mentions')} negative, z={w.get('z')}")
     if not rows and not as_json:
         err.print("no alerts")
+
+
+def _database_engine(what: str):
+    """An engine on the configured database (or a running `sentinel up`'s), checked reachable."""
+    from infra.db import make_engine
+    from infra.stack import resolve_services
+
+    s = resolve_services(get_settings())
+    if not s.database_url:
+        fail(f"no database to {what}", "start the stack with `sentinel up`, or set DATABASE_URL")
+    _check_database(s.database_url)
+    return make_engine(s.database_url, pool_size=1)
+
+
+def _alert_action(alert_id: str, by: str, action: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agents.alerts import lifecycle
+
+    engine = _database_engine(f"{action} alerts in")
+    try:
+        row = getattr(lifecycle, action)(engine, alert_id, by)
+    except ValueError as exc:
+        fail(str(exc), "pass --by with the name of the person acting")
+    except SQLAlchemyError as exc:
+        fail(f"cannot {action} alert {alert_id!r}: {_reason(exc)}", "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+    if row is None:
+        fail(f"no alert {alert_id!r}", "list the alerts and their ids with `sentinel alerts --json`")
+    typer.echo(json.dumps(lifecycle.as_dict(row), ensure_ascii=False))
+
+
+ByOption = Annotated[str, typer.Option("--by", help="Who acts (recorded with the time).")]
+
+
+@alerts_app.command("ack")
+def alerts_ack(alert_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOption) -> None:
+    """Acknowledge an alert: someone is on it (the first acknowledgement is kept)."""
+    _alert_action(alert_id, by, "acknowledge")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(alert_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOption) -> None:
+    """Resolve an alert: it has been dealt with (acknowledges it too, if nobody had)."""
+    _alert_action(alert_id, by, "resolve")
+
+
+desk_app = typer.Typer(help="The review desk: a web app for reply drafts and alerts.", no_args_is_help=True)
+app.add_typer(desk_app, name="desk")
+
+
+class DeskRole(str, Enum):
+    agent = "agent"
+    supervisor = "supervisor"
+
+
+def _read_password() -> str:
+    """From the terminal (asked twice, not echoed), or the first line of stdin when it is not a terminal."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("password again: ") != first:
+            fail("the two passwords differ", "run the command again and type the same password twice")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@desk_app.command("add-user")
+def desk_add_user(
+    name: Annotated[str, typer.Argument(help="Username (1 to 64 characters, no spaces).")],
+    role: Annotated[DeskRole, typer.Option(help="agent reviews drafts; supervisor also resolves alerts.")],
+) -> None:
+    """Add a desk user; the password is read from stdin (asked twice on a terminal)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agents.desk import store
+
+    password = _read_password()
+    engine = _database_engine("add users to")
+    try:
+        store.add_user(engine, name, password, role.value)
+    except ValueError as exc:
+        fail(str(exc), "choose another name, or a password of 8 to 1024 characters")
+    except SQLAlchemyError as exc:
+        fail(f"cannot add user {name!r}: {_reason(exc)}", "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+    err.print(f"added desk user {name} ({role.value})")
+
+
+@desk_app.command("serve")
+def desk_serve() -> None:
+    """Run the desk web app in the foreground on SENTINEL_DESK_HOST:SENTINEL_DESK_PORT (Ctrl-C stops it)."""
+    import socket
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from infra.stack import resolve_services
+
+    s = resolve_services(get_settings())
+    if not s.database_url or not s.kafka_bootstrap:
+        fail("the desk needs DATABASE_URL and KAFKA_BOOTSTRAP",
+             "start the stack with `sentinel up` (it starts the desk too), or export both")
+    engine = _database_engine("serve the desk from")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1 from desk_users limit 1"))
+    except SQLAlchemyError:
+        fail("the database has no desk tables", "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((s.desk_host, s.desk_port))
+        except OSError as exc:
+            fail(f"cannot listen on {s.desk_host}:{s.desk_port}: {exc.strerror or exc}",
+                 "stop what uses that port, or set SENTINEL_DESK_PORT to a free one")
+    from infra.logs import configure_logging
+
+    configure_logging(s, "desk")
+    from agents.desk.app import serve
+
+    err.print(f"desk on http://{s.desk_host}:{s.desk_port}/")
+    serve(s)
 
 
 @app.command()

@@ -77,6 +77,15 @@ def is_worker(pid: int) -> bool:
     return "infra.cli" in cmdline and "worker" in cmdline
 
 
+def is_desk(pid: int) -> bool:
+    """True when ``pid`` runs ``python -m infra.cli desk serve`` (as Stack.start_desk starts it)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+    return "infra.cli" in cmdline and "desk" in cmdline and "serve" in cmdline
+
+
 class Stack:
     def __init__(self, settings: Settings, say=print, lock_wait: float = 30.0):
         self.settings = settings
@@ -85,6 +94,7 @@ class Stack:
         self.broker: EmbeddedBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.worker: subprocess.Popen | None = None
+        self.desk: subprocess.Popen | None = None
         self.topics: list[str] = []
         self._lock: int | None = None
         self._run: dict = {}
@@ -173,6 +183,10 @@ class Stack:
         """Stop the worker and broker a killed run left (we hold the lock, so their owner is dead). The
         database is EmbeddedPostgres.start's: it stops a server nobody holds a handle on."""
         run = self._read_run()
+        pid = run.get("desk_pid")
+        if process_alive(pid) and is_desk(pid):
+            self.say(f"stopping the desk (pid {pid}) left by a killed run")
+            terminate(pid, timeout=10)
         pid = run.get("worker_pid")
         if process_alive(pid) and is_worker(pid):
             self.say(f"stopping the worker (pid {pid}) left by a killed run")
@@ -189,7 +203,11 @@ class Stack:
     def status(self) -> dict:
         return {"kafka_bootstrap": self.settings.kafka_bootstrap,
                 "database_url": redact(self.settings.database_url),
-                "metrics_url": self.metrics_url, "topics": self.topics}
+                "metrics_url": self.metrics_url, "topics": self.topics, "desk_url": self.desk_url}
+
+    @property
+    def desk_url(self) -> str:
+        return f"http://{self.settings.desk_host}:{self.settings.desk_port}/"
 
     def write_status(self) -> None:
         # The full URL stays in the private state folder so local tools can connect; output shows it redacted.
@@ -214,10 +232,27 @@ class Stack:
         self._record(worker_pid=self.worker.pid)
         return self.worker
 
+    def start_desk(self, log_file: Path | None = None) -> subprocess.Popen:
+        """The desk web app (``sentinel desk serve``) on the stack's database and broker."""
+        out = open(log_file, "ab") if log_file else None
+        env = {**self.worker_env(), "SENTINEL_DESK_HOST": self.settings.desk_host,
+               "SENTINEL_DESK_PORT": str(self.settings.desk_port)}
+        self.desk = subprocess.Popen([sys.executable, "-m", "infra.cli", "desk", "serve"], env=env,
+                                     stdout=out, stderr=subprocess.STDOUT if out else None)
+        self._record(desk_pid=self.desk.pid)
+        return self.desk
+
     def stop(self) -> None:
         if self._lock is None:
             return  # another run owns the state folder: nothing here is ours
         self._record(state="stopping")
+        if self.desk and self.desk.poll() is None:
+            self.desk.send_signal(signal.SIGTERM)
+            try:
+                self.desk.wait(10)
+            except subprocess.TimeoutExpired:
+                self.desk.kill()
+                self.desk.wait()
         if self.worker and self.worker.poll() is None:
             self.worker.send_signal(signal.SIGTERM)
             try:
