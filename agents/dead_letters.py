@@ -11,6 +11,20 @@ logged with its traceback), ``model_error`` (the models fail on
 it alone), ``encode_error`` (its rows or output cannot be built or encoded) and
 ``db_rejected`` (the database refuses its rows). Infrastructure failures never
 dead-letter: they pause and retry.
+
+Personal data: a chat message's bytes are redacted before they are stored or produced
+(``redact_payload``), as the text of a valid one is at the edge (``schemas/redaction.py``).
+What is kept of a chat dead letter: a payload that is a JSON document keeps its
+structure, keys and values, each string (and number) with its card numbers, IBANs, e-mail addresses,
+SSNs and phone numbers replaced by placeholders (the JSON is written anew, so formatting
+and escapes may differ from the original bytes); any other payload (not UTF-8, not JSON,
+or cut at 64 KiB) keeps its bytes, invalid ones included, with the same replacements
+made in its text. The full recognizers read the first 4,000 characters of a payload's
+text (a valid message's bound, so a dead letter costs no more than a message); the rest
+is masked coarsely (``schemas.redaction.mask``: runs of 7 or more digits and words with
+an ``@``). The reason, the detail (redacted too), the position, the key (the message id,
+not customer text), the original size and the digest of the stored bytes are kept; the
+original bytes and their digest are not. News payloads are kept as they came.
 """
 
 from __future__ import annotations
@@ -24,22 +38,83 @@ from collections.abc import Callable
 
 from agents.pipeline import Received
 from infra import metrics
-from schemas.events import InvalidEvent, clean_text
+from schemas.events import MAX_CHAT_CHARS, InvalidEvent, clean_text
+from schemas.redaction import mask, redact
 
 log = logging.getLogger(__name__)
 
 MAX_DEAD_LETTER_BYTES = 64 * 1024
 MAX_DETAIL_CHARS = 2000
+REDACTED_TOPICS = frozenset({"chat"})  # customer text: personal data never stored or produced as it came
+
+
+class _Scrubber:
+    """Redacts the strings of one payload: the full recognizers for its first ``MAX_CHAT_CHARS`` characters
+    of text (a valid chat message's bound, so a dead letter costs no more than a message), the coarse
+    ``mask`` for the rest."""
+
+    def __init__(self, budget: int = MAX_CHAT_CHARS):
+        self.budget = budget
+
+    def __call__(self, text: str) -> str:
+        if len(text) > self.budget:
+            return mask(text)
+        self.budget -= len(text)
+        return redact(text)
+
+    def json(self, obj):
+        """Every string and number of a parsed JSON document (keys too), iteratively, so any depth is fine."""
+        root = [obj]
+        stack = [(root, 0)]
+        while stack:
+            parent, key = stack.pop()
+            node = parent[key]
+            if isinstance(node, str):
+                parent[key] = self(node)
+            elif isinstance(node, int | float) and not isinstance(node, bool):
+                redacted = self(str(node))  # a card number can be a JSON number too
+                if redacted != str(node):
+                    parent[key] = redacted
+            elif isinstance(node, list):
+                stack.extend((node, i) for i in range(len(node)))
+            elif isinstance(node, dict):
+                items = list(node.items())
+                node.clear()
+                for k, v in items:
+                    node[self(k)] = v  # keys that redact alike merge: the later value wins
+                stack.extend((node, k) for k in node)
+        return root[0]
+
+
+def redact_payload(value: bytes) -> bytes:
+    """A chat payload with its personal data replaced by placeholders (what is kept: see the module's doc)."""
+    try:
+        document = _Scrubber().json(json.loads(value.decode("utf-8")))
+        out = json.dumps(document, ensure_ascii=False)
+        try:
+            return out.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: escape everything instead
+            return json.dumps(document, ensure_ascii=True).encode("ascii")
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        pass  # not a JSON document: redacted as text
+    # Invalid bytes travel through as lone surrogates and come back unchanged.
+    return _Scrubber()(value.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def dead_letter_row(m: Received, reason: str, detail: str) -> dict:
-    """The ``dead_letters`` row of a message: its first 64 KiB, its size and digest, the reason."""
+    """The ``dead_letters`` row of a message: its first 64 KiB (chat: redacted), its size and digest, the reason."""
     value = m.value
     digest = hashlib.sha256(value or b"").hexdigest()
     size = len(value or b"")
     if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
         detail = f"{detail} (value truncated to its first {MAX_DEAD_LETTER_BYTES} of {len(value)} bytes)"
         value = value[:MAX_DEAD_LETTER_BYTES]
+    if m.topic in REDACTED_TOPICS:
+        if value:
+            value = redact_payload(value)[:MAX_DEAD_LETTER_BYTES]
+        # The digest of what is stored: one of the original bytes would confirm a guessed card number.
+        digest = hashlib.sha256(value or b"").hexdigest()
+        detail = _Scrubber()(detail)
     # The detail may quote the message (an exception's text): it must be storable like any text.
     return {"topic": m.topic, "partition": m.partition, "offset": m.offset, "key": m.key, "value": value,
             "value_sha256": digest, "value_size": size, "reason": reason,

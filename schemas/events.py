@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.redaction import redact
+
 MAX_EVENT_BYTES = 256 * 1024
 MAX_TEXT_CHARS = 20_000
 MAX_CHAT_CHARS = 4_000
@@ -160,7 +162,9 @@ class ChatEvent(BaseModel):
 
     id: Id
     conversation_id: Id
-    text: Bounded(MAX_CHAT_CHARS)
+    # Personal data (cards, IBANs, e-mail addresses, phone numbers ...) becomes placeholders here, after the
+    # length check, so nothing downstream (rows, topics, alerts, logs, prompts) ever holds it (schemas/redaction.py).
+    text: Annotated[Bounded(MAX_CHAT_CHARS), AfterValidator(redact)]
     customer_id: Bounded(128) | None = None
     channel: Bounded(32) | None = None
     ts: UtcDatetime | None = None
