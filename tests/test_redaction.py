@@ -85,6 +85,11 @@ def test_several_identifiers_in_one_message():
                             "Order 784512, £12.50 on 03/11/2024.")
 
 
+def test_cards_side_by_side_are_two_cards():
+    # one 32-digit window would pass Luhn too: a card is at most 19 digits
+    assert redact("cards 4111 1111 1111 1111 5555 5555 5555 4444") == "cards [CARD] [CARD]"
+
+
 def test_a_recognizer_that_fails_masks_coarsely_and_logs_no_text(monkeypatch, caplog):
     def broken(text):
         raise RuntimeError(f"boom on {text}")
@@ -152,7 +157,8 @@ def test_property_planted_card_iban_and_email_never_survive(before, after, card,
 
 
 WORST_CASES = {  # crafted 4,000-character texts (the parser's bound), each aimed at one recognizer
-    "digit groups": "1234 " * 800, "single digits": "1 " * 2000, "card runs": "4111 1111 1111 1111 " * 200,
+    "digit groups": "1234 " * 800, "card-like groups": "4111 " * 800, "single digits": "1 " * 2000,
+    "card runs": "4111 1111 1111 1111 " * 200,
     "iban starts": "GB82 " * 800, "iban groups": "GB82 1234 ABCD " * 266, "at signs": "a@" * 2000,
     "long local parts": ("a." * 30 + "@") * 65, "many labels": "a@" + "b." * 1998, "gb numbers": "0123 " * 800,
     "us numbers": "(212) 555-0123 " * 266, "plus signs": "+1 " * 1333, "ssn": "212-45-6781 " * 333,
@@ -266,6 +272,14 @@ def test_a_large_chat_dead_letter_is_cut_then_masked_within_the_bound():
     assert row["value_size"] == len(value)
     value = b"x" * 70_000 + b" 4111 1111 1111 1111"
     assert b"4111" not in dead(value)["value"]
+
+
+def test_a_crafted_chat_dead_letter_costs_no_more_than_a_message():
+    # 60 KB of IBAN-like tokens: the full recognizers read the first 4,000 characters, the rest is masked
+    value = json.dumps({"id": "m1", "conversation_id": "c1", "text": "GB82 " * 12_000}).encode()
+    started = time.perf_counter()
+    dead(value)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_news_dead_letters_keep_their_bytes():
