@@ -219,6 +219,11 @@ def test_storm_raises_nothing_and_a_burst_one_alert_with_its_outlets_even_after_
         story = payload["stories"][0]
         assert {"headline", "outlets", "url", "time", "copies"} <= set(story)
         assert story["url"].startswith("https://news.example/burst-") and "HRWL" in story["headline"]
+        # the payload is the episode's peak window, after the first: its baseline stops where the episode began
+        with engine.connect() as conn:
+            opened = conn.execute(text("select opened_at from alerts")).scalar()
+        assert payload["window"]["end"] > opened.isoformat()
+        assert payload["baseline"]["excludes_episode_from"] == (opened - timedelta(hours=1)).isoformat()
         if with_future:
             assert metrics.FUTURE_TIMESTAMPS._value.get() - future_before == 2 * PARTITIONS
             assert replay.detector.watermark < DAY + timedelta(days=1)  # 2099 moved no watermark
