@@ -18,7 +18,7 @@ from models.analysis import Analyzer
 from models.intent import IntentClassifier
 from models.replies import ReplyComposer
 from schemas.events import ChatEvent, parse_chat
-from schemas.tables import Alert, ChatMessage, ReplyDraft
+from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
 ESCALATION = "escalation"
 
@@ -69,12 +69,14 @@ class ChatPipeline:
     input_topic = "chat"
     output_topic = "chat.replies"
     parent = ChatMessage.__table__
-    children = frozenset({ReplyDraft.__table__, Alert.__table__})
+    children = frozenset({ReplyDraft.__table__, Alert.__table__, ReplyReview.__table__, OutboundReply.__table__})
 
-    def __init__(self, models, generator_name: str):
-        """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``)."""
+    def __init__(self, models, generator_name: str, auto_reply=None):
+        """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``);
+        ``auto_reply``: the ``AutoReplyPolicy`` that sends confident drafts by themselves (None: never)."""
         self.models = models
         self.generator_name = generator_name
+        self.auto_reply = auto_reply
 
     @staticmethod
     def parse(raw: bytes | None) -> ChatEvent:
@@ -86,6 +88,9 @@ class ChatPipeline:
     def build(self, m: Received, event: ChatEvent, result) -> Built:
         sentiment, entities, draft = result
         when = event.ts or datetime.fromtimestamp(m.timestamp, tz=UTC)
+        auto = self.auto_reply is not None and self.auto_reply.allows(draft.intent, draft.intent_score,
+                                                                      draft.escalate)
+        decided = datetime.now(UTC) if auto else None
         rows = [
             (ChatMessage.__table__, {
                 "id": event.id, "conversation_id": event.conversation_id, "customer_id": event.customer_id,
@@ -96,8 +101,21 @@ class ChatPipeline:
                 "message_id": event.id, "conversation_id": event.conversation_id, "intent": draft.intent,
                 "intent_score": draft.intent_score, "draft": draft.text, "escalate": draft.escalate,
                 "escalation_reason": draft.escalation_reason, "retrieved": draft.retrieved,
-                "generator": self.generator_name}),
+                "generator": self.generator_name, "status": "sent" if auto else "pending",
+                "decided_by": "auto" if auto else None, "decided_at": decided}),
         ]
+        others = {}
+        if auto:  # the desk's decision rows, as if a reviewer approved it unedited (see agents/desk/store.py)
+            rows.append((ReplyReview.__table__, {
+                "message_id": event.id, "action": "auto", "final_text": draft.text, "reason": None,
+                "reviewer": "auto", "intent": draft.intent, "corrected_intent": None, "reviewed_at": decided}))
+            # produced by this loop right after the commit (a crash in between replays the event)
+            rows.append((OutboundReply.__table__, {
+                "message_id": event.id, "conversation_id": event.conversation_id, "text": draft.text,
+                "sent_by": "auto", "auto": True, "edited": False, "produced_at": decided}))
+            others["chat.outbound"] = [(event.conversation_id.encode(), json.dumps({
+                "message_id": event.id, "conversation_id": event.conversation_id, "text": draft.text,
+                "sent_by": "auto", "auto": True, "edited": False}, ensure_ascii=False).encode())]
         reply = json.dumps({
             "message_id": event.id, "conversation_id": event.conversation_id, "draft": draft.text,
             "intent": draft.intent, "intent_score": draft.intent_score, "answer_id": draft.answer_id,
@@ -115,7 +133,7 @@ class ChatPipeline:
                          "intent_score": draft.intent_score, "text": event.text[:500]})
             rows.append((Alert.__table__, alert.row()))
             alerts.append(alert)
-        return Built(rows, [(event.id.encode(), reply)], alerts)
+        return Built(rows, [(event.id.encode(), reply)], alerts, other_records=others)
 
     def after_commit(self, stored: list[Built]) -> list[AlertRecord]:
         return []

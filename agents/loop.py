@@ -110,7 +110,7 @@ class AgentLoop:
                 continue
             try:
                 b = self.pipeline.build(m, event, result)
-                for _, value in b.records:  # what the broker gets must already be bytes
+                for _, value in [*b.records, *(r for rs in b.other_records.values() for r in rs)]:  # bytes only
                     if not isinstance(value, bytes):
                         raise TypeError(f"output record is {type(value).__name__}, not bytes")
             except Exception as exc:  # noqa: BLE001 - this event alone cannot be turned into rows or records
@@ -187,6 +187,12 @@ class AgentLoop:
         if alerts:
             failpoint("alert_stored")  # the crash the alert outbox must survive
         await produce(self.output_topic, [record for _, b in stored for record in b.records], self.agent)
+        others: dict[str, list[tuple[bytes, bytes]]] = {}
+        for _, b in stored:
+            for topic, records in b.other_records.items():
+                others.setdefault(topic, []).extend(records)
+        for topic, records in others.items():
+            await produce(self.app.topic(topic, partitions=self.app.conf.topic_partitions), records, self.agent)
         await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent)
         dead_letters.report(dead)
         await self.alerts.deliver(alerts, self.lane.db, self.sink.retrying)

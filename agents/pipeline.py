@@ -43,6 +43,9 @@ class Built:
     records: list[tuple[bytes, bytes]]
     alerts: list[AlertRecord] = field(default_factory=list)
     extra: Any = None
+    # Records for topics other than the pipeline's output topic, by topic name (chat's auto-replies
+    # on chat.outbound); produced with the output records, after the commit.
+    other_records: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=dict)
 
 
 @dataclass

@@ -97,7 +97,9 @@ def build_app(settings: Settings) -> faust.App:
             chat_models.close()
 
         # The lane's model thread only waits on the child.
-        add_agent(ChatPipeline(chat_models, described["generator"]),
+        from agents.desk.auto_reply import AutoReplyPolicy
+
+        add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings)),
                   Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
