@@ -18,8 +18,8 @@ COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 DOCKERFILE = PROJECT_ROOT / "infra" / "Dockerfile"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
 
-SERVICES = {"kafka", "postgres", "migrate", "worker", "worker-gpu", "prometheus", "alertmanager", "grafana"}
-WORKER_IMAGE_SERVICES = ("worker", "worker-gpu", "migrate")
+SERVICES = {"kafka", "postgres", "migrate", "worker", "worker-gpu", "prometheus", "alertmanager", "grafana", "desk"}
+WORKER_IMAGE_SERVICES = ("worker", "worker-gpu", "migrate", "desk")
 # Variables the application reads that are not SENTINEL_<field> (settings aliases, the HF hub switch).
 EXTRA_APP_VARIABLES = {"KAFKA_BOOTSTRAP", "DATABASE_URL", "HF_HUB_OFFLINE"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN$")  # not SENTINEL_TOKEN_BUDGET
@@ -292,3 +292,12 @@ def test_created_topics_carry_the_replication_factor(monkeypatch, replication):
 def test_faust_topics_carry_the_replication_factor():
     app = create_app(Settings(kafka_bootstrap="fake:9092", topic_replication=3))
     assert app.conf.topic_replication_factor == 3
+
+
+def test_desk_serves_on_localhost_after_the_migration(services):
+    desk = services["desk"]
+    assert desk["command"] in (["sentinel", "desk", "serve"], "sentinel desk serve")
+    assert "127.0.0.1:8088:8088" in desk["ports"]
+    assert environment(desk)["SENTINEL_DESK_HOST"] == "0.0.0.0"  # inside the container; published on localhost
+    assert desk["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "8088/login" in " ".join(desk["healthcheck"]["test"])
