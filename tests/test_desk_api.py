@@ -262,3 +262,48 @@ def test_customer_text_is_shown_as_text_with_a_strict_policy(settings, engine):
 def test_bodies_are_size_limited(client):
     r = client.post("/api/login", content=b"{" + b" " * 200_000 + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
+    from schemas.tables import ArticleKey, NewsArticle
+
+    opened = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    hostile_key = "acme<script>x</script>"
+    with engine.begin() as conn:
+        conn.execute(insert(Alert.__table__).values(
+            id="spike:chart", kind="sentiment_spike", key=hostile_key, severity="high", status="open",
+            opened_at=opened, last_seen_at=opened, payload={"window": {"negatives": 6}, "note": HOSTILE},
+            summary=f"{hostile_key}: negative news"))
+        for i, (hours, negative) in enumerate([(-5, False), (-1, True), (0, True)]):
+            when = opened + timedelta(hours=hours)
+            conn.execute(insert(NewsArticle.__table__).values(
+                id=f"chart-{i}", text="t", sentiment_label="negative" if negative else "neutral",
+                sentiment_score=0.9, negative=0.9 if negative else 0.1, neutral=0.1, positive=0.0,
+                model_version="m", kafka_partition=0, kafka_offset=i, event_time=when, tickers=[]))
+            conn.execute(insert(ArticleKey.__table__).values(
+                article_id=f"chart-{i}", key=hostile_key, event_time=when, negative=0.9 if negative else 0.1,
+                sentiment=-0.8 if negative else 0.2, is_negative=negative))
+    with TestClient(create_app(settings, engine=engine)) as browser:
+        browser.post("/login", data={"username": "sam", "password": "sam-password-1",
+                                     "csrf_token": csrf_of(browser.get("/login").text)})
+        page = browser.get("/alerts").text
+        r = browser.post("/alerts/spike%3Achart/resolve", data={"csrf_token": csrf_of(page)}, follow_redirects=False)
+        assert r.status_code == 303
+    with engine.connect() as conn:
+        assert conn.execute(text("select resolved_by from alerts where id = 'spike:chart'")).scalar() == "sam"
+    chart = page[page.index("<svg"):page.index("</svg>")]
+    assert chart.count("<rect") == 1 + 3  # the frame and one bar per hour with articles
+    assert re.search(r'<polyline points="[\d., ]+"', chart)
+    assert "<script>x</script>" not in page and "acme&lt;script&gt;x&lt;/script&gt;" in page
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # the evidence, as text
+    assert 'action="/alerts/spike%3Achart/resolve"' in page  # a supervisor may resolve
+
+
+def test_escalations_page_lists_escalated_drafts_only(settings, engine):
+    add_draft(engine, "esc-page", "conv-esc", escalate=True)
+    add_draft(engine, "calm-page", "conv-calm")
+    with TestClient(create_app(settings, engine=engine)) as browser:
+        browser.post("/login", data={"username": "ann", "password": "ann-password-1",
+                                     "csrf_token": csrf_of(browser.get("/login").text)})
+        page = browser.get("/escalations").text
+    assert 'data-message-id="esc-page"' in page and 'data-message-id="calm-page"' not in page

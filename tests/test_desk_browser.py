@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -37,6 +36,7 @@ def desk(tmp_path_factory):
     store.add_user(engine, "ann", "ann-password-1", "agent")
     add_draft(engine, "web-1", "conv-web", text_="My new card has not arrived yet.")
     add_draft(engine, "web-xss", "conv-xss", text_=f"Hello {HOSTILE}", draft=f"Dear customer {HOSTILE}")
+    add_draft(engine, "web-3", "conv-3", text_="How do I top up by bank transfer?")
     port = free_port()
     env = {**os.environ, "DATABASE_URL": services.database_url, "KAFKA_BOOTSTRAP": services.bootstrap,
            "SENTINEL_DESK_PORT": str(port), "SENTINEL_STATE_DIR": str(folder / "state")}
@@ -86,6 +86,19 @@ def card(driver, message_id: str):
     return driver.find_element(By.CSS_SELECTOR, f'article[data-message-id="{message_id}"]')
 
 
+def signed_in(browser, url: str) -> None:
+    """On the review queue, signing in first when the browser is not (a test run alone)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{url}/drafts")
+    if browser.current_url.endswith("/login"):
+        browser.find_element(By.NAME, "username").send_keys("ann")
+        browser.find_element(By.NAME, "password").send_keys("ann-password-1")
+        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/drafts"))
+
+
 def test_sign_in_edit_and_approve_a_draft(desk, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -122,13 +135,7 @@ def test_hostile_customer_text_renders_inert(desk, browser):
     from selenium.webdriver.common.by import By
 
     url, _, _ = desk
-    browser.get(f"{url}/drafts")
-    if browser.current_url.endswith("/login"):  # run alone: sign in first
-        browser.find_element(By.NAME, "username").send_keys("ann")
-        browser.find_element(By.NAME, "password").send_keys("ann-password-1")
-        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        time.sleep(0.5)
-        browser.get(f"{url}/drafts")
+    signed_in(browser, url)
     for path in ("/drafts", "/conversations/conv-xss"):
         browser.get(url + path)
         hostile = card(browser, "web-xss") if path == "/drafts" else browser.find_element(By.CSS_SELECTOR, "main")
@@ -138,3 +145,24 @@ def test_hostile_customer_text_renders_inert(desk, browser):
     browser.get(f"{url}/drafts")
     textarea = card(browser, "web-xss").find_element(By.NAME, "text")
     assert textarea.get_attribute("value") == f"Dear customer {HOSTILE}"  # editable as the text it is
+
+
+def test_keyboard_moves_between_drafts_and_into_the_reply(desk, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _, _ = desk
+    signed_in(browser, url)
+    WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "article.draft.current"))
+    cards = browser.find_elements(By.CSS_SELECTOR, "article.draft")
+    assert len(cards) >= 2 and "current" in cards[0].get_attribute("class")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("j")
+    assert "current" in cards[1].get_attribute("class") and "current" not in cards[0].get_attribute("class")
+    body.send_keys("e")
+    active = browser.switch_to.active_element
+    assert active.tag_name == "textarea" and active == cards[1].find_element(By.NAME, "text")
+    active.send_keys(Keys.ESCAPE)
+    browser.find_element(By.TAG_NAME, "body").send_keys("k")
+    assert "current" in cards[0].get_attribute("class")

@@ -113,3 +113,36 @@ def test_status_shows_the_desk_url(tmp_path):
     done = sentinel(tmp_path, "status", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["desk_url"] == "http://127.0.0.1:8123/"
+
+
+@pytest.mark.integration
+def test_the_stack_starts_the_desk_and_stops_it(tmp_path, monkeypatch):
+    import urllib.request
+
+    from infra.embedded import free_port
+    from infra.harness import wait_until
+    from infra.stack import read_status
+
+    for name in ("KAFKA_BOOTSTRAP", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()
+    s = Settings(state_dir=tmp_path / "state", kafka_bootstrap="", database_url="", topic_partitions=1, desk_port=port)
+    stack = Stack(s, say=lambda *a: None)
+    try:
+        stack.start()
+        desk = stack.start_desk()
+
+        def serving() -> bool:
+            assert desk.poll() is None, "the desk exited"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(serving, timeout=60, interval=0.3, message="desk serving")
+        assert json.loads((tmp_path / "state" / "run.json").read_text())["desk_pid"] == desk.pid
+        assert read_status(s)["desk_url"] == f"http://127.0.0.1:{port}/"
+    finally:
+        stack.stop()
+    assert desk.poll() is not None
