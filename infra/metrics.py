@@ -113,3 +113,7 @@ LATE_EVENTS = Counter("sentinel_late_events_total",
 FUTURE_TIMESTAMPS = Counter("sentinel_future_timestamps_total",
                             "Articles whose published_at lay beyond the future tolerance (the record time is used).",
                             registry=REGISTRY)
+SPIKE_ALERTS_OPEN = Gauge("sentinel_spike_alert_open",
+                          "Open sentiment-spike episodes as stored in PostgreSQL (1 each), with the alert's key and "
+                          "severity (Prometheus hands them to Alertmanager with the same labels).",
+                          ["key", "severity"], registry=REGISTRY)

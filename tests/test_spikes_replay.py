@@ -224,6 +224,8 @@ def test_storm_raises_nothing_and_a_burst_one_alert_with_its_outlets_even_after_
             opened = conn.execute(text("select opened_at from alerts")).scalar()
         assert payload["window"]["end"] > opened.isoformat()
         assert payload["baseline"]["excludes_episode_from"] == (opened - timedelta(hours=1)).isoformat()
+        # the episode closed within the day: no open-episode series left for Alertmanager
+        assert 'sentinel_spike_alert_open{' not in metrics.render().decode()
         if with_future:
             assert metrics.FUTURE_TIMESTAMPS._value.get() - future_before == 2 * PARTITIONS
             assert replay.detector.watermark < DAY + timedelta(days=1)  # 2099 moved no watermark
@@ -281,3 +283,17 @@ def test_a_restart_rebuilds_the_stories_from_the_database(engine):
     with engine.connect() as conn:
         assert conn.execute(text("select count(distinct story_id) from news_articles")).scalar() == 1
         assert conn.execute(text("select copies from stories")).scalar() == 15
+
+
+def test_an_open_episode_is_exported_with_the_alerts_labels_until_it_closes(engine):
+    clear(engine)
+    replay = Replay(engine)
+    events = scenario()
+    replay.feed([e for e in events if e["published_at"] < (DAY + timedelta(hours=10, minutes=45)).isoformat()], 32)
+    with engine.connect() as conn:
+        key, sev, status = conn.execute(text("select key, severity, status from alerts")).one()
+    assert status == "open"
+    exported = metrics.render().decode()
+    assert f'sentinel_spike_alert_open{{key="{key}",severity="{sev}"}} 1.0' in exported
+    replay.feed([e for e in events if e["published_at"] >= (DAY + timedelta(hours=10, minutes=45)).isoformat()], 32)
+    assert 'sentinel_spike_alert_open{' not in metrics.render().decode()

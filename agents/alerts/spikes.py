@@ -216,6 +216,7 @@ class SpikeDetector:
         self._earliest: datetime | None = None  # the earliest event time this process has stored
         self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, stories, share)
         self._exported: set[str] = set()
+        self._open_exported: set[tuple[str, str]] = set()
         # assign() runs on the event loop during a rebalance, evaluate() in the database thread
         self._lock = threading.Lock()
 
@@ -324,7 +325,21 @@ class SpikeDetector:
             if alert is not None:
                 new_alerts.append(alert)
         self._export_top_keys()
+        self.export_open()
         return new_alerts
+
+    def export_open(self, limit: int = 500) -> None:
+        """``sentinel_spike_alert_open``: every open episode (from the table, whichever worker decided it)
+        with the alert's key and severity, so Alertmanager gets the alert's own labels."""
+        with self.engine.connect() as conn:
+            now = {(key, sev) for key, sev in conn.execute(text(
+                "select key, severity from alerts where kind = :kind and status = 'open' order by opened_at desc "
+                "limit :n"), {"kind": KIND, "n": limit})}
+        for labels in self._open_exported - now:
+            metrics.SPIKE_ALERTS_OPEN.remove(*labels)
+        for labels in now:
+            metrics.SPIKE_ALERTS_OPEN.labels(*labels).set(1)
+        self._open_exported = now
 
     def windows(self, conn, pairs: list[tuple[str, datetime]],
                 baseline_until: dict[str, datetime] | None = None) -> list[Window]:

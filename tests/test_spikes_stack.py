@@ -1,0 +1,38 @@
+"""The issue's acceptance on the embedded stack (real broker, database, worker and models): on a calm
+day, a mildly negative story reprinted 15 times by 15 outlets raises nothing; 12 distinct negative
+stories about one company from 8 outlets raise exactly one alert naming at least 5 of the outlets;
+both hold with articles dated 2099 on every partition."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import Worker, news_values, produce, wait_until
+from tests.test_spikes_replay import PARTITIONS, scenario
+
+pytestmark = pytest.mark.integration
+
+
+def test_reprints_count_once_a_burst_of_stories_alerts_once_and_2099_changes_neither(services, tmp_path):
+    events = scenario(with_future=True)
+    assert sum(e["published_at"].startswith("2099") for e in events) == 2 * PARTITIONS
+    # 2099 articles spread over every partition: the producer places keyless records at random
+    events += [{**e, "id": f"{e['id']}-again{k}"} for k in range(3) for e in events if e["published_at"] >= "2099"]
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
+    try:
+        produce(services.bootstrap, "news", news_values(events))
+        wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(events), timeout=600,
+                   message=f"{len(events)} articles stored")
+        wait_until(lambda: services.scalar("select count(*) from alerts") >= 1, timeout=60,
+                   message="the burst's alert")
+        assert "sentinel_future_timestamps_total 32.0" in worker.metrics()
+        assert services.scalar("select count(distinct kafka_partition) from news_articles "
+                               "where published_at >= '2099-01-01'") == PARTITIONS
+    finally:
+        worker.stop()
+    alerts = services.rows("select key, severity, payload from alerts")
+    assert [a.key for a in alerts] == ["ticker:HRWL"], [(a.key, a.payload["window"]) for a in alerts]
+    outlets = {o for s in alerts[0].payload["stories"] for o in s["outlets"]}
+    assert len(outlets) >= 5, alerts[0].payload["stories"]
+    storm = services.rows("select count(distinct story_id) stories from news_articles where id like 'storm-%'")
+    assert storm[0].stories == 1
