@@ -354,17 +354,24 @@ class SpikeDetector:
         rows = conn.execute(text("""
             with w(key, wend, cut) as (
                 select * from unnest(cast(:keys as text[]), cast(:ends as timestamptz[]), cast(:cuts as timestamptz[]))),
-            cur as (  -- the window's stories: negative when at least half of their copies are
-                select w.key, w.wend, coalesce(k.story_id, k.article_id) story,
-                       avg(k.is_negative::int) >= 0.5 neg, count(*) copies, sum(k.sentiment) sent
+            copies as (
+                select w.key, w.wend, coalesce(k.story_id, k.article_id) story, k.is_negative, k.sentiment, a.source
                 from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:window as interval)
                                           and k.event_time < w.wend
-                group by 1, 2, 3),
+                       join news_articles a on a.id = k.article_id),
+            cur as (  -- the window's stories: negative when at least half of their copies are
+                select key, wend, count(*) stories, count(*) filter (where neg) negatives, sum(n) articles,
+                       sum(sent) sent
+                from (select key, wend, story, avg(is_negative::int) >= 0.5 neg, count(*) n, sum(sentiment) sent
+                      from copies group by 1, 2, 3) s group by 1, 2),
+            outlets as (select key, wend, count(distinct source) outlets from copies group by 1, 2),
             base as (
-                select w.key, w.wend, coalesce(k.story_id, k.article_id) story, avg(k.is_negative::int) >= 0.5 neg
-                from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:span as interval)
-                                          and k.event_time < w.cut
-                group by 1, 2, 3),
+                select key, wend, count(*) stories, count(*) filter (where neg) negatives
+                from (select w.key, w.wend, coalesce(k.story_id, k.article_id) story,
+                             avg(k.is_negative::int) >= 0.5 neg
+                      from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:span as interval)
+                                                and k.event_time < w.cut
+                      group by 1, 2, 3) s group by 1, 2),
             ends as (select distinct wend from w),
             market as (
                 select m.wend, avg(m.neg::int) share from (
@@ -372,18 +379,14 @@ class SpikeDetector:
                     from ends e join article_keys k on k.event_time >= e.wend - cast(:span as interval)
                                                    and k.event_time < e.wend - cast(:window as interval)
                     group by 1, 2, 3) m group by m.wend)
-            select w.key, w.wend,
-                   (select count(*) from cur where cur.key = w.key and cur.wend = w.wend),
-                   (select count(*) filter (where neg) from cur where cur.key = w.key and cur.wend = w.wend),
-                   (select coalesce(sum(copies), 0) from cur where cur.key = w.key and cur.wend = w.wend),
-                   (select coalesce(sum(sent) / nullif(sum(copies), 0), 0) from cur
-                    where cur.key = w.key and cur.wend = w.wend),
-                   (select count(*) from base where base.key = w.key and base.wend = w.wend),
-                   (select count(*) filter (where neg) from base where base.key = w.key and base.wend = w.wend),
-                   (select share from market where market.wend = w.wend),
-                   (select count(distinct a.source) from article_keys k join news_articles a on a.id = k.article_id
-                    where k.key = w.key and k.event_time >= w.wend - cast(:window as interval) and k.event_time < w.wend)
-            from w order by w.wend, w.key"""),
+            select w.key, w.wend, coalesce(cur.stories, 0), coalesce(cur.negatives, 0), coalesce(cur.articles, 0),
+                   coalesce(cur.sent / nullif(cur.articles, 0), 0), coalesce(base.stories, 0),
+                   coalesce(base.negatives, 0), market.share, coalesce(outlets.outlets, 0)
+            from w left join cur on cur.key = w.key and cur.wend = w.wend
+                   left join base on base.key = w.key and base.wend = w.wend
+                   left join market on market.wend = w.wend
+                   left join outlets on outlets.key = w.key and outlets.wend = w.wend
+            order by w.wend, w.key"""),
             {"keys": [k for k, _ in pairs], "ends": [e for _, e in pairs], "cuts": cuts, "window": window,
              "span": window + lookback}).all()
         out = []
