@@ -1,0 +1,60 @@
+"""Auto-reply and the desk on the real stack: the real worker (chat agent, real models) on the embedded
+broker and database sends confident drafts to chat.outbound by itself, keeps the escalated one for a
+person, and the desk's API sends that one when a person approves it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agents.desk import store
+from agents.desk.app import create_app
+from infra.db import make_engine
+from infra.harness import Worker, produce, read_topic, wait_until
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [  # intent confidence with the committed model: 0.999, 0.97, and a risk intent (escalated)
+    ("s-topup", "Can I top up my account with a bank transfer?"),
+    ("s-card", "How long does it take for a new card to arrive?"),
+    ("s-lost", "I think I lost my card on the train this morning, please help me block it."),
+]
+
+
+def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tmp_path):
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat").start().wait_assigned()
+    try:
+        produce(services.bootstrap, "chat",
+                [json.dumps({"id": i, "conversation_id": f"conv-{i}", "text": t}).encode() for i, t in MESSAGES],
+                keys=[i.encode() for i, _ in MESSAGES])
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") == 3, timeout=240,
+                   message="three drafts stored")
+        sent = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 2, timeout=30)]
+    finally:
+        worker.stop()
+    assert sorted(r["message_id"] for r in sent) == ["s-card", "s-topup"]
+    assert all(r["auto"] is True and r["sent_by"] == "auto" and r["edited"] is False for r in sent)
+    drafts = {r.message_id: r for r in services.rows("select message_id, status, escalate, draft from reply_drafts")}
+    assert [drafts[i].status for i, _ in MESSAGES] == ["sent", "sent", "pending"]
+    assert drafts["s-lost"].escalate
+    assert {r["message_id"]: r["text"] for r in sent} == {i: drafts[i].draft for i in ("s-card", "s-topup")}
+
+    engine = make_engine(services.database_url)
+    try:
+        store.add_user(engine, "ann", "ann-password-1", "agent")
+        settings = Settings(database_url=services.database_url, kafka_bootstrap=services.bootstrap)
+        with TestClient(create_app(settings, engine=engine)) as client:
+            token = client.post("/api/login", json={"username": "ann", "password": "ann-password-1"}).json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            pending = client.get("/api/drafts?status=pending", headers=headers).json()
+            assert [(d["message_id"], d["escalate"]) for d in pending] == [("s-lost", True)]
+            assert client.post("/api/drafts/s-card/approve", headers=headers).json()["produced"] is False
+            assert client.post("/api/drafts/s-lost/approve", headers=headers).json()["produced"] is True
+    finally:
+        engine.dispose()
+    records = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 3, timeout=30)]
+    assert sorted(r["message_id"] for r in records) == ["s-card", "s-lost", "s-topup"]  # each sent once
+    assert [r["auto"] for r in records if r["message_id"] == "s-lost"] == [False]
