@@ -47,6 +47,8 @@ _SOURCE_TAG = re.compile(r"\((?:reuters|ap|afp|bloomberg|dow jones)\)", re.IGNOR
 _TICKER_TAG = re.compile(r"\((?:nyse|nasdaq|lse|tsx|asx|otc|amex|nyse american|hkex|xetra|euronext)\s*:\s*[^)]{1,12}\)"
                          r"|\$[A-Za-z]{1,6}\b", re.IGNORECASE)
 _NON_WORD = re.compile(r"[^\w]+")
+SCHEME = "affine32"  # datasketch 2.x; sketches are never stored (the index is rebuilt from text)
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
 
 
 def normalize(headline: str) -> str:
@@ -118,7 +120,7 @@ class StoryIndex:
 
     @staticmethod
     def _minhash(sh: frozenset) -> MinHash:
-        m = MinHash(num_perm=NUM_PERM, seed=SEED)
+        m = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_PERMUTATIONS, scheme=SCHEME)  # drawn once
         m.update_batch([s.encode("utf-8", "replace") for s in sorted(sh)])
         return m
 
