@@ -51,3 +51,16 @@ def test_a_replayed_founder_keeps_its_story():
     assert index.assign("a", BASE, T).story_id == "a"
     assert index.assign("a", BASE, T).story_id == "a"
     assert len(index) == 1
+
+
+def test_hostile_headlines_are_grouped_quickly_and_never_crash():
+    import time
+
+    index = StoryIndex()
+    hostile = ["UPDATE 1-" * 300 + "x", " - A" * 1000, "A - " + "Bb " * 2000, "\ufffd" * 500, "x" * 100_000,
+               "- - - " * 500, "corrected-update 2-" * 200 + "%", "", "   ", "<script>alert(1)</script> - Reuters"]
+    for i, text in enumerate(hostile):
+        started = time.perf_counter()
+        got = index.assign(f"h{i}", text, T)
+        assert time.perf_counter() - started < 0.25, text[:40]
+        assert got.story_id.startswith("h") and len(got.normalized) <= 300
