@@ -74,6 +74,7 @@ def browser(desk):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are reported there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
     yield driver
@@ -123,6 +124,8 @@ def test_sign_in_edit_and_approve_a_draft(desk, browser):
     draft.find_element(By.CSS_SELECTOR, "form.approve button").click()
     WebDriverWait(browser, 15).until(lambda d: "sent by ann" in card(d, "web-1").text)  # swapped in place by htmx
 
+    violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert violations == []  # htmx and our script work within script-src 'self' and style-src 'self'
     records = [r for r in read_topic(services.bootstrap, "chat.outbound", 1, timeout=20)
                if json.loads(r.value)["message_id"] == "web-1"]
     assert len(records) == 1 and records[0].key == b"conv-web"
