@@ -146,3 +146,52 @@ def test_the_stack_starts_the_desk_and_stops_it(tmp_path, monkeypatch):
     finally:
         stack.stop()
     assert desk.poll() is not None
+
+
+def run_on_a_terminal(args: list[str], answers: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``sentinel ARGS`` with a pseudo-terminal as its controlling terminal, typing ``answers`` at each
+    prompt; returns its exit code and everything it wrote to the terminal."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its terminal
+        os.chdir(PROJECT_ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "infra.cli", *args], {**os.environ, **env})
+    seen, pending = b"", list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if pending and seen.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            seen += b"<typed>"
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+@pytest.mark.integration
+def test_add_user_on_a_terminal_asks_twice(tmp_path, database):
+    env = {"DATABASE_URL": database, "SENTINEL_STATE_DIR": str(tmp_path / "state")}
+    code, out = run_on_a_terminal(["desk", "add-user", "frank", "--role", "agent"],
+                                  ["a first password", "another password"], env)
+    assert code == 2 and "the two passwords differ" in out, out
+    code, out = run_on_a_terminal(["desk", "add-user", "frank", "--role", "agent"],
+                                  ["same password 1", "same password 1"], env)
+    assert code == 0, out
+    assert out.count("password") >= 2 and "same password 1" not in out  # asked twice, never echoed
+    engine = make_engine(database, pool_size=1)
+    try:
+        assert store.check_password(engine, "frank", "same password 1") is not None
+    finally:
+        engine.dispose()

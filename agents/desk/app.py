@@ -140,7 +140,8 @@ def knowledge_answers(settings: Settings) -> dict[str, dict]:
 
 # -- the app --------------------------------------------------------------------------------------------
 def create_app(settings: Settings, engine: Engine | None = None,
-               producer: OutboundProducer | None = None) -> FastAPI:
+               producer: OutboundProducer | None = None) -> Guard:
+    """The desk as an ASGI app: the FastAPI app inside ``Guard`` (headers and body cap on every response)."""
     from infra.db import make_engine
 
     if engine is None:
