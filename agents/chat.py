@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 
 from agents.alerts.records import AlertRecord
+from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
 from models.analysis import Analyzer
 from models.intent import IntentClassifier
@@ -31,10 +32,13 @@ class ChatModels:
         self.intents = intents
         self.composer = composer
 
-    def infer(self, texts: list[str]) -> list[tuple]:
+    def infer(self, inputs: list[str | ChatInput]) -> list[tuple]:
+        """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent reads)."""
+        texts = [i if isinstance(i, str) else i.text for i in inputs]
+        contexts = [() if isinstance(i, str) else i.context for i in inputs]
         # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
         analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-        intents = self.intents.predict(texts)
+        intents = intents_with_context(self.intents, texts, contexts)
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
         return [(sentiment, entities, draft) for (sentiment, entities), draft in zip(analysed, drafts)]
 
@@ -71,19 +75,25 @@ class ChatPipeline:
     parent = ChatMessage.__table__
     children = frozenset({ReplyDraft.__table__, Alert.__table__, ReplyReview.__table__, OutboundReply.__table__})
 
-    def __init__(self, models, generator_name: str, auto_reply=None):
+    def __init__(self, models, generator_name: str, auto_reply=None, history: ConversationHistory | None = None):
         """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``);
-        ``auto_reply``: the ``AutoReplyPolicy`` that sends confident drafts by themselves (None: never)."""
+        ``auto_reply``: the ``AutoReplyPolicy`` that sends confident drafts by themselves (None: never);
+        ``history``: where each message's earlier messages are read (None: each message is read alone)."""
         self.models = models
         self.generator_name = generator_name
         self.auto_reply = auto_reply
+        self.history = history
 
     @staticmethod
     def parse(raw: bytes | None) -> ChatEvent:
         return parse_chat(raw)
 
     def infer(self, events: list[ChatEvent]) -> list[tuple]:
-        return self.models.infer([e.text for e in events])
+        if self.history is None:
+            return self.models.infer([e.text for e in events])
+        # Read here, in the worker's process: the models (maybe in a child process) get texts only.
+        contexts = self.history.contexts(events)
+        return self.models.infer([ChatInput(e.text, tuple(c)) for e, c in zip(events, contexts)])
 
     def build(self, m: Received, event: ChatEvent, result) -> Built:
         sentiment, entities, draft = result

@@ -80,6 +80,7 @@ def build_app(settings: Settings) -> faust.App:
         # priority: no shared GIL with news, and on a busy CPU the kernel serves news first.
         # Started first, so its model loading overlaps nothing the news models need.
         from agents.chat import ChatPipeline
+        from agents.conversation import ConversationHistory
 
         chat_threads = settings.chat_threads or settings.torch_threads or os.cpu_count() or 1
         chat_settings = settings.model_copy(update={"torch_threads": chat_threads, "parallel_tasks": "off"})
@@ -99,7 +100,8 @@ def build_app(settings: Settings) -> faust.App:
         # The lane's model thread only waits on the child.
         from agents.desk.auto_reply import AutoReplyPolicy
 
-        add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings)),
+        add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings),
+                               ConversationHistory.from_settings(engine, settings)),
                   Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     chat_negative_escalation: float = Field(
         0.85, ge=0, le=1, description="Negative-sentiment probability from which a chat message is escalated."
     )
+    chat_context_messages: int = Field(
+        4, ge=0, le=50, description="Earlier messages of its conversation read with a chat message (0: none)."
+    )
+    chat_context_window: float = Field(
+        86_400.0, gt=0, description="Seconds before a chat message within which its conversation's messages count."
+    )
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
     max_length: int = Field(128, ge=8, le=512, description="Tokens per input; longer inputs are truncated.")
     max_batch: int = Field(64, ge=1, le=4096, description="Most inputs in one model batch.")
