@@ -307,3 +307,28 @@ def test_escalations_page_lists_escalated_drafts_only(settings, engine):
                                      "csrf_token": csrf_of(browser.get("/login").text)})
         page = browser.get("/escalations").text
     assert 'data-message-id="esc-page"' in page and 'data-message-id="calm-page"' not in page
+
+
+def test_hostile_message_ids_route_to_their_own_draft(settings, engine, client):
+    from urllib.parse import quote
+
+    odd = "odd/id?x=1#frag <b>"
+    add_draft(engine, odd, "conv-odd")
+    headers = token(client)
+    r = client.post(f"/api/drafts/{quote(odd, safe='')}/reject", headers=headers, json={"reason": "test"})
+    assert r.status_code == 200 and r.json()["message_id"] == odd
+    add_draft(engine, "odd/two?y", "conv-odd")
+    with TestClient(create_app(settings, engine=engine)) as browser:
+        browser.post("/login", data={"username": "ann", "password": "ann-password-1",
+                                     "csrf_token": csrf_of(browser.get("/login").text)})
+        page = browser.get("/drafts").text
+        action = re.search(r'action="(/drafts/odd[^"]*/approve)"', page).group(1)
+        assert action == "/drafts/odd/two%3Fy/approve"
+        assert browser.post(action, data={"text": "", "csrf_token": csrf_of(page)},
+                            follow_redirects=False).status_code == 303
+        session = browser.cookies.get("desk_session")
+        browser.post("/logout", data={"csrf_token": csrf_of(page)})
+        assert browser.get("/drafts", follow_redirects=False).headers["location"] == "/login"  # signed out
+        browser.cookies.set("desk_session", session)  # and the old cookie is no longer a session
+        assert browser.get("/drafts", follow_redirects=False).headers["location"] == "/login"
+    assert store.get_draft(engine, "odd/two?y").status == "sent"
