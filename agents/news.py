@@ -7,6 +7,7 @@ loop's (``agents/loop.py``); this module says only what is particular to news.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,11 +18,41 @@ from agents.alerts.records import AlertRecord
 from agents.alerts.stories import StoryIndex
 from agents.pipeline import Built, Received
 from models.analysis import Analyzer
-from models.entity_keys import KeyResolver, entity_key
+from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
 from schemas.events import NewsEvent, parse_news
 from infra import metrics
 from infra.settings import Settings
 from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def lead_end(event: NewsEvent) -> int:
+    """Where the lead of the models' text (``event.content``) ends: the title and the first sentence of the
+    body (the whole title when there is no body, the first sentence when there is no title)."""
+    content = event.content
+    title, body = (event.title or "").strip(), event.text.strip()
+    start = len(content) - len(body) if title and body and not body.startswith(title) else 0  # the body's start
+    found = _SENTENCE_END.search(content, start)
+    return found.end() if found else len(content)
+
+
+def central_keys(resolver: KeyResolver, entities, event: NewsEvent) -> set[str]:
+    """The keys an article is about, not merely mentions: tickers the publisher tagged it with, and
+    companies or tickers named in its lead (``lead_end``)."""
+    end = lead_end(event)
+    keys = {entity_key(t, "TICKER") for t in event.tickers}
+    for e in entities:
+        if e.start >= end:
+            continue
+        if e.label == "TICKER":
+            keys.add(entity_key(e.text, "TICKER"))
+        elif e.label == "ORG":
+            org = entity_key(e.text, "ORG")
+            if org not in NOT_COMPANIES:
+                keys.add(resolver.alias(org) or org)
+    return keys
 
 
 @dataclass
@@ -94,6 +125,7 @@ class NewsPipeline:
             "id": story.story_id, "first_seen": event_time, "last_seen": event_time, "headline": story.headline,
             "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1}))
         keys, learned = self.resolver.keys_for(entities, event.tickers)
+        keys &= central_keys(self.resolver, entities, event)  # a passing mention does not count (relevance)
         for key in sorted(keys):
             rows.append((ArticleKey.__table__, {
                 "article_id": event.id, "key": key, "event_time": event_time, "negative": scores["negative"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from infra import metrics
 from infra.db import make_engine, migrate
 from infra.embedded import EmbeddedPostgres
 from infra.settings import Settings
+from models.entities import Entity
 from models.sentiment import Sentiment
 
 PARTITIONS = 4
@@ -40,7 +42,8 @@ OUTLETS = [f"Outlet {c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
 
 
 class FakeNewsAnalyzer:
-    """Negative when the title holds a word from NEGATIVE_WORDS; no entities (keys come from `tickers`)."""
+    """Negative when the text holds a word from NEGATIVE_WORDS; a TICKER entity for each ``$XYZ`` in it
+    (with its position) and no other entities (keys come from `tickers` and those)."""
 
     version = "fake-news-1"
 
@@ -52,7 +55,8 @@ class FakeNewsAnalyzer:
             if not neg:
                 scores["positive"] = 0.1
             label = "negative" if neg else "neutral"
-            out.append((Sentiment(label, scores[label], scores), []))
+            tickers = [Entity(m.group(), "TICKER", m.start(), m.end(), 1.0) for m in re.finditer(r"\$[A-Z]{2,5}", t)]
+            out.append((Sentiment(label, scores[label], scores), tickers))
         return out
 
 
@@ -297,3 +301,33 @@ def test_an_open_episode_is_exported_with_the_alerts_labels_until_it_closes(engi
     assert f'sentinel_spike_alert_open{{key="{key}",severity="{sev}"}} 1.0' in exported
     replay.feed([e for e in events if e["published_at"] >= (DAY + timedelta(hours=10, minutes=45)).isoformat()], 32)
     assert 'sentinel_spike_alert_open{' not in metrics.render().decode()
+
+
+def passing_mentions(start: datetime, where: str) -> list[dict]:
+    """Twelve distinct negative stories about the sector that name HRWL in passing (``where="body"``:
+    after the first sentence) or in the title (``where="title"``)."""
+    subjects = ["Freight rates", "Parcel volumes", "Diesel costs", "Port delays", "Warehouse rents", "Air cargo",
+                "Rail freight", "Trucking margins", "Courier strikes", "Container prices", "Fleet insurance",
+                "Last-mile costs"]
+    events = []
+    for k, subject in enumerate(subjects):
+        title = f"{subject} slump deepens as logistics demand weakens"
+        text = "Analysts expect no recovery this quarter. Weaker names such as $HRWL could feel it."
+        if where == "title":
+            title = f"$HRWL hit as {subject.lower()} slump deepens"
+        e = event(f"passing-{k:02d}", title, "HRWL", start + timedelta(seconds=200 * k), OUTLETS[k % 8])
+        e.update(text=text, tickers=[])
+        events.append(e)
+    return events
+
+
+def test_a_passing_mention_does_not_count_for_a_company_and_a_named_one_does(engine):
+    for where, expected in (("body", []), ("title", ["ticker:HRWL"])):
+        clear(engine)
+        events = calm_day(random.Random(16)) + passing_mentions(DAY + timedelta(hours=9), where)
+        events.sort(key=lambda e: (e["published_at"], e["id"]))
+        Replay(engine).feed(events, 32)
+        with engine.connect() as conn:
+            counted = conn.execute(text("select count(*) from article_keys where article_id like 'passing-%'")).scalar()
+        assert counted == (0 if where == "body" else 12)
+        assert [a[1] for a in stored_alerts(engine)] == expected, where
