@@ -324,8 +324,11 @@ def test_hostile_message_ids_route_to_their_own_draft(settings, engine, client):
         page = browser.get("/drafts").text
         action = re.search(r'action="(/drafts/odd[^"]*/approve)"', page).group(1)
         assert action == "/drafts/odd/two%3Fy/approve"
-        assert browser.post(action, data={"text": "", "csrf_token": csrf_of(page)},
+        assert browser.post(action, data={"text": "  ", "csrf_token": csrf_of(page)}).status_code == 422  # emptied
+        assert browser.post(action, data={"text": "Sent as written.", "csrf_token": csrf_of(page)},
                             follow_redirects=False).status_code == 303
+        refused = browser.post(action, data={"text": "again", "csrf_token": "stale"}, headers={"HX-Request": "true"})
+        assert refused.status_code == 200 and "The form has expired" in refused.text  # htmx swaps it into the card
         session = browser.cookies.get("desk_session")
         browser.post("/logout", data={"csrf_token": csrf_of(page)})
         assert browser.get("/drafts", follow_redirects=False).headers["location"] == "/login"  # signed out

@@ -296,7 +296,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
         """After a decision from a page: the card's new state (htmx) or back to the queue."""
         if request.headers.get("hx-request"):
             row = store.get_draft(engine, message_id)
-            return render(request, "decided.html", code if error else 200, draft=row, error=error)
+            # 200 even for an error: htmx swaps only successful answers, and the card must say what happened
+            return render(request, "decided.html", 200, draft=row, error=error)
         if error:
             return render(request, "error.html", code, user=page_user(request), error=error)
         return RedirectResponse(request.headers.get("hx-current-url") or "/drafts", status_code=303)
@@ -310,7 +311,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if not csrf_ok(request, csrf_token):
             return decided(request, message_id, "The form has expired: reload the page.", 403)
         try:
-            store.approve(engine, message_id, user, text if text.strip() else None, intent or None)
+            store.approve(engine, message_id, user, text, intent or None)  # an emptied reply is refused
         except DecisionError as exc:
             return decided(request, message_id, str(exc), exc.code)
         _, error = send_reply(message_id)
