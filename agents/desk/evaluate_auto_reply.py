@@ -39,6 +39,14 @@ def curve(rows: list[dict], thresholds=THRESHOLDS, overrides: dict | None = None
     return out
 
 
+def shown_model(model: str) -> str:
+    """A model inside the project as its relative path (the report is committed)."""
+    from infra.settings import PROJECT_ROOT
+
+    root = str(PROJECT_ROOT) + "/"
+    return model[len(root):] if model.startswith(root) else model
+
+
 def measure(data: Path) -> dict:
     from infra.settings import Settings
     from models import datasets
@@ -64,7 +72,7 @@ def measure(data: Path) -> dict:
     n = len(rows)
     default = next(c for c in curve(rows) if c["threshold"] == settings.auto_reply_min_score)
     return {
-        "data": "banking77 test", "n": n, "model": "models/artifacts/intent",
+        "data": "banking77 test", "n": n, "model": shown_model(settings.intent_model),
         "intent_accuracy": round(sum(r["intent"] == r["gold"] for r in rows) / n, 4),
         "escalated": sum(r["escalate"] for r in rows),
         "default_threshold": settings.auto_reply_min_score, "at_default": default,
