@@ -300,7 +300,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return render(request, "decided.html", 200, draft=row, error=error)
         if error:
             return render(request, "error.html", code, user=page_user(request), error=error)
-        return RedirectResponse(request.headers.get("hx-current-url") or "/drafts", status_code=303)
+        return RedirectResponse("/drafts", status_code=303)
 
     @app.post("/drafts/{message_id:path}/approve")
     def approve_form(request: Request, message_id: str, text: Annotated[str, Form()] = "",
