@@ -331,3 +331,16 @@ def test_a_passing_mention_does_not_count_for_a_company_and_a_named_one_does(eng
             counted = conn.execute(text("select count(*) from article_keys where article_id like 'passing-%'")).scalar()
         assert counted == (0 if where == "body" else 12)
         assert [a[1] for a in stored_alerts(engine)] == expected, where
+
+
+def test_a_restarted_worker_replaying_the_day_and_an_article_from_1970_changes_no_alert(engine):
+    clear(engine)
+    events = scenario(with_future=True)
+    Replay(engine).feed(events, 64)
+    before = stored_alerts(engine)
+    assert before
+    again = Replay(engine)  # a restart: nothing acknowledged, the whole file comes again
+    again.feed([event("old-1970", "ACME plunge probe", "ACME", datetime(1970, 1, 2, tzinfo=UTC), "Outlet A")]
+               + events, 50)
+    assert stored_alerts(engine) == before
+    assert again.detector.decided_through == Replay(engine).detector.frontier(again.detector.watermark)

@@ -58,6 +58,7 @@ PRIOR_WEIGHT = 20.0  # stories of market-wide share the key's own baseline is sh
 DEFAULT_MARKET_SHARE = 0.2  # before any history at all
 TOP_STORIES = 10
 MAX_OUTLETS = 20  # outlets listed per story in an alert (the count is exact)
+RESUME_LIMIT = timedelta(days=7)  # how far back a start or a rebalance decides windows at most
 
 
 def tail_probability(k: int, n: int, p0: float) -> float:
@@ -286,6 +287,7 @@ class SpikeDetector:
                                    {"parts": sorted(assigned) if assigned is not None else None}).scalar()
         span = 2 * (self.s.alert_window + self.s.alert_grace + self.s.alert_hop)
         start = min(slowest or final, earliest) - timedelta(seconds=span)
+        start = max(start, final - RESUME_LIMIT)  # an article dated 1970 must not make it decide 56 years
         hop = self.s.alert_hop
         return min(final, _at(math.floor(_epoch(start) / hop) * hop))
 
@@ -298,17 +300,19 @@ class SpikeDetector:
         with self.engine.connect() as conn:
             open_keys = set(conn.execute(text(
                 "select distinct key from alerts where kind = :kind and status = 'open'"), {"kind": KIND}).scalars())
+            # the windows holding an article of the key (work in proportion to the articles, not to the span)
             pairs = set(conn.execute(text("""
-                select distinct k.key, e.e
-                from generate_series(cast(:first as timestamptz), cast(:last as timestamptz), cast(:hop as interval)) e(e)
-                join article_keys k on k.event_time >= e.e - cast(:window as interval) and k.event_time < e.e"""),
-                {"first": first_end, "last": through, "hop": hop, "window": window}).all())
-            ends = []
-            e = first_end
-            while e <= through:
-                ends.append(e)
-                e += hop
-            pairs |= {(k, e) for k in open_keys for e in ends}
+                select distinct key, e from (
+                    select k.key, k.event_time, to_timestamp((floor(extract(epoch from k.event_time) / :hop_s) + 1 + i)
+                                                             * :hop_s) e
+                    from article_keys k cross join generate_series(0, :n - 1) i
+                    where k.event_time >= :lo and k.event_time < :through) x
+                where e > :after and e <= :through and e - cast(:window as interval) <= event_time"""),
+                {"hop_s": self.s.alert_hop, "n": math.ceil(self.s.alert_window / self.s.alert_hop),
+                 "lo": first_end - window, "after": after, "through": through, "window": window}).all())
+            # an open episode also needs the window after its key's articles (the one that closes it)
+            pairs |= {(k, e) for k in open_keys for e in [first_end] + [e + hop for key, e in pairs if key == k]
+                      if e <= through}
             windows = self.windows(conn, sorted(pairs, key=lambda p: (p[1], p[0])))
         new_alerts = []
         for w in sorted(windows, key=lambda w: (w.key, w.end)):
