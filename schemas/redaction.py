@@ -39,10 +39,10 @@ themselves) because, measured on this machine (2 shared CPU cores; 1,000 banking
 Hostile input: ``redact`` never raises. The patterns are bounded (no nested unbounded
 repetition, so no catastrophic backtracking), card windows are capped at 19 digits, and the
 parser bounds a message to 4,000 characters: the worst 4,000-character texts crafted in
-``tests/test_redaction.py`` (IBAN-like or phone-like tokens repeated) take up to about 0.15 s. Should a recognizer still fail
-on some input, the text is masked coarsely instead (every run of 7 or more digits becomes
-``[NUMBER]``, every word with an ``@`` becomes ``[EMAIL]``) and a warning without the text is
-logged: a redactor that fails open would leak. Redaction is idempotent: placeholders carry no
+``tests/test_redaction.py`` (IBAN-like or phone-like tokens repeated) take up to about 0.15 s.
+Should a recognizer still fail on some input, the text is masked coarsely instead (``mask``:
+every run of 7 or more digits becomes ``[NUMBER]``, every word with an ``@`` becomes
+``[EMAIL]``) and a warning without the text is logged: a redactor that fails open would leak. Redaction is idempotent: placeholders carry no
 digit and no ``@``, and a text is redacted again until nothing changes (at most three rounds).
 """
 
