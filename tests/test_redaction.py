@@ -187,6 +187,19 @@ def test_redaction_cost_per_banking77_message(data_dir):
     assert all("4111" not in redact(t) for t in planted[:50])
 
 
+def test_customer_messages_lose_nothing_but_identifiers(data_dir):
+    """No banking77 message holds an identifier; bitext's labelled order and invoice numbers and refund amounts
+    (near misses: 15-digit order numbers among them, some Luhn-valid) all stay."""
+    with open(data_dir / "banking77" / "test.csv", newline="") as f:
+        banking = [row["text"] for row in csv.DictReader(f)]
+    assert [t for t in banking if redact(t) != t] == []
+    path = data_dir / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+    with open(path, newline="") as f:
+        labelled = [row for row in csv.DictReader(f) if row["entity_type"] in ("order_id", "invoice_id", "refund_amount")]
+    assert len(labelled) > 600
+    assert [r["entity_value"] for r in labelled if r["entity_value"] not in redact(r["instruction"])] == []
+
+
 def test_mask_is_coarse_and_linear():
     assert mask("card 4111 1111 1111 1111, order 784512, x@y.z") == "card [NUMBER], order 784512, [EMAIL]"
     started = time.perf_counter()
