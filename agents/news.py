@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,7 @@ from infra.settings import Settings
 from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
 
 
+STORY_REFRESH_S = 2.0  # how often a worker takes in the stories other workers founded
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
@@ -86,6 +88,8 @@ class NewsPipeline:
         self.future_tolerance = timedelta(seconds=settings.future_tolerance)
         self.stories = story_index or StoryIndex.from_settings(settings)
         self._generation = getattr(detector, "generation", 0)
+        self.story_refresh = STORY_REFRESH_S
+        self._refreshed = time.monotonic()
         if engine is not None and story_index is None:
             self.stories.load(engine)  # a restart must not split the stories under way
 
@@ -156,6 +160,11 @@ class NewsPipeline:
             if generation != self._generation:  # a rebalance: other workers' recent stories
                 self._generation = generation
                 self.stories.load(self.engine)
+            elif facts and time.monotonic() - self._refreshed >= self.story_refresh:
+                # stories founded by other workers (keyless reprints land on every partition): later copies
+                # here join them instead of founding their own
+                self._refreshed = time.monotonic()
+                self.stories.load(self.engine, since=min(f.event_time for f in facts) - timedelta(minutes=10))
             touched = sorted({f.story_id for f in facts if f.story_id})
             if touched:
                 with self.engine.begin() as conn:

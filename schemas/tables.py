@@ -250,7 +250,7 @@ class OutboundReply(Base):
 class Story(Base):
     """Near-duplicate articles (reprints, updates, wire copies) within the story horizon: one story.
 
-    Its id is the id of the article that founded it; ``copies`` and ``outlets`` are recounted from
+    Its id hashes its first copy's normalised headline and time slice; ``copies`` and ``outlets`` are recounted from
     ``news_articles`` after each batch, so a replayed batch changes nothing.
     """
 

@@ -212,8 +212,8 @@ def test_storm_raises_nothing_and_a_burst_one_alert_with_its_outlets_even_after_
             alerts = conn.execute(text("select key, payload, summary from alerts")).all()
             storm_stories = conn.execute(text("select count(distinct story_id) from news_articles "
                                               "where id like 'storm-%'")).scalar()
-            storm = conn.execute(text("select copies, jsonb_array_length(outlets) from stories "
-                                      "where id = 'storm-00'")).first()
+            storm = conn.execute(text("select copies, jsonb_array_length(outlets) from stories where id = "
+                                      "(select story_id from news_articles where id = 'storm-00')")).first()
         assert storm_stories == 1 and tuple(storm) == (15, 15)  # fifteen copies of one story, fifteen outlets
         assert [a.key for a in alerts] == ["ticker:HRWL"], [(a.key, a.summary) for a in alerts]
         payload = alerts[0].payload
@@ -344,3 +344,24 @@ def test_a_restarted_worker_replaying_the_day_and_an_article_from_1970_changes_n
                + events, 50)
     assert stored_alerts(engine) == before
     assert again.detector.decided_through == Replay(engine).detector.frontier(again.detector.watermark)
+
+
+def test_two_workers_take_in_each_others_stories(engine):
+    """Reprints land on every partition; with the partitions split over two workers, each worker takes in
+    the stories the other founded, so the copies still make one story."""
+    clear(engine)
+    a, b = Replay(engine), Replay(engine)
+    for worker in (a, b):
+        worker.pipeline.story_refresh = 0  # take them in after every batch (the default is every 2 s)
+    for k, e in enumerate(reprint_storm(DAY)):
+        (a if k % 2 else b).feed([e], 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(distinct story_id) from news_articles")).scalar() == 1
+        assert conn.execute(text("select copies from stories")).scalar() == 15
+    # an edited copy (another hash) on the other worker joins once that worker has taken the story in
+    b.feed([event("edit-0", "ACME profit warning hits shares", "ACME", DAY + timedelta(hours=1), "Outlet A")], 1)
+    a.feed([event("other-0", "BOLT opens research office", "BOLT", DAY + timedelta(hours=1), "Outlet B")], 1)
+    a.feed([event("edit-1", "UPDATE 1-ACME profit warning hits shares, analysts say", "ACME",
+                  DAY + timedelta(hours=1, minutes=2), "Outlet C")], 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(distinct story_id) from news_articles where id like 'edit-%'")).scalar() == 1

@@ -12,7 +12,9 @@ Method:
   index returns is checked with the exact Jaccard similarity of the shingle sets, and the
   article joins the most similar story whose first article lies within ``story_horizon`` of
   its event time (ties: the earlier story, then the smaller id). Otherwise it founds a story
-  whose id is its own id.
+  whose id is the hash of its normalised headline and its horizon-long slice of event time: two
+  workers that found the same reprint at the same moment found the same story. Every
+  two seconds (``agents/news.py``) a worker also takes in the stories other workers founded.
 - State is bounded: stories last seen more than two horizons before the newest event time
   are evicted. A restarted worker rebuilds the index from the ``stories`` table (stories last
   seen within two horizons of the newest one), so a restart does not split a story.
@@ -23,6 +25,8 @@ stories`` (``docs/MODELS.md``).
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import threading
 import unicodedata
@@ -129,12 +133,13 @@ class StoryIndex:
         normalized = normalize(headline)
         sh = shingles(normalized)
         mh = self._minhash(sh) if sh else None
+        founder_id = self.story_id(article_id, normalized, event_time)
         with self._lock:
             best: tuple | None = None
-            if article_id in self._stories:  # a replayed founder stays its own story
-                entry = self._stories[article_id]
-                return Assignment(entry.id, False, entry.headline, entry.normalized, 1.0)
-            if mh is not None:
+            known = self._stories.get(founder_id)
+            if known is not None and (mh is None or abs(event_time - known.first_seen) <= self.horizon):
+                best = ((-1.0, known.first_seen, known.id), known, 1.0)  # the same headline (or a replayed one)
+            elif mh is not None:
                 for sid in self._lsh.query(mh):
                     entry = self._stories.get(sid)
                     if entry is None or abs(event_time - entry.first_seen) > self.horizon:
@@ -151,10 +156,19 @@ class StoryIndex:
                 entry.first_seen = min(entry.first_seen, event_time)
                 self._tick(event_time)
                 return Assignment(entry.id, False, entry.headline, entry.normalized, best[2])
-            entry = StoryEntry(article_id, event_time, event_time, headline[:HEADLINE_CHARS * 2], normalized, sh)
+            entry = StoryEntry(founder_id, event_time, event_time, headline[:HEADLINE_CHARS * 2], normalized, sh)
             self._add(entry, mh)
             self._tick(event_time)
             return Assignment(entry.id, True, entry.headline, normalized, 1.0)
+
+    def story_id(self, article_id: str, normalized: str, event_time: datetime) -> str:
+        """The id a new story gets: its normalised headline's hash and its horizon-long slice of event time,
+        so two workers that found the same reprint at once found one story (an empty headline: the
+        article's own id)."""
+        if not normalized:
+            return article_id
+        digest = hashlib.sha256(normalized.encode("utf-8", "replace")).hexdigest()[:24]
+        return f"s{digest}-{math.floor(event_time.timestamp() / self.horizon.total_seconds())}"
 
     def _add(self, entry: StoryEntry, mh: MinHash | None) -> None:
         self._stories[entry.id] = entry
@@ -183,13 +197,19 @@ class StoryIndex:
         with self._lock:
             self._evict()
 
-    def load(self, engine: Engine) -> int:
-        """Add the recent stories from the database (after a restart or a rebalance); returns how many."""
+    def load(self, engine: Engine, since: datetime | None = None) -> int:
+        """Add the stories from the database last seen within two horizons of the newest (after a restart
+        or a rebalance), or since ``since`` (other workers' new stories); returns how many were new."""
         with engine.connect() as conn:
-            rows = conn.execute(text("""
-                select id, first_seen, last_seen, headline, normalized from stories
-                where last_seen >= (select max(last_seen) from stories) - cast(:span as interval)
-                order by first_seen, id"""), {"span": 2 * self.horizon}).all()
+            if since is None:
+                rows = conn.execute(text("""
+                    select id, first_seen, last_seen, headline, normalized from stories
+                    where last_seen >= (select max(last_seen) from stories) - cast(:span as interval)
+                    order by first_seen, id"""), {"span": 2 * self.horizon}).all()
+            else:
+                rows = conn.execute(text("""
+                    select id, first_seen, last_seen, headline, normalized from stories where last_seen >= :since
+                    order by first_seen, id"""), {"since": since}).all()
         added = 0
         with self._lock:
             for sid, first, last, headline, normalized in rows:
