@@ -34,6 +34,12 @@ PRIVATE = [  # one reaches the generator, one is an injection (always escalated:
 ]
 
 
+# Conversation context (agents/conversation.py): "what do I do now" after a lost wallet is a lost card.
+FIRST = {"id": "ctx-1", "conversation_id": "conv-ctx", "text": "I lost my wallet with my card in it"}
+FOLLOW_UPS = [{"id": "ctx-2", "conversation_id": "conv-ctx", "text": "what do I do now"},
+              {"id": "ctx-3", "conversation_id": "conv-alone", "text": "what do I do now"}]
+
+
 def leaks(blob) -> bool:
     """Whether a stored or produced value holds the card (in any spacing) or the e-mail address."""
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else str(blob)
@@ -48,16 +54,20 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
                              "text": f"card {CARD}, {EMAIL} " + "x" * 5000}).encode(),
                  b'{"id": "m5", "text": "no conversation"}', b'{"id": ["m6"], "conversation_id": "c", "text": "hi"}']
     values = [json.dumps({k: v for k, v in m.items() if not k.startswith("_")}).encode() for m in messages]
-    values += malformed + [json.dumps(m).encode() for m in PRIVATE]
+    values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST]]
     random.Random(3).shuffle(values)
     services = start_services(tmp_path)
     worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat").start(ready_timeout=400)
     try:
         produce(services.bootstrap, "chat", values)
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 192
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 193
                    and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
-                   message="192 drafts and 10 dead letters")
-        replies = read_topic(services.bootstrap, "chat.replies", 192)
+                   message="193 drafts and 10 dead letters")
+        # the follow-ups once the first message is stored: one in its conversation, one alone
+        produce(services.bootstrap, "chat", [json.dumps(m).encode() for m in FOLLOW_UPS])
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195, timeout=600,
+                   message="the follow-ups' drafts")
+        replies = read_topic(services.bootstrap, "chat.replies", 195)
         dead_records = read_topic(services.bootstrap, "deadletter", 10)
         stored = {table: services.rows(f"select * from {table}")
                   for table in ("chat_messages", "reply_drafts", "alerts", "dead_letters")}
@@ -82,7 +92,12 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     assert not [r for r in replies + dead_records if leaks(r.value)]
     assert not leaks(worker.log())
 
-    assert set(drafts) == {m["id"] for m in messages} | {m["id"] for m in PRIVATE}
+    # the follow-up is read with its conversation: a lost card, escalated as a risk; alone it is not
+    assert drafts["ctx-2"].intent == "lost_or_stolen_card"
+    assert "risk_intent:lost_or_stolen_card" in drafts["ctx-2"].escalation_reason
+    assert drafts["ctx-3"].intent != "lost_or_stolen_card"
+
+    assert set(drafts) == {m["id"] for m in messages + PRIVATE + [FIRST] + FOLLOW_UPS}
     assert dead == 10
     assert sorted(json.loads(r.value)["message_id"] for r in replies) == sorted(drafts)
     for d in drafts.values():
