@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -32,6 +34,7 @@ from infra.db import make_engine, migrate
 from infra.embedded import EmbeddedPostgres
 from models.entities import Entity
 from models.intent import Intent
+from models.process import ModelProcess
 from models.replies import Draft
 from models.sentiment import Sentiment
 from schemas.tables import Alert, ArticleKey, EntityMention, NewsArticle
@@ -165,6 +168,43 @@ def test_one_event_that_breaks_the_models_is_dead_lettered_and_the_batch_goes_on
         assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "model_error")]
     assert [k for k, _ in app.topics["news.enriched"].sent] == [b"n0", b"n2"]
     assert [json.loads(v)["reason"] for _, v in app.topics["deadletter"].sent] == ["model_error"]
+
+
+class FakeChatModelsThatDie(ChatModels):
+    """Fake chat models for a model process: a message saying KILL-THE-MODEL-PROCESS kills the process."""
+
+    def __init__(self, settings):
+        super().__init__(FakeAnalyzer(), FakeIntents(), FakeComposer())
+
+    def infer(self, texts):
+        if any("KILL-THE-MODEL-PROCESS" in getattr(t, "text", t) for t in texts):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().infer(texts)
+
+    def timed(self):
+        return []
+
+    def describe(self):
+        return {"generator": "fake", "models": []}
+
+
+def test_a_message_that_kills_the_model_process_is_dead_lettered_and_the_process_replaced(engine):
+    clear(engine)
+    models = ModelProcess("chat", "tests.test_stream_core:FakeChatModelsThatDie", None)
+    models.start()
+    try:
+        loop, app = make_loop(engine, ChatPipeline(models, "fake"))
+        first = models.pid()
+        values = [json.dumps({"id": f"c{i}", "conversation_id": f"conv{i}", "text": t}).encode()
+                  for i, t in enumerate(["where is my card", "KILL-THE-MODEL-PROCESS now", "card fee?"])]
+        process(loop, received(values, topic="chat"))
+        with engine.connect() as conn:
+            assert set(conn.execute(text("select id from chat_messages")).scalars()) == {"c0", "c2"}
+            assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "model_error")]
+        assert models.pid() not in (None, first)
+        assert [k for k, _ in app.topics["chat.replies"].sent] == [b"c0", b"c2"]
+    finally:
+        models.close()
 
 
 def test_an_event_whose_output_cannot_be_encoded_is_dead_lettered(engine, monkeypatch):
