@@ -53,6 +53,8 @@ NEGATIVE = [
     "{c} halts production in {place} after a serious accident",
     "{c} misses forecasts and suspends its dividend",
 ]
+# The crisis: distinct bad-news stories about one company (a desk counts stories, not reprints);
+# a burst longer than this list repeats them as reprints with small edits.
 BURST = [
     "{c} shares plunge after auditors refuse to sign off accounts",
     "{c} faces fraud investigation over inflated revenue",
@@ -62,6 +64,14 @@ BURST = [
     "{c} lays off {n} workers and closes its {place} hub",
     "Lenders pull credit lines from {c} after missed payment",
     "{c} warns it may breach loan covenants after sales collapse",
+    "Customers sue {c} over parcels lost in {place}",
+    "{c} bonds slide to record low on default fears",
+    "Regulator fines {c} for safety failures at its {place} depot",
+    "{c} suspends deliveries after fire at main warehouse",
+    "Analysts expect {c} quarterly loss to double",
+    "{c} auditor resigns citing missing invoices",
+    "Pension fund dumps its entire stake in {c}",
+    "{c} scraps dividend and seeks emergency funding",
 ]
 
 
@@ -89,11 +99,13 @@ def generate(n: int = 300, seed: int = 7, burst_at: int | None = 200, burst_size
     burst_spacing = spacing_s if burst_spacing_s is None else burst_spacing_s
     calm_left = n
     burst_left = burst_size if burst_at is not None else 0
+    burst_order = rng.sample(BURST, len(BURST))
     i = 0
     while calm_left or burst_left:
         in_burst = burst_at is not None and i >= burst_at and burst_left > 0 and (rng.random() < 0.7 or not calm_left)
         if in_burst:
-            company, template, sentiment = BURST_COMPANY, rng.choice(BURST), "negative"
+            company, sentiment = BURST_COMPANY, "negative"
+            template = burst_order[(burst_size - burst_left) % len(burst_order)]
             burst_left -= 1
             when += timedelta(seconds=burst_spacing)
         else:
