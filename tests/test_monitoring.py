@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -63,6 +64,15 @@ def query(base: str, expr: str) -> list:
         body = json.load(r)
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+def ready(base: str) -> bool:
+    """Prometheus answers 503 while it loads its storage, after its port is already open."""
+    try:
+        with urllib.request.urlopen(f"{base}/-/ready", timeout=5) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
 
 
 @pytest.mark.integration
