@@ -95,24 +95,25 @@ def test_precision_and_recall_against_labels_worked_out_by_hand(settings, tmp_pa
     assert out["precision"] == 0.5 and out["false_alarms"] == 1 and out["sentiment_from_models"] == len(unread)
 
 
-def test_the_partition_is_the_producers():
+@pytest.mark.parametrize("partitions", [3, 4])
+def test_the_partition_is_the_producers(partitions):
     from kafka.partitioner.default import DefaultPartitioner
 
     class FakeCluster:
-        """The metadata the producer's partitioner asks for: one topic of four partitions."""
+        """The metadata the producer's partitioner asks for: one topic of ``partitions`` partitions."""
 
         def topics(self):
             return {"news"}
 
         def partitions_for_topic(self, topic):
-            return {0, 1, 2, 3}
+            return set(range(partitions))
 
         available_partitions_for_topic = partitions_for_topic
 
     chosen = [DefaultPartitioner().partition("news", None, f"article-{k}".encode(), None, None, FakeCluster())
               for k in range(200)]
-    assert [bt.partition_of(f"article-{k}".encode(), 4) for k in range(200)] == chosen
-    assert set(chosen) == {0, 1, 2, 3}
+    assert [bt.partition_of(f"article-{k}".encode(), partitions) for k in range(200)] == chosen
+    assert set(chosen) == set(range(partitions))
 
 
 @pytest.mark.parametrize("lines, expected", [
