@@ -147,3 +147,11 @@ def test_a_bad_label_names_its_line(tmp_path):
                     '{"key": "HRWL", "start": "2026-03-02T09:00:00Z", "end": "2026-03-01T10:00:00Z"}\n')
     with pytest.raises(bt.BacktestError, match="^labels.jsonl line 2 is not a label: end is before start$"):
         bt.read_labels(path)
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path):
+    history = write(tmp_path / "day.jsonl", bt.burst(DAY))
+    unreachable = Settings().model_copy(update={"database_url": "postgresql://desk:s3cret@127.0.0.1:1/sentinel"})
+    with pytest.raises(bt.BacktestError, match="^cannot use the database at ") as caught:
+        bt.backtest(history, settings=unreachable, show_progress=False)
+    assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)

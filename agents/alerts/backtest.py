@@ -538,11 +538,16 @@ def _quiet_alerts():
 def command(file: Path, labels: Path | None, as_json: bool, fail) -> None:
     """``sentinel backtest``: the report on stdout, every error one line through ``fail``."""
     import typer
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         result = backtest(file, labels)
     except BacktestError as exc:
         fail(str(exc), "fix that line or file (see `sentinel backtest --help` and docs/ALERTS.md) and run again")
+    except (SQLAlchemyError, OSError, RuntimeError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        fail(f"the backtest's database failed: {_short(reason[0] if reason else type(exc).__name__, 300)}",
+             "check DATABASE_URL (or unset it for a throwaway embedded PostgreSQL) and run again")
     typer.echo(json.dumps(result.as_dict(), ensure_ascii=False) if as_json else report(result, file.name))
 
 
