@@ -155,3 +155,15 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path):
     with pytest.raises(bt.BacktestError, match="^cannot use the database at ") as caught:
         bt.backtest(history, settings=unreachable, show_progress=False)
     assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_far_future_dates_and_an_idle_partition_still_let_the_burst_through(settings, tmp_path):
+    """The arrival clock: 2099 articles arrive at 07:00 (their received_at) and move no watermark; a partition
+    that never delivers stops holding the watermark back after the idle timeout of arrival time."""
+    built = bt.scenarios()
+    for name in ("far_future", "idle_partition"):
+        events, labels = built[name]
+        history, episodes = write(tmp_path / f"{name}.jsonl", events), write(tmp_path / f"{name}.labels", labels)
+        result = bt.backtest(history, episodes, settings=settings, show_progress=False)
+        assert [(a.key, a.lead_s) for a in result.alerts] == [("ticker:HRWL", 1800)], name
+        assert result.recall == 1.0 and result.precision == 1.0, name
