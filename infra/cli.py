@@ -129,6 +129,9 @@ def train(
     average_from: Annotated[int, typer.Option(
         help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
              "with each epoch on validation. 0 = off.")] = 0,
+    feedback: Annotated[bool, typer.Option(
+        "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
+                           "or the running stack's database), each text once.")] = False,
 ) -> None:
     """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
     from models import training
@@ -146,8 +149,16 @@ def train(
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = get_settings().base_encoder
+    if feedback and task is not TrainTask.intent:
+        fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
+    corrections = _desk_corrections() if feedback else None
     try:
-        if task is TrainTask.sentiment:
+        if corrections is not None:
+            from models.feedback import intent_job
+
+            job, report = intent_job(folder, base, config.max_length, corrections)
+            err.print(report.summary())
+        elif task is TrainTask.sentiment:
             job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat)
         elif task is TrainTask.entities:
             job = training.entities_job(folder, base, config.max_length)
@@ -156,6 +167,22 @@ def train(
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
     training.train(job, out or ARTIFACTS / task.value, config, base)
+
+
+def _desk_corrections() -> list[tuple[str, str]]:
+    """(message text, corrected intent) of every desk decision that corrected an intent, oldest first."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agents.desk.feedback import corrected_intents
+
+    engine = _database_engine("read the desk's corrected intents from")
+    try:
+        return [(c.text, c.intent) for c in corrected_intents(engine)]
+    except SQLAlchemyError as exc:
+        fail(f"cannot read the desk's corrected intents: {_reason(exc)}",
+             "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
 
 
 @app.command("eval")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from agents.alerts import lifecycle
-from agents.desk import store
+from agents.desk import feedback, store
 from agents.desk.charts import sentiment_chart
 from agents.desk.outbound import OutboundProducer
 from agents.desk.security import Csrf, RateLimiter
@@ -153,7 +153,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
     by_user = RateLimiter(settings.desk_login_max_per_user, settings.desk_login_window)
     by_address = RateLimiter(settings.desk_login_max_per_address, settings.desk_login_window)
     answers = knowledge_answers(settings)
-    intents = sorted({a["intent"] for a in answers.values() if a["intent"]})
+    intents = feedback.known_intents(settings)  # a corrected intent is one of the intent model's labels
+    reviews = feedback.ReviewCounters(intents)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
@@ -231,6 +232,22 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return None, 0.0
         by_user.clear(keys[0])
         return user, 0.0
+
+    def corrected(intent: str | None) -> str | None:
+        """A corrected intent as given (None or empty: none), or DecisionError (422) when the model lacks it."""
+        if not intent:
+            return None
+        if intent not in reviews.intents:
+            raise DecisionError("the corrected intent is not one the intent model knows", 422)
+        return intent
+
+    def count_review(message_id: str, action: str) -> None:
+        """Count a decision this request took (after its commit) by the draft's intent."""
+        try:
+            row = store.get_draft(engine, message_id)
+            reviews.count(row.intent if row else None, action)
+        except Exception as exc:  # noqa: BLE001 - the decision is stored; only its count is lost
+            log.warning("desk: cannot count the decision on %r: %r", message_id, str(exc)[:500])
 
     def send_reply(message_id: str) -> tuple[bool, str | None]:
         """Produce the reply's outbox row if it is not produced yet: (produced now, error)."""
@@ -311,9 +328,12 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if not csrf_ok(request, csrf_token):
             return decided(request, message_id, "The form has expired: reload the page.", 403)
         try:
-            store.approve(engine, message_id, user, text, intent or None)  # an emptied reply is refused
+            # an emptied reply is refused
+            reply, decided_now = store.approve(engine, message_id, user, text, corrected(intent))
         except DecisionError as exc:
             return decided(request, message_id, str(exc), exc.code)
+        if decided_now:
+            count_review(message_id, "edit" if reply.edited else "approve")
         _, error = send_reply(message_id)
         return decided(request, message_id, error, 503)
 
@@ -326,9 +346,11 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if not csrf_ok(request, csrf_token):
             return decided(request, message_id, "The form has expired: reload the page.", 403)
         try:
-            store.reject(engine, message_id, user, reason, intent or None)
+            decided_now = store.reject(engine, message_id, user, reason, corrected(intent))
         except DecisionError as exc:
             return decided(request, message_id, str(exc), exc.code)
+        if decided_now:
+            count_review(message_id, "reject")
         return decided(request, message_id, None)
 
     @app.get("/conversations/{conversation_id:path}", response_class=HTMLResponse)
@@ -404,9 +426,11 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return user
         body = body or ApproveBody()
         try:
-            reply, decided_now = store.approve(engine, message_id, user, body.text, body.intent)
+            reply, decided_now = store.approve(engine, message_id, user, body.text, corrected(body.intent))
         except DecisionError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.code)
+        if decided_now:
+            count_review(message_id, "edit" if reply.edited else "approve")
         produced, error = send_reply(message_id)
         if error:
             return JSONResponse({"detail": error}, status_code=503)
@@ -419,10 +443,17 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if not isinstance(user, User):
             return user
         try:
-            decided_now = store.reject(engine, message_id, user, body.reason, body.intent)
+            decided_now = store.reject(engine, message_id, user, body.reason, corrected(body.intent))
         except DecisionError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.code)
+        if decided_now:
+            count_review(message_id, "reject")
         return {"message_id": message_id, "status": "rejected", "decided": decided_now}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics():
+        """Review counters per intent for Prometheus (counts only: no text, no names)."""
+        return Response(feedback.render(), media_type=feedback.CONTENT_TYPE)
 
     @app.get("/api/alerts")
     def api_alerts(request: Request, status: str = "open", limit: int = 200):

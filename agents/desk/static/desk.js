@@ -19,7 +19,7 @@
     if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
   }
   document.addEventListener("keydown", function (ev) {
-    var t = ev.target, typing = t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.isContentEditable);
+    var t = ev.target, typing = t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.tagName === "SELECT" || t.isContentEditable);
     if (typing) {
       if (ev.key === "Escape") { t.blur(); }
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && t.tagName === "TEXTAREA") {
