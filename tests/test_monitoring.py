@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -14,7 +15,9 @@ import urllib.request
 import pytest
 
 from agents.demo.feed import FEED_FILE
+from agents.desk.store import add_user
 from agents.replay import read_events
+from infra.db import make_engine
 from infra.embedded import free_port, wait_for_port
 from infra.settings import PROJECT_ROOT
 from tests.helpers import Worker, produce, start_services, wait_until
@@ -75,10 +78,29 @@ def ready(base: str) -> bool:
         return False
 
 
+def desk_post(base: str, path: str, body: dict, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.load(r)
+
+
 @pytest.mark.integration
 def test_every_panel_returns_data_from_a_live_worker(promtool, tmp_path, capsys):
     services = start_services(tmp_path)
-    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news,chat").start(ready_timeout=400)
+    # Auto-reply off: every draft waits for the desk's decisions.
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="news,chat", SENTINEL_AUTO_REPLY="off").start(ready_timeout=400)
+    # The desk too (its review counters feed the customer-service dashboard): Prometheus scrapes its
+    # zero-valued series long before the decisions below.
+    engine = make_engine(services.database_url, pool_size=1)
+    add_user(engine, "monitor", "monitor-password-1", "agent")
+    engine.dispose()
+    desk_port = free_port()
+    desk = subprocess.Popen([sys.executable, "-m", "infra.cli", "desk", "serve"], cwd=PROJECT_ROOT,
+                            env={**os.environ, "KAFKA_BOOTSTRAP": services.bootstrap, "DATABASE_URL":
+                                 services.database_url, "SENTINEL_DESK_HOST": "127.0.0.1",
+                                 "SENTINEL_DESK_PORT": str(desk_port), "SENTINEL_STATE_DIR": str(tmp_path / "desk")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"""
@@ -87,6 +109,8 @@ rule_files: ["{PROM / 'rules.yml'}"]
 scrape_configs:
   - job_name: sentinel
     static_configs: [{{targets: ["127.0.0.1:{worker.port}"]}}]
+  - job_name: sentinel-desk
+    static_configs: [{{targets: ["127.0.0.1:{desk_port}"]}}]
 """)
     prometheus = subprocess.Popen([shutil.which("prometheus"), f"--config.file={config}",
                                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -95,6 +119,7 @@ scrape_configs:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
+        wait_until(lambda: ready(base), timeout=60, interval=0.5, message="Prometheus ready")
         # Before any event: the database is up, and Prometheus sees it (no SentinelDatabaseDown, not
         # even pending, on a fresh idle worker).
         fresh = worker.metrics()
@@ -110,6 +135,15 @@ scrape_configs:
         wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(values)
                    and services.scalar("select count(*) from reply_drafts") >= len(CHAT), timeout=900,
                    message="demo feed and chat messages processed")
+        wait_for_port("127.0.0.1", desk_port, timeout=60)
+        desk_base = f"http://127.0.0.1:{desk_port}"
+        token = desk_post(desk_base, "/api/login", {"username": "monitor", "password": "monitor-password-1"})["token"]
+        pending = [r.message_id for r in services.rows(
+            "select message_id from reply_drafts where status = 'pending' order by message_id limit 3")]
+        assert len(pending) == 3
+        for message_id, path, body in zip(pending, ["approve", "approve", "reject"],
+                                          [{}, {"text": "Edited by the desk."}, {"reason": "wrong answer"}]):
+            assert desk_post(desk_base, f"/api/drafts/{message_id}/{path}", body, token)["decided"] is True
         time.sleep(8)  # a few more scrapes after the last batch
         exposition = worker.metrics()
         checked, empty = [], []
@@ -123,9 +157,13 @@ scrape_configs:
                     except TimeoutError:
                         empty.append(name)
         spike_alerts = query(base, 'sum(sentinel_alerts_total{kind="sentiment_spike"})')
+        desk_decisions = {r["metric"]["action"]: r["value"][1]
+                          for r in query(base, "sum by (action) (sentinel_desk_reviews_total)")}
     finally:
         prometheus.terminate()
         prometheus.wait()
+        desk.terminate()
+        desk.wait()
         worker.stop()
         services.broker.stop()
         services.postgres.stop()
@@ -137,3 +175,4 @@ scrape_configs:
     missing = [f for f in METRIC_FAMILIES if f"\n{f}" not in exposition and not exposition.startswith(f)]
     assert not missing, f"metric families without live values: {missing}"
     assert spike_alerts[0]["value"][1] == "1"  # the demo feed's scripted burst
+    assert desk_decisions == {"approve": "1", "edit": "1", "reject": "1"}  # as the desk took them, once each
