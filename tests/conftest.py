@@ -44,3 +44,17 @@ def services(tmp_path):
     yield s
     s.broker.stop()
     s.postgres.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """A migrated embedded PostgreSQL for one test module (its tests clear the tables they use)."""
+    from infra.db import make_engine, migrate
+    from infra.embedded import EmbeddedPostgres
+
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", delete_on_stop=True).start()
+    migrate(postgres.url)
+    engine = make_engine(postgres.url)
+    yield engine
+    engine.dispose()
+    postgres.stop()

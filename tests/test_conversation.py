@@ -175,19 +175,6 @@ def test_chat_models_read_the_intent_with_the_context():
 
 # -- the real reader against PostgreSQL ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    from infra.db import make_engine, migrate
-    from infra.embedded import EmbeddedPostgres
-
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", delete_on_stop=True).start()
-    migrate(postgres.url)
-    engine = make_engine(postgres.url)
-    yield engine
-    engine.dispose()
-    postgres.stop()
-
-
 def test_the_postgres_reader_returns_the_newest_messages_of_each_conversation(engine):
     rows = [{"id": f"{c}-{i}", "conversation_id": c, "text": f"{c} message {i}", "sentiment_label": "neutral",
              "negative": 0.0, "entities": "[]", "kafka_partition": 0, "kafka_offset": n,

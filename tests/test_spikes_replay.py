@@ -23,8 +23,6 @@ from agents.news import NewsPipeline
 from agents.pipeline import Received
 from agents.sinks import Batch, PostgresSink
 from infra import metrics
-from infra.db import make_engine, migrate
-from infra.embedded import EmbeddedPostgres
 from infra.settings import Settings
 from models.entities import Entity
 from models.sentiment import Sentiment
@@ -58,16 +56,6 @@ class FakeNewsAnalyzer:
             tickers = [Entity(m.group(), "TICKER", m.start(), m.end(), 1.0) for m in re.finditer(r"\$[A-Z]{2,5}", t)]
             out.append((Sentiment(label, scores[label], scores), tickers))
         return out
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", delete_on_stop=True).start()
-    migrate(postgres.url)
-    engine = make_engine(postgres.url)
-    yield engine
-    engine.dispose()
-    postgres.stop()
 
 
 def clear(engine) -> None:

@@ -30,8 +30,7 @@ from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
 from agents.pipeline import Received
 from agents.sinks import Batch, PostgresSink
-from infra.db import make_engine, migrate
-from infra.embedded import EmbeddedPostgres
+from infra.db import make_engine
 from models.entities import Entity
 from models.intent import Intent
 from models.process import ModelProcess
@@ -40,16 +39,6 @@ from models.sentiment import Sentiment
 from schemas.tables import Alert, ArticleKey, EntityMention, NewsArticle
 
 TABLES = "news_articles, entity_mentions, article_keys, entity_aliases, alerts, chat_messages, reply_drafts, dead_letters"
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "pgdata", delete_on_stop=True).start()
-    migrate(postgres.url)
-    engine = make_engine(postgres.url)
-    yield engine
-    engine.dispose()
-    postgres.stop()
 
 
 def clear(engine) -> None:

@@ -217,7 +217,6 @@ class SpikeDetector:
         self._earliest: datetime | None = None  # the earliest event time this process has stored
         self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, stories, share)
         self._exported: set[str] = set()
-        self._open_exported: set[tuple[str, str]] = set()
         # assign() runs on the event loop during a rebalance, evaluate() in the database thread
         self._lock = threading.Lock()
 
@@ -339,11 +338,14 @@ class SpikeDetector:
             now = {(key, sev) for key, sev in conn.execute(text(
                 "select key, severity from alerts where kind = :kind and status = 'open' order by opened_at desc "
                 "limit :n"), {"kind": KIND, "n": limit})}
-        for labels in self._open_exported - now:
+        # The gauge follows the table: whatever it holds that is no longer open goes, whoever set it
+        # (series are removed one by one, never cleared, so a scrape never sees an open episode missing).
+        exported = {(sample.labels["key"], sample.labels["severity"])
+                    for metric in metrics.SPIKE_ALERTS_OPEN.collect() for sample in metric.samples}
+        for labels in exported - now:
             metrics.SPIKE_ALERTS_OPEN.remove(*labels)
         for labels in now:
             metrics.SPIKE_ALERTS_OPEN.labels(*labels).set(1)
-        self._open_exported = now
 
     def windows(self, conn, pairs: list[tuple[str, datetime]],
                 baseline_until: dict[str, datetime] | None = None) -> list[Window]:
