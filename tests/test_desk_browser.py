@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,18 +26,9 @@ pytestmark = pytest.mark.integration
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory):
-    """Services, a user, three drafts and the desk in its own process; yields (url, services, engine)."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
-    folder = tmp_path_factory.mktemp("desk-browser")
-    services = start_services(folder)
-    engine = make_engine(services.database_url)
-    store.add_user(engine, "ann", "ann-password-1", "agent")
-    add_draft(engine, "web-1", "conv-web", text_="My new card has not arrived yet.")
-    add_draft(engine, "web-xss", "conv-xss", text_=f"Hello {HOSTILE}", draft=f"Dear customer {HOSTILE}")
-    add_draft(engine, "web-3", "conv-3", text_="How do I top up by bank transfer?")
+@contextmanager
+def desk_server(services, folder):
+    """`sentinel desk serve` in its own process on the given services; yields its URL."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": services.database_url, "KAFKA_BOOTSTRAP": services.bootstrap,
            "SENTINEL_DESK_PORT": str(port), "SENTINEL_STATE_DIR": str(folder / "state")}
@@ -55,17 +47,17 @@ def desk(tmp_path_factory):
 
     try:
         wait_until(up, timeout=60, interval=0.3, message="desk serving")
-        yield url, services, engine
+        yield url
     finally:
         proc.terminate()
         proc.wait(15)
-        engine.dispose()
-        services.broker.stop()
-        services.postgres.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(desk):
+@contextmanager
+def chromium():
+    """Debian's headless Chromium through its chromedriver (skips where they are not installed)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
     os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager must not reach for the internet
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -77,8 +69,37 @@ def browser(desk):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are reported there
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory):
+    """Services, a user, three drafts and the desk in its own process; yields (url, services, engine)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
+    folder = tmp_path_factory.mktemp("desk-browser")
+    services = start_services(folder)
+    engine = make_engine(services.database_url)
+    store.add_user(engine, "ann", "ann-password-1", "agent")
+    add_draft(engine, "web-1", "conv-web", text_="My new card has not arrived yet.")
+    add_draft(engine, "web-xss", "conv-xss", text_=f"Hello {HOSTILE}", draft=f"Dear customer {HOSTILE}")
+    add_draft(engine, "web-3", "conv-3", text_="How do I top up by bank transfer?")
+    try:
+        with desk_server(services, folder) as url:
+            yield url, services, engine
+    finally:
+        engine.dispose()
+        services.broker.stop()
+        services.postgres.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(desk):
+    with chromium() as driver:
+        yield driver
 
 
 def card(driver, message_id: str):

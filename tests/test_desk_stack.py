@@ -1,6 +1,7 @@
 """Auto-reply and the desk on the real stack: the real worker (chat agent, real models) on the embedded
-broker and database sends confident drafts to chat.outbound by itself, keeps the escalated one for a
-person, and the desk's API sends that one when a person approves it."""
+broker and database sends confident drafts to chat.outbound by itself and keeps the escalated one for a
+person; in a real headless Chromium against `sentinel desk serve`, a person signs in, sees that new
+draft, edits and approves it, and it is found once on chat.outbound."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from agents.desk.app import create_app
 from infra.db import make_engine
 from infra.harness import Worker, produce, read_topic, wait_until
 from infra.settings import Settings
+from tests.test_desk_browser import card, chromium, desk_server, signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +54,23 @@ def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tm
             pending = client.get("/api/drafts?status=pending", headers=headers).json()
             assert [(d["message_id"], d["escalate"]) for d in pending] == [("s-lost", True)]
             assert client.post("/api/drafts/s-card/approve", headers=headers).json()["produced"] is False
-            assert client.post("/api/drafts/s-lost/approve", headers=headers).json()["produced"] is True
     finally:
         engine.dispose()
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    edited = "We have blocked your card. A replacement is on its way to you."
+    with desk_server(services, tmp_path) as url, chromium() as browser:
+        signed_in(browser, url)
+        draft = card(browser, "s-lost")
+        assert MESSAGES[2][1] in draft.find_element(By.CSS_SELECTOR, "blockquote").text
+        reply = draft.find_element(By.NAME, "text")
+        reply.clear()
+        reply.send_keys(edited)
+        draft.find_element(By.CSS_SELECTOR, "form.approve button").click()
+        WebDriverWait(browser, 15).until(lambda d: "sent by ann" in card(d, "s-lost").text)
     records = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 3, timeout=30)]
     assert sorted(r["message_id"] for r in records) == ["s-card", "s-lost", "s-topup"]  # each sent once
-    assert [r["auto"] for r in records if r["message_id"] == "s-lost"] == [False]
+    assert [(r["auto"], r["edited"], r["sent_by"], r["text"]) for r in records if r["message_id"] == "s-lost"] == [
+        (False, True, "ann", edited)]
