@@ -12,12 +12,11 @@ from sqlalchemy import text
 from agents.chat import ChatModels, ChatPipeline
 from agents.desk import store
 from agents.desk.auto_reply import AutoReplyPolicy
-from tests.test_stream_core import (  # noqa: F401 - engine is a fixture
+from tests.test_stream_core import (  # the `engine` fixture is tests/conftest.py's
     FakeAnalyzer,
     FakeComposer,
     FakeIntents,
     clear,
-    engine,
     make_loop,
     process,
     received,
