@@ -137,6 +137,8 @@ def test_sign_in_edit_and_approve_a_draft(desk, browser):
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
     WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/drafts"))
 
+    if os.environ.get("SENTINEL_DESK_SCREENSHOT"):  # the README's picture of the review queue
+        browser.save_screenshot(os.environ["SENTINEL_DESK_SCREENSHOT"])
     draft = card(browser, "web-1")
     assert "My new card has not arrived yet." in draft.find_element(By.CSS_SELECTOR, "blockquote").text
     reply = draft.find_element(By.NAME, "text")
