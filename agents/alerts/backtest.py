@@ -50,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from schemas.events import InvalidEvent, NewsEvent, decode_json, parse_news
 
@@ -420,7 +421,7 @@ def database(database_url: str = ""):
         try:
             admin = make_engine(database_url, pool_size=1)
             with admin.begin() as conn:
-                conn.execute(text(f'create schema "{schema}"'))
+                conn.execute(CreateSchema(schema))
         except (ValueError, SQLAlchemyError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise BacktestError(f"cannot use the database at {redact(database_url)}: "
@@ -434,7 +435,7 @@ def database(database_url: str = ""):
             if engine is not None:
                 engine.dispose()
             with admin.begin() as conn:
-                conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+                conn.execute(DropSchema(schema, cascade=True, if_exists=True))
             admin.dispose()
         return
     from infra.embedded import EmbeddedPostgres

@@ -52,7 +52,7 @@ def _run(bind: Engine | Connection, statements: list[str], alert_id: str, by: st
     def go(conn: Connection):
         for sql in statements:
             conn.execute(text(sql), params)
-        return conn.execute(text(f"select {COLUMNS} from alerts where id = :id"), params).first()
+        return conn.execute(text(SELECT_ONE), params).first()
 
     if isinstance(bind, Engine):
         with bind.begin() as conn:
@@ -83,11 +83,16 @@ STATUS_FILTERS = {
 }
 
 
+# Statements joined from the fixed fragments above only: values always travel as bound parameters.
+SELECT_ONE = f"select {COLUMNS} from alerts where id = :id"
+SELECT_BY_STATUS = {status: f"select {COLUMNS} from alerts where {where} order by opened_at desc limit :limit"
+                    for status, where in STATUS_FILTERS.items()}
+
+
 def list_alerts(bind: Engine | Connection, status: str = "open", limit: int = 200) -> list:
     """Alert rows by lifecycle status, newest first: open (nobody has acknowledged it), acknowledged,
     resolved, unresolved (open or acknowledged) or all."""
-    where = STATUS_FILTERS[status]
-    sql = text(f"select {COLUMNS} from alerts where {where} order by opened_at desc limit :limit")
+    sql = text(SELECT_BY_STATUS[status])
     if isinstance(bind, Engine):
         with bind.connect() as conn:
             return list(conn.execute(sql, {"limit": limit}))

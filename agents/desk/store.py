@@ -124,23 +124,27 @@ def draft_dict(row) -> dict:
             "decided_at": row.decided_at.isoformat() if row.decided_at else None}
 
 
+# Statements joined from fixed fragments only (values always travel as bound parameters); keyed by
+# (pending: the oldest waits first, else the latest decision first; filtered on escalation or not).
+_DRAFTS_FROM = f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
+SELECT_DRAFT = _DRAFTS_FROM + "where d.message_id = :id"
+SELECT_DRAFTS = {
+    (pending, filtered): _DRAFTS_FROM + "where d.status = :s" + (" and d.escalate = :e" if filtered else "")
+    + " order by " + ("d.created_at asc" if pending else "d.decided_at desc nulls last") + ", d.message_id limit :limit"
+    for pending in (True, False) for filtered in (True, False)}
+
+
 def list_drafts(engine: Engine, status: str = "pending", limit: int = 100, escalated: bool | None = None) -> list:
     if status not in STATUSES:
         raise ValueError(f"status is one of {', '.join(STATUSES)}")
-    where = "d.status = :s" + ("" if escalated is None else " and d.escalate = :e")
-    order = "d.created_at asc" if status == "pending" else "d.decided_at desc nulls last"  # oldest waits first
+    sql = SELECT_DRAFTS[(status == "pending", escalated is not None)]
     with engine.connect() as conn:
-        return list(conn.execute(text(
-            f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
-            f"where {where} order by {order}, d.message_id limit :limit"),
-            {"s": status, "e": escalated, "limit": limit}))
+        return list(conn.execute(text(sql), {"s": status, "e": escalated, "limit": limit}))
 
 
 def get_draft(engine: Engine, message_id: str):
     with engine.connect() as conn:
-        return conn.execute(text(
-            f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
-            "where d.message_id = :id"), {"id": message_id}).first()
+        return conn.execute(text(SELECT_DRAFT), {"id": message_id}).first()
 
 
 def conversation(engine: Engine, conversation_id: str, limit: int = 500) -> list:
