@@ -370,6 +370,18 @@ def replay(
     err.print(f"sent {n} events to {topic}")
 
 
+@app.command()
+def backtest(
+    file: Annotated[Path, typer.Argument(help="JSONL of news events (the news topic's format), in arrival order.")],
+    labels: Annotated[Optional[Path], typer.Option(help="JSONL of labelled episodes ({key, start, end}).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run the spike detector offline over a news history: alerts per key, lead times, precision and recall."""
+    from agents.alerts.backtest import command
+
+    command(file, labels, as_json, fail)
+
+
 def _parse_since(value: str):
     """An ISO time, or a duration back from now such as 30m, 24h or 7d."""
     import re

@@ -125,20 +125,16 @@ def test_the_partition_is_the_producers(partitions):
     (['{"id": "d", "title": "x", "received_at": "yesterday"}'], "bad.jsonl line 1: received_at 'yesterday' is not"),
 ])
 def test_a_malformed_line_is_one_line_that_names_it(tmp_path, lines, expected):
-    from infra.cli import fail
+    from infra.cli import app
 
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(bt.BacktestError, match="^" + expected.replace("[", r"\[").replace("?", r"\?")):
         bt.read_history(path)
-    runner = CliRunner()
-    import typer
-
-    app = typer.Typer()
-    app.command()(lambda: bt.command(path, None, False, fail))
-    run = runner.invoke(app, [])
+    run = CliRunner().invoke(app, ["backtest", str(path)])  # the command as registered
     assert run.exit_code == 2
-    assert "line" in run.output and "\x1b" not in run.output
+    assert "bad.jsonl line" in run.output and "\x1b" not in run.output
+    assert run.output.startswith("error: ") and len(run.output.strip().splitlines()) == 2  # the error, what to do
 
 
 def test_a_bad_label_names_its_line(tmp_path):
