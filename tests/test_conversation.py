@@ -234,7 +234,12 @@ def test_follow_ups_are_understood_with_their_context_and_new_topics_stay_new(da
                                        [(first,) if with_context else () for first, _, _ in pairs])
         return sum(i.label == gold for i, (_, _, gold) in zip(intents, pairs)) / len(pairs)
 
-    # measured: follow-ups 0.846 (0.004 alone), changes of topic 0.883 (0.937 alone)
-    assert accuracy(follow_ups, False) < 0.1
-    assert accuracy(follow_ups, True) >= 0.8
-    assert accuracy(switches, True) >= 0.85
+    # measured: follow-ups 0.846 (0.004 alone), changes of topic 0.883 (0.937 alone); the README's figures
+    # are what this prints (`pytest tests/test_conversation.py -k follow_ups -s`)
+    figures = {"follow_ups_alone": accuracy(follow_ups, False), "follow_ups_with_context": accuracy(follow_ups, True),
+               "switches_alone": accuracy(switches, False), "switches_with_context": accuracy(switches, True)}
+    print(f"\n{len(follow_ups)} follow-ups, {len(switches)} changes of topic:",
+          ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+    assert figures["follow_ups_alone"] < 0.1
+    assert figures["follow_ups_with_context"] >= 0.8
+    assert figures["switches_with_context"] >= 0.85
