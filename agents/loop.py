@@ -82,6 +82,13 @@ class AgentLoop:
         self.model_timeout = model_timeout
         self.output_topic = app.topic(pipeline.output_topic, partitions=app.conf.topic_partitions)
         self.dead_topic = app.topic("deadletter", partitions=1)
+        self._other_topics: dict[str, faust.TopicT] = {}
+
+    def _topic(self, name: str):
+        """An output topic other than the pipeline's own (made once, not per batch)."""
+        if name not in self._other_topics:
+            self._other_topics[name] = self.app.topic(name, partitions=self.app.conf.topic_partitions)
+        return self._other_topics[name]
 
     @property
     def agent(self) -> str:
@@ -192,7 +199,7 @@ class AgentLoop:
             for topic, records in b.other_records.items():
                 others.setdefault(topic, []).extend(records)
         for topic, records in others.items():
-            await produce(self.app.topic(topic, partitions=self.app.conf.topic_partitions), records, self.agent)
+            await produce(self._topic(topic), records, self.agent)
         await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent)
         dead_letters.report(dead)
         await self.alerts.deliver(alerts, self.lane.db, self.sink.retrying)

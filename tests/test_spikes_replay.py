@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from agents.alerts import backtest
+from agents.alerts.backtest import COMPANIES, DAY, OUTLETS, VOCAB
 from agents.alerts.spikes import SpikeDetector
 from agents.news import NewsPipeline
 from agents.pipeline import Received
@@ -28,15 +30,7 @@ from models.entities import Entity
 from models.sentiment import Sentiment
 
 PARTITIONS = 4
-DAY = datetime(2026, 3, 2, tzinfo=UTC)
-NEGATIVE_WORDS = {"plunge", "fraud", "warning", "loss", "slump", "probe", "resigns", "junk", "breach", "default",
-                  "recall", "lawsuit", "halts", "downgrade", "scandal", "layoffs", "collapse", "fine"}
-VOCAB = ("board market quarter plant contract order customers guidance outlook deal merger unit region "
-         "investors analysts shares bonds pricing supply demand factory office digital cloud energy retail "
-         "shipping fleet brand launch partner research results revenue margin costs capital program network "
-         "service licence project tender rollout expansion upgrade platform system review audit").split()
-COMPANIES = ["ACME", "BOLT", "CRUX", "DYNO", "EPIC", "FLUX", "GRID", "HRWL", "IONX", "JADE"]
-OUTLETS = [f"Outlet {c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+NEGATIVE_WORDS = set(backtest.NEGATIVE_WORDS)  # the scenarios' words and names are the backtest's
 
 
 class FakeNewsAnalyzer:
