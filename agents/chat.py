@@ -16,6 +16,8 @@ from agents.alerts.records import AlertRecord
 from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
 from models.analysis import Analyzer
+from models.customer_state import CustomerStateClassifier
+from models.escalation import CRITICAL, EscalationPolicy
 from models.intent import IntentClassifier
 from models.replies import ReplyComposer
 from schemas.events import ChatEvent, parse_chat
@@ -25,27 +27,42 @@ ESCALATION = "escalation"
 
 
 class ChatModels:
-    """Sentiment, entities, intent and the reply composer: (sentiment, entities, draft) per text."""
+    """Sentiment, entities, intent, the customer's state and the reply composer:
+    (sentiment, entities, state, draft) per text."""
 
-    def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer):
+    def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer, states=None):
+        """``states``: a ``CustomerStateClassifier`` (None: the customer's state is not read)."""
         self.analyzer = analyzer
         self.intents = intents
         self.composer = composer
+        self.states = states
 
     def infer(self, inputs: list[str | ChatInput]) -> list[tuple]:
-        """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent reads)."""
+        """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent
+        reads and whose own intents tell a repeated contact)."""
         texts = [i if isinstance(i, str) else i.text for i in inputs]
         contexts = [() if isinstance(i, str) else i.context for i in inputs]
         # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
         analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
         intents = intents_with_context(self.intents, texts, contexts)
-        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed])
-        return [(sentiment, entities, draft) for (sentiment, entities), draft in zip(analysed, drafts)]
+        states = self.states.predict(texts) if self.states is not None else None
+        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
+                                       states=states, earlier_intents=self.earlier_intents(contexts))
+        return [(sentiment, entities, states[k] if states else None, draft)
+                for k, ((sentiment, entities), draft) in enumerate(zip(analysed, drafts))]
+
+    def earlier_intents(self, contexts: list) -> list[list[str]]:
+        """The intent of every earlier message of each context, each distinct text read once."""
+        distinct = list(dict.fromkeys(t for context in contexts for t in context))
+        if not distinct:
+            return [[] for _ in contexts]
+        read = dict(zip(distinct, (i.label for i in self.intents.predict(distinct))))
+        return [[read[t] for t in context] for context in contexts]
 
     def timed(self) -> list:
         """The models whose per-phase timings are exported."""
         generator = self.composer.generator
-        return [m for m in (self.analyzer.sentiment, self.analyzer.entities, self.intents, generator)
+        return [m for m in (self.analyzer.sentiment, self.analyzer.entities, self.intents, self.states, generator)
                 if m is not None and hasattr(m, "timings")]
 
     def describe(self) -> dict:
@@ -63,9 +80,11 @@ def load_models(settings) -> ChatModels:
     analyzer.warm_up()
     intents = IntentClassifier.from_settings(settings)
     intents.warm_up()
+    states = CustomerStateClassifier.from_settings(settings)
+    states.warm_up()
     composer = ReplyComposer(Retriever.from_settings(settings), ReplyGenerator.from_settings(settings),
-                             settings.chat_min_confidence, settings.chat_negative_escalation)
-    return ChatModels(analyzer, intents, composer)
+                             EscalationPolicy.from_settings(settings))
+    return ChatModels(analyzer, intents, composer, states)
 
 
 class ChatPipeline:
@@ -96,7 +115,7 @@ class ChatPipeline:
         return self.models.infer([ChatInput(e.text, tuple(c)) for e, c in zip(events, contexts)])
 
     def build(self, m: Received, event: ChatEvent, result) -> Built:
-        sentiment, entities, draft = result
+        sentiment, entities, state, draft = result
         when = event.ts or datetime.fromtimestamp(m.timestamp, tz=UTC)
         auto = self.auto_reply is not None and self.auto_reply.allows(draft.intent, draft.intent_score,
                                                                       draft.escalate)
@@ -106,6 +125,8 @@ class ChatPipeline:
                 "id": event.id, "conversation_id": event.conversation_id, "customer_id": event.customer_id,
                 "channel": event.channel, "text": event.text, "sentiment_label": sentiment.label,
                 "negative": sentiment.scores["negative"], "entities": [e.as_dict() for e in entities],
+                "customer_state": state.label if state else None,
+                "customer_state_scores": state.scores if state else None,
                 "kafka_partition": m.partition, "kafka_offset": m.offset, "event_time": when}),
             (ReplyDraft.__table__, {
                 "message_id": event.id, "conversation_id": event.conversation_id, "intent": draft.intent,
@@ -130,17 +151,19 @@ class ChatPipeline:
             "message_id": event.id, "conversation_id": event.conversation_id, "draft": draft.text,
             "intent": draft.intent, "intent_score": draft.intent_score, "answer_id": draft.answer_id,
             "escalate": draft.escalate, "escalation_reason": draft.escalation_reason,
-            "retrieved": draft.retrieved, "sentiment": sentiment.as_dict()}, ensure_ascii=False).encode()
+            "retrieved": draft.retrieved, "sentiment": sentiment.as_dict(),
+            "customer_state": state.as_dict() if state else None}, ensure_ascii=False).encode()
         alerts = []
         if draft.escalate:
-            critical = any(r.startswith(("risk_intent", "prompt_injection")) for r in draft.reasons)
+            critical = any(r.startswith(CRITICAL) for r in draft.reasons)
             alert = AlertRecord(
                 id=f"{ESCALATION}:{event.id}", kind=ESCALATION, key=event.conversation_id,
                 severity="critical" if critical else "high", opened_at=when,
                 summary=f"conversation {event.conversation_id}: {draft.escalation_reason}",
                 payload={"message_id": event.id, "conversation_id": event.conversation_id,
                          "customer_id": event.customer_id, "reasons": draft.reasons, "intent": draft.intent,
-                         "intent_score": draft.intent_score, "text": event.text[:500]})
+                         "intent_score": draft.intent_score, "text": event.text[:500],
+                         "customer_state": state.as_dict() if state else None})
             rows.append((Alert.__table__, alert.row()))
             alerts.append(alert)
         return Built(rows, [(event.id.encode(), reply)], alerts, other_records=others)

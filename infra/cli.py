@@ -23,12 +23,14 @@ class TrainTask(str, Enum):
     sentiment = "sentiment"
     entities = "entities"
     intent = "intent"
+    customer_state = "customer-state"
 
 
 class EvalTask(str, Enum):
     sentiment = "sentiment"
     entities = "entities"
     intent = "intent"
+    customer_state = "customer-state"
     replies = "replies"
 
 
@@ -106,6 +108,7 @@ DEFAULTS = {
     TrainTask.sentiment: dict(epochs=3, lr=5e-4, max_length=64),
     TrainTask.entities: dict(epochs=3, lr=1e-3, max_length=128),
     TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
+    TrainTask.customer_state: dict(epochs=3, lr=1e-3, max_length=64),
 }
 
 
@@ -162,11 +165,13 @@ def train(
             job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat)
         elif task is TrainTask.entities:
             job = training.entities_job(folder, base, config.max_length)
+        elif task is TrainTask.customer_state:
+            job = training.customer_state_job(folder, base, config.max_length)
         else:
             job = training.intent_job(folder, base, config.max_length)
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
-    training.train(job, out or ARTIFACTS / task.value, config, base)
+    training.train(job, out or ARTIFACTS / task.value.replace("-", "_"), config, base)
 
 
 def _desk_corrections() -> list[tuple[str, str]]:

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         str(ARTIFACTS / "intent"),
         description="Chat intent model: a Sentinel artefact folder, a HF model id or a local HF folder.",
     )
+    customer_state_model: str = Field(
+        str(ARTIFACTS / "customer_state"),
+        description="Chat customer-state model (calm/frustrated/angry/leaving): artefact folder, HF id or folder.",
+    )
     generator_model: str = Field(
         "", description="Reply generator: a HF instruct model id or folder; empty = SmolLM2-135M-Instruct (bundled)."
     )
@@ -47,8 +51,15 @@ class Settings(BaseSettings):
     chat_min_confidence: float = Field(
         0.5, ge=0, le=1, description="Below this intent and retrieval confidence a chat message is escalated."
     )
-    chat_negative_escalation: float = Field(
-        0.85, ge=0, le=1, description="Negative-sentiment probability from which a chat message is escalated."
+    chat_upset_escalation: float = Field(
+        0.5, ge=0, le=1, description="Customer-state probability of frustrated + angry from which chat escalates."
+    )
+    chat_leaving_escalation: float = Field(
+        0.5, ge=0, le=1, description="Customer-state probability of leaving from which a chat message escalates."
+    )
+    chat_repeat_contacts: int = Field(
+        2, ge=0, le=50,
+        description="Earlier messages of a conversation with the same intent from which it escalates (0: never).",
     )
     chat_context_messages: int = Field(
         4, ge=0, le=50, description="Earlier messages of its conversation read with a chat message (0: none)."

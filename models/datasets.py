@@ -132,3 +132,131 @@ def banking77_splits(data: Path) -> dict[str, TextSplit]:
 
 def banking77_labels(data: Path) -> list[str]:
     return json.loads(_need(data / "banking77" / "categories.json").read_text())
+
+
+# --- the customer's state (chat) ---------------------------------------------------
+
+CUSTOMER_STATES = ["calm", "frustrated", "angry", "leaving"]
+WRITTEN = Path(__file__).resolve().parent / "written"  # customer messages written for this project
+# GoEmotions labels taken as a customer state; a comment is used only when it has exactly one label.
+GOEMOTIONS_STATES = {"anger": "angry", "disgust": "angry", "annoyance": "frustrated",
+                     "disappointment": "frustrated", "neutral": "calm", "curiosity": "calm",
+                     "confusion": "calm", "gratitude": "calm", "approval": "calm"}
+GOEMOTIONS_CAP = {"angry": 1500, "frustrated": 2000, "calm": 2000}
+CHURN_INTENTS = {"banking77": {"terminate_account"}, "bitext": {"delete_account"}}
+# bitext tags requests with offensive language (W); they read as annoyed, not hostile.
+BITEXT_OFFENSIVE = "W"
+
+
+def written_state_splits(path: Path | None = None) -> dict[str, TextSplit]:
+    """The written customer messages, stratified 70/15/15 into train / val / test with ``SPLIT_SEED``."""
+    path = path or WRITTEN / "customer_state_train.jsonl"
+    rows = [json.loads(line) for line in _need(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [r["text"] for r in rows]
+    labels = [r["state"] for r in rows]
+    tr_x, rest_x, tr_y, rest_y = train_test_split(texts, labels, test_size=0.3, stratify=labels,
+                                                  random_state=SPLIT_SEED)
+    va_x, te_x, va_y, te_y = train_test_split(rest_x, rest_y, test_size=0.5, stratify=rest_y,
+                                              random_state=SPLIT_SEED)
+    return {"train": TextSplit(tr_x, tr_y), "val": TextSplit(va_x, va_y), "test": TextSplit(te_x, te_y)}
+
+
+def goemotions_states(data: Path, part: str = "train") -> TextSplit:
+    """Single-label GoEmotions comments mapped by ``GOEMOTIONS_STATES``, each state capped (fixed sample)."""
+    folder = data / "goemotions"
+    names = _need(folder / "labels.txt").read_text(encoding="utf-8").split()
+    by_state: dict[str, list[str]] = {}
+    for line in _need(folder / f"{part}.tsv").read_text(encoding="utf-8").splitlines():
+        text, ids, _ = line.split("\t")
+        if "," in ids:
+            continue
+        state = GOEMOTIONS_STATES.get(names[int(ids)])
+        if state:
+            by_state.setdefault(state, []).append(text)
+    import random
+
+    rng = random.Random(SPLIT_SEED)
+    texts, labels = [], []
+    for state in sorted(by_state):
+        pool = by_state[state]
+        picked = sorted(rng.sample(range(len(pool)), min(len(pool), GOEMOTIONS_CAP[state])))
+        texts += [pool[i] for i in picked]
+        labels += [state] * len(picked)
+    return TextSplit(texts, labels)
+
+
+def _banking77_states(split: TextSplit, n_calm: int, seed: int) -> TextSplit:
+    """banking77 requests as ``calm`` (a fixed sample of ``n_calm``), churn intents as ``leaving`` (all)."""
+    import random
+
+    leaving = [t for t, y in zip(split.texts, split.labels) if y in CHURN_INTENTS["banking77"]]
+    calm = [t for t, y in zip(split.texts, split.labels) if y not in CHURN_INTENTS["banking77"]]
+    calm = [calm[i] for i in sorted(random.Random(seed).sample(range(len(calm)), min(n_calm, len(calm))))]
+    return TextSplit(calm + leaving, ["calm"] * len(calm) + ["leaving"] * len(leaving))
+
+
+def bitext_states(data: Path) -> dict[str, TextSplit]:
+    """bitext requests: offensive-tagged ones ``frustrated``, account deletions ``leaving``, the rest ``calm``;
+    a fixed stratified 80/20 train/test split."""
+    path = _need(data / "bitext_customer_support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    texts, labels = [], []
+    for r in rows:
+        if BITEXT_OFFENSIVE in r["tags"]:
+            state = "frustrated"
+        elif r["intent"] in CHURN_INTENTS["bitext"]:
+            state = "leaving"
+        else:
+            state = "calm"
+        texts.append(r["instruction"])
+        labels.append(state)
+    tr_x, te_x, tr_y, te_y = train_test_split(texts, labels, test_size=0.2, stratify=labels,
+                                              random_state=SPLIT_SEED)
+    return {"train": TextSplit(tr_x, tr_y), "test": TextSplit(te_x, te_y)}
+
+
+def _capped(split: TextSplit, state: str, cap: int, seed: int) -> TextSplit:
+    """``split`` with at most ``cap`` examples of ``state`` (a fixed sample), the others all kept."""
+    import random
+
+    of_state = [i for i, y in enumerate(split.labels) if y == state]
+    keep = set(random.Random(seed).sample(of_state, min(cap, len(of_state))))
+    kept = [i for i, y in enumerate(split.labels) if y != state or i in keep]
+    return TextSplit([split.texts[i] for i in kept], [split.labels[i] for i in kept])
+
+
+def _joined(*parts: tuple[str, TextSplit]) -> tuple[TextSplit, list[str]]:
+    texts, labels, sources = [], [], []
+    for name, split in parts:
+        texts += split.texts
+        labels += split.labels
+        sources.append(f"{name} ({len(split.texts)})")
+    return TextSplit(texts, labels), sources
+
+
+def customer_state_sets(data: Path, written_repeat: int = 3, n_calm_banking77: int = 2000) -> dict:
+    """Train / val / test for the customer-state model, and the sources of each (docs/MODELS.md).
+
+    Train: capped single-label GoEmotions comments, banking77 (train part) and bitext (train part)
+    customer requests, and the written messages' train part ``written_repeat`` times (they are
+    the only customer messages that are upset on purpose). Val (model selection): the written
+    messages' val part and banking77's val part. Test: the written messages' test part,
+    banking77 test requests and bitext's test part; none of it is seen in training.
+    """
+    written = written_state_splits()
+    banking = banking77_splits(data)
+    bitext = bitext_states(data)
+    repeated = TextSplit(written["train"].texts * written_repeat, written["train"].labels * written_repeat)
+    train, train_sources = _joined(
+        ("goemotions/train.tsv, single-label, mapped and capped", goemotions_states(data, "train")),
+        ("banking77/train.csv (train part)", _banking77_states(banking["train"], n_calm_banking77, 1)),
+        ("bitext (80% part, calm capped at 1,500)", _capped(bitext["train"], "calm", 1500, 4)),
+        (f"written customer messages (70% part) x{written_repeat}", repeated))
+    val, val_sources = _joined(("written customer messages (15% val part)", written["val"]),
+                               ("banking77/train.csv (val part)", _banking77_states(banking["val"], 300, 2)))
+    test, test_sources = _joined(("written customer messages (15% test part)", written["test"]),
+                                 ("banking77/test.csv", _banking77_states(banking["test"], 300, 3)),
+                                 ("bitext (20% part)", bitext["test"]))
+    return {"train": train, "val": val, "test": test,
+            "sources": {"train": train_sources, "val": val_sources, "test": test_sources}}

@@ -86,14 +86,94 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
             "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"])}
 
 
+def _per_class(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, n = precision_recall_fscore_support(gold, predicted, labels=list(labels), zero_division=0)
+    return {label: {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4),
+                    "f1": round(float(f[k]), 4), "n": int(n[k])} for k, label in enumerate(labels)}
+
+
+def evaluate_customer_state(data: Path, settings: Settings) -> dict:
+    """Per-class precision and recall on the held-out customer messages and on the escalation set."""
+    from models.customer_state import LABELS, CustomerStateClassifier
+
+    model = CustomerStateClassifier.from_settings(settings)
+    sets = datasets.customer_state_sets(data)
+    report = {"task": "customer-state", "model": settings.customer_state_model}
+    escalation = load_escalation_set()
+    for name, texts, gold in (("held_out_test", sets["test"].texts, sets["test"].labels),
+                              ("escalation_set", [r["text"] for r in escalation], [r["state"] for r in escalation])):
+        predicted = [p.label for p in _in_chunks(name, texts, model.predict)]
+        report[name] = {"n": len(texts), "accuracy": round(accuracy_score(gold, predicted), 4),
+                        "macro_f1": round(f1_score(gold, predicted, labels=LABELS, average="macro"), 4),
+                        "per_class": _per_class(gold, predicted, LABELS)}
+    report["sources"] = sets["sources"]
+    return report
+
+
+ESCALATION_SET = datasets.WRITTEN / "escalation_eval.jsonl"
+
+
+def load_escalation_set(path: Path = ESCALATION_SET) -> list[dict]:
+    """The fixed escalation set (models/written/README.md): text, context (newest first), state, needs_person, why."""
+    import json
+
+    return [json.loads(line) for line in datasets._need(path).read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def evaluate_escalation(data: Path, settings: Settings) -> dict:
+    """Escalation precision and recall on the fixed escalation set, with the chat models as the worker runs
+    them (intent with context, customer state, repeated contact), the generator left out (it decides nothing)."""
+    from agents.chat import ChatModels
+    from agents.conversation import ChatInput
+    from models.analysis import Analyzer
+    from models.customer_state import CustomerStateClassifier
+    from models.escalation import EscalationPolicy
+    from models.intent import IntentClassifier
+    from models.knowledge import Retriever
+    from models.replies import ReplyComposer
+
+    rows = load_escalation_set()
+    models = ChatModels(Analyzer.from_settings(settings), IntentClassifier.from_settings(settings),
+                        ReplyComposer(Retriever.from_settings(settings), None, EscalationPolicy.from_settings(settings)),
+                        CustomerStateClassifier.from_settings(settings))
+    inputs = [ChatInput(r["text"], tuple(r["context"])) for r in rows]
+    results = _in_chunks("escalation set", inputs, models.infer, chunk=32)
+    drafts = [draft for _, _, _, draft in results]
+    gold = [bool(r["needs_person"]) for r in rows]
+    said = [d.escalate for d in drafts]
+    tp = sum(g and s for g, s in zip(gold, said))
+    by_why = {}
+    for why in sorted({r["why"] for r in rows if r["needs_person"]}):
+        picked = [s for r, s in zip(rows, said) if r["why"] == why]
+        by_why[why] = {"n": len(picked), "recall": round(sum(picked) / len(picked), 4)}
+    false_alarms: dict[str, int] = {}
+    for g, d in zip(gold, drafts):
+        if d.escalate and not g:
+            for reason in d.reasons:
+                false_alarms[reason.split(":")[0]] = false_alarms.get(reason.split(":")[0], 0) + 1
+    misses = [{"id": r["id"], "why": r["why"], "text": r["text"][:120], "reasons": d.reasons}
+              for r, g, d in zip(rows, gold, drafts) if g and not d.escalate]
+    return {
+        "n": len(rows), "needing_a_person": sum(gold), "escalated": sum(said),
+        "precision": round(tp / max(1, sum(said)), 4), "recall": round(tp / max(1, sum(gold)), 4),
+        "recall_by_why": by_why, "false_alarm_reasons": false_alarms,
+        "intent_accuracy": round(sum(d.intent == r["intent"] for d, r in zip(drafts, rows) if r["intent"])
+                                 / max(1, sum(1 for r in rows if r["intent"])), 4),
+        "misses": misses[:10],
+    }
+
+
 def run(task: str, data: Path, model: str | None = None) -> dict:
     settings = get_settings()
     if model:
         field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model",
-                 "replies": "generator_model"}[task]
+                 "customer-state": "customer_state_model", "replies": "generator_model"}[task]
         settings = settings.model_copy(update={field: model})
     report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
-              "replies": evaluate_replies}[task](data, settings)
+              "customer-state": evaluate_customer_state, "replies": evaluate_replies}[task](data, settings)
     report["model"] = _shown_path(str(report["model"]))
     return report
 
@@ -124,6 +204,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     from models.generator import ReplyGenerator
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
+    from models.escalation import EscalationPolicy
     from models.replies import CONTACT, PLACEHOLDER, ReplyComposer
 
     test = datasets.banking77_splits(data)["test"]
@@ -131,8 +212,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     texts = [test.texts[i] for i in picks]
     gold = [test.labels[i] for i in picks]
     retriever = Retriever.from_settings(settings)
-    composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), settings.chat_min_confidence,
-                             settings.chat_negative_escalation)
+    composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), EscalationPolicy.from_settings(settings))
     analyzer = Analyzer.from_settings(settings)
     intents = IntentClassifier.from_settings(settings)
 
@@ -164,5 +244,6 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
             "mean_words": round(sum(len(d.text.split()) for d in drafts) / n, 1),
             "drafts_per_second": round(n / elapsed, 2),
         },
+        "escalation_set": evaluate_escalation(data, settings),
         "samples": samples,
     }

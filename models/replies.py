@@ -14,18 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from models.escalation import INJECTION, RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
 from models.knowledge import Entry, Retriever
 
-RISK_INTENTS = frozenset({
-    "lost_or_stolen_card", "lost_or_stolen_phone", "compromised_card", "card_payment_not_recognised",
-    "cash_withdrawal_not_recognised", "direct_debit_payment_not_recognised", "transfer_not_received_by_recipient",
-    "card_swallowed",
-})
-INJECTION = re.compile(
-    r"ignore (all |any |the |your )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
-    r"|disregard (all |any |the |your )?(previous|prior|above|earlier)|system prompt|developer mode"
-    r"|you are now (a|an|the)\b|jailbreak|pretend (to be|you are)|reveal (your|the) (prompt|instructions)",
-    re.IGNORECASE)
 PLACEHOLDER = re.compile(r"\[[^\]]*\]|\{\{?[^}]*\}\}?|<[^>]+>|\b(?:your|customer'?s?) name\b", re.IGNORECASE)
 CONTACT = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d|\b\w+\.(?:com|net|org|io)\b",
                      re.IGNORECASE)
@@ -71,12 +62,10 @@ class Draft:
 
 
 class ReplyComposer:
-    def __init__(self, retriever: Retriever, generator=None, min_confidence: float = 0.5,
-                 negative_escalation: float = 0.85):
+    def __init__(self, retriever: Retriever, generator=None, policy: EscalationPolicy | None = None):
         self.retriever = retriever
         self.generator = generator
-        self.min_confidence = min_confidence
-        self.negative_escalation = negative_escalation
+        self.policy = policy or EscalationPolicy()
 
     def choose(self, intent, hits: list[tuple[Entry, float]]) -> tuple[Entry, float]:
         """The predicted intent's own answer when the KB has one, else the best retrieved answer."""
@@ -106,7 +95,10 @@ class ReplyComposer:
             out.append(sentence if ok else None)
         return out
 
-    def compose(self, texts: list[str], intents: list, sentiments: list, entities: list[list]) -> list[Draft]:
+    def compose(self, texts: list[str], intents: list, sentiments: list, entities: list[list],
+                states: list | None = None, earlier_intents: list[list[str]] | None = None) -> list[Draft]:
+        """Drafts; ``states``: each message's ``CustomerState`` (None: not read); ``earlier_intents``: the
+        intents of each message's conversation context (``models/escalation.py`` says what they decide)."""
         hits = self.retriever.search(texts, k=3)
         injected = [bool(INJECTION.search(t)) for t in texts]
         generate_for = [i for i, bad in enumerate(injected) if not bad]
@@ -115,15 +107,8 @@ class ReplyComposer:
         drafts = []
         for i, text in enumerate(texts):
             entry, confidence = self.choose(intents[i], hits[i])
-            reasons = []
-            if injected[i]:
-                reasons.append("prompt_injection")
-            if intents[i].label in RISK_INTENTS:
-                reasons.append(f"risk_intent:{intents[i].label}")
-            if sentiments[i].scores["negative"] >= self.negative_escalation:
-                reasons.append("negative_customer")
-            if confidence < self.min_confidence:
-                reasons.append("low_confidence")
+            reasons = self.policy.reasons(text, intents[i], confidence, states[i] if states else None,
+                                          earlier_intents[i] if earlier_intents else ())
             first = opening.get(i) or FALLBACK_OPENING
             parts = [first, entry.answer] + ([ESCALATION_NOTE] if reasons else [])
             retrieved = [{"id": e.id, "intent": e.intent, "score": s} for e, s in hits[i]]

@@ -267,3 +267,22 @@ def intent_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
                     _sequence_features(tokenizer, splits["train"].texts, splits["train"].labels, names, max_length),
                     _accuracy_validator(IntentClassifier, splits["val"].texts, splits["val"].labels),
                     "accuracy", ["banking77/train.csv (90% stratified part)"])
+
+
+def customer_state_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
+    """calm / frustrated / angry / leaving (``models.datasets.customer_state_sets``); selected on macro-F1."""
+    from sklearn.metrics import f1_score
+
+    from models.customer_state import LABELS, CustomerStateClassifier
+
+    tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
+    sets = datasets.customer_state_sets(data)
+    val = sets["val"]
+
+    def validate(loaded: LoadedModel, max_length: int) -> float:
+        predicted = [p.label for p in CustomerStateClassifier(loaded, max_length=max_length).predict(val.texts)]
+        return f1_score(val.labels, predicted, labels=LABELS, average="macro")
+
+    return TrainJob("customer_state", LABELS, "sequence", False,
+                    _sequence_features(tokenizer, sets["train"].texts, sets["train"].labels, LABELS, max_length),
+                    validate, "macro_f1", sets["sources"]["train"])

@@ -165,6 +165,9 @@ class ChatMessage(Base):
     sentiment_label: Mapped[str] = mapped_column(String(16))
     negative: Mapped[float] = mapped_column(Float)
     entities: Mapped[list] = mapped_column(JSONB, default=list)
+    # calm / frustrated / angry / leaving (models/customer_state.py); null when the model was not run
+    customer_state: Mapped[str | None] = mapped_column(String(16))
+    customer_state_scores: Mapped[dict | None] = mapped_column(JSONB)
     kafka_partition: Mapped[int] = mapped_column(Integer)
     kafka_offset: Mapped[int] = mapped_column(BigInteger)
     event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -165,12 +165,32 @@ def test_chat_models_read_the_intent_with_the_context():
     class FakeComposer:
         generator = None
 
-        def compose(self, texts, intents, sentiments, entities):
+        def compose(self, texts, intents, sentiments, entities, states=None, earlier_intents=None):
             return [(t, i.label) for t, i in zip(texts, intents)]
 
     models = ChatModels(FakeAnalyzer(), FakeClassifier(), FakeComposer())
     got = models.infer([ChatInput("still nothing!!", ("where is my card?",)), "still nothing!!"])
-    assert [draft for _, _, draft in got] == [("still nothing!!", "card_arrival"), ("still nothing!!", "unclear")]
+    assert [draft for _, _, _, draft in got] == [("still nothing!!", "card_arrival"), ("still nothing!!", "unclear")]
+
+
+def test_a_conversation_coming_back_about_the_same_issue_is_a_repeated_contact():
+    """The chat models read the intents of the context's messages; the composer escalates the third contact."""
+    from models.knowledge import Retriever
+    from models.replies import ReplyComposer
+
+    class FakeAnalyzer:
+        def analyze_texts(self, texts, side_by_side):
+            return [(None, []) for _ in texts]
+
+    classifier = FakeClassifier()
+    models = ChatModels(FakeAnalyzer(), classifier, ReplyComposer(Retriever.from_settings(), None))
+    third = ChatInput("my card please", ("any news on my card?", "where is my card?"))
+    second = ChatInput("my card please", ("where is my card?", "hello"))
+    new_topic = ChatInput("my card please", ("hello", "hi"))
+    got = [draft for _, _, _, draft in models.infer([third, second, new_topic])]
+    assert [d.reasons for d in got] == [["repeated_contact:3"], [], []]
+    # each distinct earlier text is read once
+    assert sorted(classifier.calls[-1]) == sorted(["any news on my card?", "where is my card?", "hello", "hi"])
 
 
 # -- the real reader against PostgreSQL ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import pytest
 
+from models.customer_state import CustomerState
 from models.intent import Intent
 from models.knowledge import SHIPPED, Retriever, load_entries
 from models.replies import ESCALATION_NOTE, FALLBACK_OPENING, ReplyComposer, unsafe
@@ -75,12 +76,35 @@ def test_prompt_injection_never_reaches_the_generator_and_is_escalated(retriever
     assert draft.escalate and "prompt_injection" in draft.reasons and draft.text.endswith(ESCALATION_NOTE)
 
 
-@pytest.mark.parametrize("intent, sentiment, score, reason", [
-    ("lost_or_stolen_card", CALM, 0.99, "risk_intent:lost_or_stolen_card"),
-    ("card_arrival", ANGRY, 0.99, "negative_customer"),
-    ("card_arrival", CALM, 0.2, "low_confidence"),
+def state(calm=0.0, frustrated=0.0, angry=0.0, leaving=0.0) -> CustomerState:
+    scores = {"calm": calm, "frustrated": frustrated, "angry": angry, "leaving": leaving}
+    label = max(scores, key=scores.get)
+    return CustomerState(label, scores[label], scores)
+
+
+@pytest.mark.parametrize("intent, customer, score, earlier, reason", [
+    ("lost_or_stolen_card", state(calm=1), 0.99, [], "risk_intent:lost_or_stolen_card"),
+    ("card_arrival", state(calm=0.4, frustrated=0.35, angry=0.25), 0.99, [], "customer_frustrated"),
+    ("card_arrival", state(frustrated=0.2, angry=0.7, calm=0.1), 0.99, [], "customer_angry"),
+    ("card_arrival", state(leaving=0.6, calm=0.4), 0.99, [], "customer_leaving"),
+    ("terminate_account", state(calm=1), 0.99, [], "churn_intent:terminate_account"),
+    ("card_arrival", state(calm=1), 0.99, ["card_arrival", "top_up_failed", "card_arrival"], "repeated_contact:3"),
+    ("card_arrival", state(calm=1), 0.2, [], "low_confidence"),
 ])
-def test_escalation_reasons(retriever, intent, sentiment, score, reason):
+def test_escalation_reasons(retriever, intent, customer, score, earlier, reason):
     composer = ReplyComposer(retriever, None)
-    [draft] = composer.compose(["zzz qqq"], [Intent(intent, score, [])], [sentiment], [[]])
-    assert draft.escalate and reason in draft.reasons
+    [draft] = composer.compose(["zzz qqq"], [Intent(intent, score, [])], [ANGRY], [[]], [customer], [earlier])
+    assert draft.escalate and reason in draft.reasons and draft.text.endswith(ESCALATION_NOTE)
+
+
+@pytest.mark.parametrize("customer, earlier", [
+    (state(calm=0.55, frustrated=0.3, angry=0.15), []),  # upset below one half
+    (state(calm=0.6, leaving=0.4), []),
+    (state(calm=1), ["card_arrival", "top_up_failed"]),  # one earlier message on the same issue: not yet a repeat
+    (None, []),  # the state was not read; financial sentiment (ANGRY here) no longer escalates
+])
+def test_calm_customers_asking_once_are_not_escalated(retriever, customer, earlier):
+    composer = ReplyComposer(retriever, None)
+    [draft] = composer.compose(["Where is my card?"], [Intent("card_arrival", 0.97, [])], [ANGRY], [[]],
+                               [customer], [earlier])
+    assert not draft.escalate and draft.reasons == []

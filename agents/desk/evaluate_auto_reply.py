@@ -52,6 +52,7 @@ def measure(data: Path) -> dict:
     from models import datasets
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
+    from models.escalation import EscalationPolicy
     from models.replies import ReplyComposer
     from models.sentiment import SentimentClassifier
 
@@ -59,8 +60,7 @@ def measure(data: Path) -> dict:
     test = datasets.banking77_splits(data)["test"]
     intents = IntentClassifier.from_settings(settings)
     sentiment = SentimentClassifier.from_settings(settings)
-    composer = ReplyComposer(Retriever.from_settings(settings), None, settings.chat_min_confidence,
-                             settings.chat_negative_escalation)
+    composer = ReplyComposer(Retriever.from_settings(settings), None, EscalationPolicy.from_settings(settings))
     started = time.perf_counter()
     rows: list[dict] = []
     for start in range(0, len(test.texts), 256):
