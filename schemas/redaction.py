@@ -3,18 +3,23 @@
 ``redact(text)`` replaces
 
 - card numbers (13 to 19 digits, written whole or in groups of 3 to 6 separated by a space or a
-  dash, first digit 2 to 6 as every payment-card issuer's is, Luhn-valid) by ``[CARD]``,
+  dash, first digit 2 to 6 as every payment-card issuer's is, Luhn-valid, not glued to a letter as
+  in an IBAN or a reference code) by ``[CARD]``,
 - IBANs (country-specific length and format, ISO 7064 mod 97-10 check digits) by ``[IBAN]``,
 - e-mail addresses by ``[EMAIL]``,
 - US social security numbers written ``AAA-GG-SSSS`` (valid area, group and serial) by ``[SSN]``,
 - phone numbers that are valid numbers of their country (in international form for any country,
-  in national form for ``PHONE_REGIONS``) by ``[PHONE]``.
+  in national form for ``PHONE_REGIONS``, the United Kingdom and the United States, and
+  ``NATIONAL_REGIONS``, France, Ireland, the Netherlands, Switzerland and Australia) by ``[PHONE]``;
+  an opening bracket the number does not close stays ("(07911 123456)" becomes "([PHONE])").
 
 Near misses stay: amounts, dates, times, order and reference numbers, the last four digits of a
 card, a 16-digit number that fails the Luhn check, an IBAN with wrong check digits. No banking77
 message (13,083) is changed, and none of the 695 order numbers, invoice numbers and refund
 amounts labelled in bitext's customer messages (the issuer-digit rule keeps 90 of them, 15-digit
-order numbers that pass the Luhn check, from being taken for cards).
+order numbers that pass the Luhn check, from being taken for cards). On the fixed evaluation set of
+``models/redaction_eval.py`` (437 planted identifiers, 262 near misses; ``python -m
+models.redaction_eval``) recall and precision are 1.0 and no near miss is redacted.
 
 The chat parser (``schemas/events.py``) applies it to every message's text before anything else
 sees it, so storage, ``chat.replies``, alerts, logs and the generator's prompt only ever get the
@@ -73,10 +78,20 @@ PHONE_REGIONS = {
     "GB": re.compile(r"(?<!\d)0\d|\+"),  # national numbers start with 0; "+" or "00" starts any country's
     "US": re.compile(r"(?<!\d)\(?[2-9]\d\d\)?[^\S\r\n]?[\-.]?[^\S\r\n]?[2-9]\d\d[^\S\r\n]?[\-.]?[^\S\r\n]?\d{4}(?!\d)"),
 }
+# More countries whose national numbers (trunk prefix 0, strict numbering plans) are recognised: read by
+# libphonenumber in short windows (``_NATIONAL_WINDOW``: a 0 and 7 to 10 more digits, single separators),
+# never over the whole text, so each adds little to the worst case. Germany, Italy, Austria, Spain and
+# Poland are left out: their plans accept dates ("05.03.2021") and order numbers ("845288370") as numbers,
+# and Belgium a US social security number's shape ("078-05-1120").
+NATIONAL_REGIONS = ("FR", "IE", "NL", "CH", "AU")
 
 _SPACE = r"[^\S\r\n]"  # one horizontal space of any kind (space, no-break space, thin space ...)
 _DASH = r"[\-\u2010-\u2015\u2212]"
 _SEP = rf"(?:{_SPACE}?{_DASH}{_SPACE}?|{_SPACE})"
+# A whole run of digits and single separators (never a piece of a longer run or of a word).
+_RUN_SEP = rf"(?:{_SPACE}|[\-./])"
+_NATIONAL_WINDOW = re.compile(rf"(?<![\w+])(?<!\d{_RUN_SEP})\(?0(?:\)?{_SPACE}?[\-.]?{_SPACE}?\d){{7,10}}"
+                              rf"(?!\w)(?!{_RUN_SEP}\d)")
 # A run of digit groups joined by single separators; the card windows are looked for inside it.
 _DIGIT_RUN = re.compile(rf"\d+(?:{_SEP}\d+)*")
 _DIGIT_GROUP = re.compile(r"\d+")
@@ -150,6 +165,11 @@ def iban_spans(text: str) -> list[tuple[int, int]]:
             pos = start.start() + 1
 
 
+def _glued(text: str, at: int) -> bool:
+    """Whether the character at ``at`` (beside a run of digits) is a letter."""
+    return 0 <= at < len(text) and text[at].isalpha()
+
+
 def card_spans(text: str) -> list[tuple[int, int]]:
     """Card numbers: a group of 13-19 digits, or consecutive groups of 3-6 digits adding up to 13-19,
     first digit 2-6, Luhn-valid (the longest such window from the leftmost start)."""
@@ -160,6 +180,9 @@ def card_spans(text: str) -> list[tuple[int, int]]:
         while i < len(groups):
             first = groups[i][2]
             windows = []
+            if _glued(text, groups[i][0] - 1):  # "BE64295277816194": part of a word (an IBAN, a code), not a card
+                i += 1
+                continue
             if MIN_CARD_DIGITS <= len(first) <= MAX_CARD_DIGITS:  # written whole
                 windows.append((i, first))
             elif 3 <= len(first) <= 6:  # written in groups
@@ -170,8 +193,8 @@ def card_spans(text: str) -> list[tuple[int, int]]:
                         break
                     if len(digits) >= MIN_CARD_DIGITS:
                         windows.append((j, digits))
-            found = next((j for j, digits in reversed(windows) if digits[0] in "23456" and luhn.is_valid(digits)),
-                         None)
+            found = next((j for j, digits in reversed(windows) if digits[0] in "23456" and luhn.is_valid(digits)
+                          and not _glued(text, groups[j][1])), None)
             if found is None:
                 i += 1
                 continue
@@ -185,6 +208,13 @@ def ssn_spans(text: str) -> list[tuple[int, int]]:
             if stdnum_ssn.is_valid(_ascii_digits(m.group()))]
 
 
+def _without_open_bracket(text: str, start: int, end: int) -> tuple[int, int]:
+    """A span without a leading "(" it does not close ("(+44 20 7946 0958)" keeps its brackets around the placeholder)."""
+    if text[start] == "(" and text.count("(", start, end) > text.count(")", start, end):
+        start += 1
+    return start, end
+
+
 def phone_spans(text: str) -> list[tuple[int, int]]:
     """Valid phone numbers (libphonenumber's VALID leniency) for each region, merged."""
     spans: set[tuple[int, int]] = set()
@@ -192,7 +222,11 @@ def phone_spans(text: str) -> list[tuple[int, int]]:
         if not worth_a_look.search(text):
             continue
         for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            spans.add((match.start, match.end))
+            spans.add(_without_open_bracket(text, match.start, match.end))
+    for window in _NATIONAL_WINDOW.finditer(text):
+        for region in NATIONAL_REGIONS:
+            for match in phonenumbers.PhoneNumberMatcher(window.group(), region, leniency=phonenumbers.Leniency.VALID):
+                spans.add(_without_open_bracket(text, window.start() + match.start, window.start() + match.end))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         if merged and start < merged[-1][1]:

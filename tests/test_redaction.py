@@ -44,6 +44,13 @@ IDENTIFIERS = [  # (text, the raw value, its placeholder)
     ("US number (212) 555-0123 works", "(212) 555-0123", "[PHONE]"),
     ("or +1 212 555 0123", "+1 212 555 0123", "[PHONE]"),
     ("Paris: +33 1 42 68 53 00", "+33 1 42 68 53 00", "[PHONE]"),
+    ("ou au 06 12 34 56 78 le soir", "06 12 34 56 78", "[PHONE]"),
+    ("Dublin office 01 234 5678", "01 234 5678", "[PHONE]"),
+    ("Sydney (02) 9374 4000, ask for Sam", "(02) 9374 4000", "[PHONE]"),
+    ("AU mobile 0412 345 678", "0412 345 678", "[PHONE]"),
+    ("Zürich 044 668 18 00", "044 668 18 00", "[PHONE]"),
+    ("my mobile (+44 7911 123456) was stolen", "+44 7911 123456", "[PHONE]"),  # the brackets stay
+    ("my mobile (07911 123456) was stolen", "07911 123456", "[PHONE]"),
     ("my SSN is 212-45-6781", "212-45-6781", "[SSN]"),
 ]
 NEAR_MISSES = [
@@ -63,6 +70,10 @@ NEAR_MISSES = [
     "SSN 078-05-1120 is the famous invalid one",
     "call 555-123-4567",
     "version 1.2.3.4 of the app, build 20240312",
+    "IBAN BE64295277816194 (a digit wrong; its last 14 digits pass the Luhn check)",
+    "account DK01 4562 0207 4041 30 rejected",  # a bad IBAN whose groups hold a Dutch-looking number
+    "card 6011 4258 0975 8333 was charged",  # Luhn-invalid; "0975 8333" alone would be a phone number
+    "payment on 05.03.2021, order 845288370",  # a date and an order number some countries' plans accept
 ]
 
 
@@ -163,6 +174,8 @@ WORST_CASES = {  # crafted 4,000-character texts (the parser's bound), each aime
     "long local parts": ("a." * 30 + "@") * 65, "many labels": "a@" + "b." * 1998, "gb numbers": "0123 " * 800,
     "us numbers": "(212) 555-0123 " * 266, "plus signs": "+1 " * 1333, "ssn": "212-45-6781 " * 333,
     "fullwidth digits": "４１１１ " * 800,
+    "national windows": "01 23 45 67 89, " * 250, "bracketed national numbers": "(02) 1234 5678 " * 266,
+    "zero pairs": "01 " * 1333,
 }
 
 
