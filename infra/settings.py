@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     auto_reply_overrides: Path | None = Field(
         None, description="Optional JSON file {intent: min score, or null for never} overriding the auto-reply score."
     )
+    chat_opening: str = Field(
+        "template", pattern="^(template|generated)$",
+        description="A draft's first sentence: template (per intent) or generated (checked, else the template).",
+    )
 
 
 @lru_cache(maxsize=1)

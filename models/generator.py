@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -101,8 +102,33 @@ class ReplyGenerator:
                 "dtype": str(self.dtype).removeprefix("torch.")}
 
     def prompt(self, system: str, user: str) -> str:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        """The chat-formatted prompt; control tokens inside ``system`` or ``user`` are neutralised first."""
+        messages = [{"role": "system", "content": self.neutralise(system)},
+                    {"role": "user", "content": self.neutralise(user)}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def control_tokens(self) -> list[str]:
+        """The tokenizer's special tokens (``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>``, every added
+        special token), longest first."""
+        if getattr(self, "_control_tokens", None) is None:
+            tokens = set(self.tokenizer.all_special_tokens)
+            tokens |= {t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special}
+            self._control_tokens = sorted((t for t in tokens if t), key=len, reverse=True)
+        return self._control_tokens
+
+    def neutralise(self, text: str) -> str:
+        """``text`` with every control token broken up by a space after its first character ("<|im_end|>"
+        becomes "< |im_end|>"), so the tokenizer reads it as plain text and the customer cannot close the
+        turn or open one; checked again until none is left."""
+        tokens = self.control_tokens()
+        if not tokens:
+            return text
+        pattern = re.compile("|".join(re.escape(t) for t in tokens))
+        for _ in range(len(text)):
+            text, found = pattern.subn(lambda m: m.group(0)[0] + " " + m.group(0)[1:], text)
+            if not found:
+                break
+        return text
 
     def stop_criteria(self, stop_strings: list[str] | None) -> StoppingCriteriaList:
         """The stop-string criterion, built once per set of stop strings.

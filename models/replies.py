@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from infra.settings import get_settings
 from models.escalation import INJECTION, RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
 from models.knowledge import Entry, Retriever
+from models.openings import Opening, choose, template_for
 
 PLACEHOLDER = re.compile(r"\[[^\]]*\]|\{\{?[^}]*\}\}?|<[^>]+>|\b(?:your|customer'?s?) name\b", re.IGNORECASE)
 CONTACT = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d|\b\w+\.(?:com|net|org|io)\b",
@@ -23,7 +25,7 @@ CONTACT = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]
 REFUSAL = re.compile(r"\b(?:i'?m (?:not|unable)|i am (?:not|unable)|i cannot|i can'?t|as an ai|as a customer"
                      r"|not equipped|sorry for your loss|i don'?t have)\b", re.IGNORECASE)
 OPENING_PREFIX = "I understand"
-FALLBACK_OPENING = "Thank you for your message."
+FALLBACK_OPENING = "Thank you for your message."  # only for an intent without a template opening
 ESCALATION_NOTE = "A member of our team will review this conversation and reply to you shortly."
 SYSTEM_PROMPT = ("You write the first sentence of a bank's reply to a customer. In one short sentence starting "
                  "with 'I understand', restate what the customer needs. Give no advice, no facts, no names, "
@@ -62,6 +64,8 @@ class Draft:
 
 
 class ReplyComposer:
+    opening_mode: str | None = None  # "template" or "generated"; None: the chat_opening setting
+
     def __init__(self, retriever: Retriever, generator=None, policy: EscalationPolicy | None = None):
         self.retriever = retriever
         self.generator = generator
@@ -76,10 +80,8 @@ class ReplyComposer:
         entry, score = hits[0]
         return entry, score
 
-    def openings(self, texts: list[str], entities: list[list]) -> list[str | None]:
-        """One generated sentence per text (None where it is not safe to use)."""
-        if self.generator is None or not texts:
-            return [None] * len(texts)
+    def generated_sentences(self, texts: list[str], entities: list[list]) -> list[str]:
+        """The generator's first sentence for each text, greedy and unchecked ("" where it gave none)."""
         prompts = []
         for text, ents in zip(texts, entities):
             mentioned = ", ".join(f"{e.text} ({e.label})" for e in ents) or "none"
@@ -87,13 +89,34 @@ class ReplyComposer:
             prompts.append(self.generator.prompt(SYSTEM_PROMPT, user) + OPENING_PREFIX)
         out = []
         completions = self.generator.generate(prompts, stop_strings=[".", "!", "?"], max_new_tokens=32)
-        for text, completion in zip(texts, completions):
+        for completion in completions:
             sentence = (OPENING_PREFIX + " " + completion.lstrip()).strip() if completion else ""
             match = re.match(r"^(.+?[.!?])(\s|$)", sentence)
-            sentence = match.group(1) if match else ""
-            ok = sentence and len(sentence.split()) <= 30 and unsafe(sentence, text) is None
-            out.append(sentence if ok else None)
+            out.append(match.group(1) if match else "")
         return out
+
+    def openings(self, texts: list[str], entities: list[list], intents: list[str] | None = None) -> list[Opening]:
+        """Generated openings, checked (``models.openings.opening_problem``): one that fails gives way to the
+        template of its predicted intent (``intents``), and to FALLBACK_OPENING for an intent without one."""
+        labels = intents or [None] * len(texts)
+        if self.generator is None or not texts:
+            return [choose(None, text, label) for text, label in zip(texts, labels)]
+        sentences = self.generated_sentences(texts, entities)
+        return [choose(sentence, text, label) for sentence, text, label in zip(sentences, texts, labels)]
+
+    @staticmethod
+    def template_opening(intent: str | None) -> Opening:
+        template = template_for(intent)
+        return Opening(template, "template") if template else Opening(FALLBACK_OPENING, "fallback")
+
+    def draft_openings(self, texts: list[str], entities: list[list], intents: list[str],
+                       mode: str | None = None) -> list[Opening]:
+        """Each draft's opening in ``mode`` (default: ``opening_mode``, else the ``chat_opening`` setting);
+        ``template`` never calls the generator."""
+        mode = mode or self.opening_mode or get_settings().chat_opening
+        if mode == "generated" and self.generator is not None:
+            return self.openings(texts, entities, intents)
+        return [self.template_opening(intent) for intent in intents]
 
     def compose(self, texts: list[str], intents: list, sentiments: list, entities: list[list],
                 states: list | None = None, earlier_intents: list[list[str]] | None = None) -> list[Draft]:
@@ -102,18 +125,19 @@ class ReplyComposer:
         hits = self.retriever.search(texts, k=3)
         injected = [bool(INJECTION.search(t)) for t in texts]
         generate_for = [i for i, bad in enumerate(injected) if not bad]
-        generated = self.openings([texts[i] for i in generate_for], [entities[i] for i in generate_for])
-        opening: dict[int, str | None] = dict(zip(generate_for, generated))
+        chosen = self.draft_openings([texts[i] for i in generate_for], [entities[i] for i in generate_for],
+                                     [intents[i].label for i in generate_for])
+        opening: dict[int, Opening] = dict(zip(generate_for, chosen))
         drafts = []
         for i, text in enumerate(texts):
             entry, confidence = self.choose(intents[i], hits[i])
             reasons = self.policy.reasons(text, intents[i], confidence, states[i] if states else None,
                                           earlier_intents[i] if earlier_intents else ())
-            first = opening.get(i) or FALLBACK_OPENING
+            first = opening[i].text if i in opening else FALLBACK_OPENING
             parts = [first, entry.answer] + ([ESCALATION_NOTE] if reasons else [])
             retrieved = [{"id": e.id, "intent": e.intent, "score": s} for e, s in hits[i]]
             if entry.id not in {r["id"] for r in retrieved}:
                 retrieved.insert(0, {"id": entry.id, "intent": entry.intent, "score": round(confidence, 4)})
             drafts.append(Draft(" ".join(parts), intents[i].label, intents[i].score, entry.id, round(confidence, 4),
-                                bool(reasons), reasons, retrieved, opening.get(i) is not None))
+                                bool(reasons), reasons, retrieved, i in opening and opening[i].generated))
         return drafts

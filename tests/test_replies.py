@@ -5,6 +5,7 @@ import pytest
 from models.customer_state import CustomerState
 from models.intent import Intent
 from models.knowledge import SHIPPED, Retriever, load_entries
+from models.openings import template_for
 from models.replies import ESCALATION_NOTE, FALLBACK_OPENING, ReplyComposer, unsafe
 from models.sentiment import Sentiment
 
@@ -54,6 +55,7 @@ def test_unsafe_catches_placeholders_contacts_refusals_and_new_numbers():
 def test_draft_copies_the_intent_answer_after_a_checked_opening(retriever):
     generator = FakeGenerator(" that your card has not arrived yet.")
     composer = ReplyComposer(retriever, generator)
+    composer.opening_mode = "generated"
     [draft] = composer.compose(["Where is my card?"], [Intent("card_arrival", 0.97, [])], [CALM], [[]])
     answer = retriever.by_intent["card_arrival"].answer
     assert draft.text == f"I understand that your card has not arrived yet. {answer}"
@@ -61,10 +63,23 @@ def test_draft_copies_the_intent_answer_after_a_checked_opening(retriever):
     assert draft.retrieved and all({"id", "score", "intent"} == set(r) for r in draft.retrieved)
 
 
-def test_unsafe_opening_is_replaced(retriever):
+def test_unsafe_opening_is_replaced_by_the_intents_template(retriever):
     composer = ReplyComposer(retriever, FakeGenerator(" that you should call 0800 123 4567 now."))
+    composer.opening_mode = "generated"
     [draft] = composer.compose(["Where is my card?"], [Intent("card_arrival", 0.97, [])], [CALM], [[]])
-    assert draft.text.startswith(FALLBACK_OPENING) and not draft.generated_opening
+    assert draft.text.startswith(template_for("card_arrival")) and not draft.generated_opening
+
+
+def test_template_mode_opens_with_the_intents_template_without_the_generator(retriever):
+    generator = FakeGenerator(" that your card has not arrived yet.")
+    composer = ReplyComposer(retriever, generator)
+    composer.opening_mode = "template"
+    [draft, unknown] = composer.compose(["Where is my card?", "Where is my card?"],
+                                        [Intent("card_arrival", 0.97, []), Intent("no_such_intent", 0.97, [])],
+                                        [CALM, CALM], [[], []])
+    assert generator.prompts == [] and not draft.generated_opening
+    assert draft.text == f"{template_for('card_arrival')} {retriever.by_intent['card_arrival'].answer}"
+    assert unknown.text.startswith(FALLBACK_OPENING)
 
 
 def test_prompt_injection_never_reaches_the_generator_and_is_escalated(retriever):

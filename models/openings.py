@@ -1,0 +1,213 @@
+"""The first sentence of a reply draft: a fixed template per intent, or a checked generated one.
+
+A draft opens by restating what the customer needs ("I understand your new card has not
+arrived yet."), then copies the knowledge-base answer. The opening comes from one of two
+sources (``SENTINEL_CHAT_OPENING``):
+
+- ``template`` (the default): the predicted intent's sentence in ``models/knowledge/openings.json``
+  (one per banking77 intent); the generator is not called.
+- ``generated``: the generator's sentence, kept only when it passes ``opening_problem``;
+  otherwise the predicted intent's template, and ``FALLBACK_OPENING`` only for an intent
+  without one.
+
+The choice was made by reading: ``models/written/openings_labelled.jsonl`` holds 100 banking77
+test messages with the generated and the template opening, each labelled ``right`` (restates
+what the customer asked), ``wrong`` (restates something else, or states a fact or promise) or
+``empty`` (says nothing specific). ``evaluate_openings`` reports those shares, whether the
+generator still gives the labelled sentences, and which source the drafts use.
+
+An opening must never speak for the bank: it states no fact, promise, advice or number of
+its own. ``opening_problem`` rejects promises ("your fees will be refunded", "we will ..."),
+claims of something done or granted ("we have refunded you", "your card has been unblocked",
+"you are eligible", "this is guaranteed"), advice, third-person and empty restatements, and
+everything ``models.replies.unsafe`` rejects (placeholders, contact details, refusals,
+numbers the customer did not write).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from infra.settings import PROJECT_ROOT, Settings
+
+TEMPLATES = Path(__file__).resolve().parent / "knowledge" / "openings.json"
+LABELLED = Path(__file__).resolve().parent / "written" / "openings_labelled.jsonl"
+LABELS = ("right", "wrong", "empty")
+MODES = ("template", "generated")
+MAX_WORDS = 30
+
+# Promises: anything the bank says it will do, or that will happen.
+PROMISE = re.compile(
+    r"\b(?:will|shall|won'?t|wo n't|going to|gonna)\b|\b(?:we|i|you|it|they|this|that)'ll\b"
+    r"|\b(?:promise[sd]?|assure[sd]?|guarantee[sd]?|rest assured|make sure|ensure)\b"
+    r"|\b(?:right away|straight away|immediately|shortly|as soon as possible|asap|in no time|by tomorrow)\b",
+    re.IGNORECASE)
+# Claims: an outcome stated as done or granted ("has been unblocked", "we have refunded you", "you are eligible").
+_DONE = (r"refund(?:ed)?|reimbursed|credited|compensated|unblocked|unlocked|unfrozen|reactivated|re-?activated"
+         r"|activated|resolved|fixed|sorted(?: out)?|approved|processed|restored|reinstated|cancel+ed|replaced"
+         r"|dispatched|shipped|waived|removed|corrected|returned|released|completed|reversed|paid back|taken care of"
+         r"|escalated|investigated|handled|verified|updated|changed|closed|sent")
+CLAIM = re.compile(
+    rf"\b(?:has|have|had|is|are|was|were|been|being|be|got|get|gets)\s+(?:now\s+|already\s+|just\s+|been\s+"
+    rf"|successfully\s+|fully\s+|all\s+)*(?:{_DONE})\b"
+    rf"|\b(?:we|we've|we have|we had|we are|we're|we can|we could|we would|we'd|i have|i've|i can|i could)\b"
+    rf"|\b(?:eligible|entitled|qualif(?:y|ies|ied)|guaranteed?|certainly|definitely|no problem|free of charge"
+    rf"|for free|no fees?|no charges?|covered)\b",
+    re.IGNORECASE)
+# Advice: telling the customer what to do is the answer's job.
+ADVICE = re.compile(
+    r"\byou (?:should|must|need to go|have to go|may want|might want|could try|can (?!'t|not))|\bplease\b"
+    r"|\b(?:try|contact|call|visit|go to|tap|click|open the app)\b", re.IGNORECASE)
+THIRD_PERSON = re.compile(r"\b(?:the|a|that|this|our) customers?\b|\bcustomer'?s\b|\bthe user\b", re.IGNORECASE)
+EMPTY = re.compile(
+    r"^\s*i understand(?:\s+(?:that|what|this|it|you|your|the|a|that the|how|why))?"
+    r"(?:\s+(?:customer'?s?|message|request|question|query|concern|concerns|issue|problem|situation|point|inquiry"
+    r"|enquiry|frustration|feelings?|need|needs|message you sent|what you mean|what you are saying))?\s*[.!?]?\s*$",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A draft's first sentence and where it came from: ``generated``, ``template`` or ``fallback``."""
+
+    text: str
+    source: str
+
+    @property
+    def generated(self) -> bool:
+        return self.source == "generated"
+
+
+@lru_cache(maxsize=4)
+def load_templates(path: Path = TEMPLATES) -> dict[str, str]:
+    """{intent: opening sentence}; a ValueError names a malformed file."""
+    templates = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(templates, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                  for k, v in templates.items()):
+        raise ValueError(f"{path}: expected a JSON object {{intent: sentence}}")
+    return templates
+
+
+def template_for(intent: str | None) -> str | None:
+    """The predicted intent's template opening, or None for an intent without one."""
+    return load_templates().get(intent) if intent else None
+
+
+def opening_problem(sentence: str, source: str = "") -> str | None:
+    """Why ``sentence`` cannot open a draft (``source``: the customer's text, whose numbers it may repeat), or None."""
+    from models.replies import unsafe  # models.replies imports this module
+
+    text = sentence.strip()
+    if not text or EMPTY.match(text):
+        return "empty"
+    if len(text.split()) > MAX_WORDS or re.search(r"[.!?;:]\s+\S", text):
+        return "not_one_short_sentence"
+    reason = unsafe(text, source)
+    if reason:
+        return reason
+    if PROMISE.search(text):
+        return "promise"
+    if CLAIM.search(text):
+        return "claim"
+    if ADVICE.search(text):
+        return "advice"
+    if THIRD_PERSON.search(text):
+        return "third_person"
+    return None
+
+
+def choose(generated: str | None, source: str, intent: str | None) -> Opening:
+    """The generated sentence when it passes the checks, else the intent's template, else the fallback."""
+    from models.replies import FALLBACK_OPENING
+
+    if generated and opening_problem(generated, source) is None:
+        return Opening(generated, "generated")
+    template = template_for(intent)
+    return Opening(template, "template") if template else Opening(FALLBACK_OPENING, "fallback")
+
+
+def sample_ids(n_test: int, n: int = 100, seed: int | None = None) -> list[int]:
+    """The fixed sample of banking77 test rows (``random.Random(SPLIT_SEED).sample``, as ``sentinel eval replies``)."""
+    from models.datasets import SPLIT_SEED
+
+    return sorted(random.Random(SPLIT_SEED if seed is None else seed).sample(range(n_test), n))
+
+
+def read_labelled(path: Path = LABELLED) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows:
+        for key in ("generated_label", "template_label"):
+            if row.get(key) not in LABELS:
+                raise ValueError(f"{path}: {row.get('id')}: {key} must be one of {LABELS}")
+    return rows
+
+
+def shares(labels: list[str]) -> dict:
+    counts = Counter(labels)
+    n = len(labels)
+    return {"n": n, **{label: round(counts[label] / n, 4) if n else 0.0 for label in LABELS}}
+
+
+def evaluate_openings(settings: Settings, labelled: Path = LABELLED, *, composer=None, analyzer=None,
+                      intents=None) -> dict:
+    """The opening check of ``sentinel eval replies`` (models already loaded may be passed in).
+
+    - ``labelled_generated``, ``labelled_template``: shares right / wrong / empty in the labelled file;
+    - ``labels_current``: how many labelled generated openings the configured generator still gives
+      (greedy, as the composer asks it: the rest are stale labels), and how many template openings
+      changed in ``openings.json`` since they were labelled;
+    - ``drafts``: for the configured ``chat_opening`` mode on the labelled messages, the share of
+      drafts whose opening is generated, template or fallback.
+    """
+    from infra.progress import progress
+    from models.analysis import Analyzer
+    from models.generator import ReplyGenerator
+    from models.intent import IntentClassifier
+    from models.knowledge import Retriever
+    from models.replies import ReplyComposer
+
+    rows = read_labelled(labelled)
+    texts = [r["message"] for r in rows]
+    if composer is None:
+        composer = ReplyComposer(Retriever.from_settings(settings), ReplyGenerator.from_settings(settings))
+    analyzer = analyzer or Analyzer.from_settings(settings)
+    intents = intents or IntentClassifier.from_settings(settings)
+    mode = composer.opening_mode or settings.chat_opening
+    generator = composer.generator
+    regenerated: list[str] = []
+    sources: list[str] = []
+    chunk = 16
+    with progress() as bar:
+        task = bar.add_task("openings", total=len(texts), info=mode)
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            analysed = analyzer.analyze_texts(part)
+            entities = [a[1] for a in analysed]
+            labels = [i.label for i in intents.predict(part)]
+            if generator is not None:
+                regenerated += composer.generated_sentences(part, entities)
+            # what compose() uses (generated mode asks the generator again: it is what drafts get)
+            sources += [o.source for o in composer.draft_openings(part, entities, labels, mode)]
+            bar.update(task, advance=len(part))
+    n = len(rows)
+    reproduced = sum(a == r["generated"] for a, r in zip(regenerated, rows)) if generator is not None else None
+    changed = sum(template_for(r["predicted_intent"]) != r["template"] for r in rows)
+    source_counts = Counter(sources)
+    return {
+        "task": "openings", "model": generator.source if generator is not None else "none", "mode": mode,
+        "labelled_generated": shares([r["generated_label"] for r in rows]),
+        "labelled_template": shares([r["template_label"] for r in rows]),
+        "labels_current": {"n": n, "generated_reproduced": reproduced,
+                           "generated_stale": None if reproduced is None else n - reproduced,
+                           "templates_changed": changed},
+        "drafts": {"n": n, "mode": mode, **{s: round(source_counts[s] / n, 4) if n else 0.0
+                                            for s in ("generated", "template", "fallback")}},
+        "labelled_file": str(labelled.relative_to(PROJECT_ROOT)) if labelled.is_relative_to(PROJECT_ROOT)
+        else labelled.name,
+    }
