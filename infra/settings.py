@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     )
     generator_max_new_tokens: int = Field(48, ge=4, le=1024, description="Most new tokens in one generated reply part.")
     generator_max_batch: int = Field(16, ge=1, le=256, description="Most replies generated together in one batch.")
+    generator_prompt_log: Path | None = Field(
+        None, description="Test hook: a file the reply generator appends every prompt it is given to (JSON lines); "
+                          "prompts hold customer text, so leave it unset outside tests.",
+    )
     knowledge_base: str = Field(
         "", description="Knowledge base CSV/JSONL (question, answer, intent?); empty = the shipped banking answers."
     )

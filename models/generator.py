@@ -70,7 +70,7 @@ class ReplyGenerator:
     task = "generator"
 
     def __init__(self, tokenizer, model, device: torch.device, dtype: torch.dtype, source: str,
-                 max_new_tokens: int = 48, max_batch: int = 16):
+                 max_new_tokens: int = 48, max_batch: int = 16, prompt_log: Path | None = None):
         self.tokenizer = tokenizer
         self.model = model
         self.device = device
@@ -79,6 +79,7 @@ class ReplyGenerator:
         self.max_new_tokens = max_new_tokens
         self.max_batch = max_batch
         self.timings = PhaseTimings()
+        self.prompt_log = prompt_log  # a test hook (SENTINEL_GENERATOR_PROMPT_LOG): see record_prompts
         self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -95,7 +96,7 @@ class ReplyGenerator:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype).to(device).eval()
         return cls(tokenizer, model, device, dtype, s.generator_model or DEFAULT, s.generator_max_new_tokens,
-                   s.generator_max_batch)
+                   s.generator_max_batch, s.generator_prompt_log)
 
     def describe(self) -> dict[str, str]:
         return {"task": self.task, "model": self.source, "device": str(self.device),
@@ -153,6 +154,7 @@ class ReplyGenerator:
         batch ends when its longest *useful* completion does.
         """
         out: list[str] = [""] * len(prompts)
+        self.record_prompts(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self.max_batch):
             ids = order[start : start + self.max_batch]
@@ -170,3 +172,15 @@ class ReplyGenerator:
             self.timings.batches += 1
             self.timings.items += len(ids)
         return out
+
+    def record_prompts(self, prompts: list[str]) -> None:
+        """Test hook: with ``prompt_log`` set (``SENTINEL_GENERATOR_PROMPT_LOG``), every prompt this generator is
+        given is appended to that file as a JSON string per line, so a test can read what reached the model
+        inside the worker's model process (``tests/test_chat_pipeline.py``: no raw card number or e-mail
+        address). Prompts hold customer text: leave it unset outside tests."""
+        if self.prompt_log is None or not prompts:
+            return
+        import json
+
+        with open(self.prompt_log, "a", encoding="utf-8", errors="surrogateescape") as f:
+            f.write("".join(json.dumps(p) + "\n" for p in prompts))

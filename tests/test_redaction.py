@@ -267,6 +267,27 @@ def test_the_generators_prompt_gets_the_redacted_text():
     assert "4111" not in generator.prompts[0] and "j.smith" not in generator.prompts[0]
 
 
+class FakeGeneratorWithAPromptLog:
+    """Stands in for a ReplyGenerator's own state: only the prompt log the test hook writes to."""
+
+    def __init__(self, prompt_log):
+        self.prompt_log = prompt_log
+
+
+def test_the_prompt_log_test_hook_appends_each_prompt_as_one_json_line(tmp_path):
+    from models.generator import ReplyGenerator
+
+    log_file = tmp_path / "prompts.jsonl"
+    ReplyGenerator.record_prompts(FakeGeneratorWithAPromptLog(None), ["not written"])
+    assert not log_file.exists()
+    hook = FakeGeneratorWithAPromptLog(log_file)
+    ReplyGenerator.record_prompts(hook, ["<|im_start|>user\nCard [CARD]\nsecond line<|im_end|>", "two"])
+    ReplyGenerator.record_prompts(hook, ["three \u202e"])
+    lines = log_file.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == ["<|im_start|>user\nCard [CARD]\nsecond line<|im_end|>", "two",
+                                                    "three \u202e"]
+
+
 # -- dead letters: a chat payload is redacted before it is stored or produced ---------------------------
 
 def dead(value: bytes | None, topic: str = "chat", detail: str = "bad") -> dict:
