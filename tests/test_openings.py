@@ -9,11 +9,13 @@ from models.knowledge import SHIPPED, load_entries
 from models.openings import (
     LABELLED,
     LABELS,
+    draft_rows,
     evaluate_openings,
     load_templates,
     opening_problem,
     read_labelled,
     sample_ids,
+    shares,
     template_for,
 )
 from models.replies import FALLBACK_OPENING, ReplyComposer
@@ -155,9 +157,30 @@ def test_evaluate_openings_reports_shares_stale_labels_and_the_modes_sources(gen
     settings = Settings(chat_opening="template")
     report = evaluate_openings(settings, labelled, composer=composer)
     assert report["labelled_generated"] == {"n": 2, "right": 0.0, "wrong": 0.5, "empty": 0.5}
+    # "I understand ." fails the check (its template is used), "... you lost your card." passes (wrong)
+    assert report["labelled_generated_mode"] == {**shares([rows[0]["template_label"], "wrong"]),
+                                                 "generated_passing_checks": 1}
     assert report["labels_current"] == {"n": 2, "generated_reproduced": 1, "generated_stale": 1,
                                         "templates_changed": 1}
     assert report["drafts"] == {"n": 2, "mode": "template", "generated": 0.0, "template": 1.0, "fallback": 0.0}
     generated = evaluate_openings(Settings(chat_opening="generated"), labelled, composer=composer)
     assert generated["drafts"]["generated"] == 0.0  # "I understand ." fails the check: the template is used
     assert generated["drafts"]["template"] == 1.0
+
+
+def test_draft_rows_keep_a_label_only_for_an_unchanged_sentence(generator, data_dir, tmp_path):
+    from models.datasets import banking77_splits
+
+    picks = sample_ids(len(banking77_splits(data_dir)["test"].texts), 2)
+    composer = ReplyComposer(None, generator)
+    first = draft_rows(data_dir, Settings(), None, 2, composer=composer)
+    assert [r["id"] for r in first] == [f"banking77-test-{i}" for i in picks]
+    assert all(r["generated_label"] is None and r["template_label"] is None for r in first)
+    assert all(r["template"] == template_for(r["predicted_intent"]) for r in first)
+    previous = tmp_path / "previous.jsonl"
+    kept = dict(first[0], generated_label="empty", template_label="right")
+    changed = dict(first[1], generated="I understand an older sentence.", generated_label="wrong",
+                   template_label="wrong")
+    previous.write_text(json.dumps(kept) + "\n" + json.dumps(changed) + "\n")
+    again = draft_rows(data_dir, Settings(), previous, 2, composer=composer)
+    assert [(r["generated_label"], r["template_label"]) for r in again] == [("empty", "right"), (None, "wrong")]
