@@ -245,16 +245,18 @@ def draft_rows(data: Path, settings: Settings, previous: Path | None = LABELLED,
             part = texts[start : start + 16]
             entities = [a[1] for a in analyzer.analyze_texts(part)]
             labels = [i.label for i in intents.predict(part)]
-            for k, (text, label, sentence) in enumerate(zip(part, labels, composer.generated_sentences(part, entities))):
+            sentences = composer.generated_sentences(part, entities)
+            for k, (text, label, sentence) in enumerate(zip(part, labels, sentences)):
                 i = picks[start + k]
                 row_id = f"banking77-test-{i}"
                 was = old.get(row_id, {})
                 template = template_for(label) or ""
+                same_sentence, same_template = was.get("generated") == sentence, was.get("template") == template
                 rows.append({"id": row_id, "message": text, "gold_intent": test.labels[i], "predicted_intent": label,
                              "generated": sentence,
-                             "generated_label": was.get("generated_label") if was.get("generated") == sentence else None,
+                             "generated_label": was.get("generated_label") if same_sentence else None,
                              "template": template,
-                             "template_label": was.get("template_label") if was.get("template") == template else None})
+                             "template_label": was.get("template_label") if same_template else None})
             bar.update(task, advance=len(part))
     return rows
 
