@@ -24,6 +24,7 @@ from schemas.events import ChatEvent, parse_chat
 from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
 ESCALATION = "escalation"
+RUNNER_UP_FROM = 0.2  # an earlier message's runner-up intent from this probability counts as its subject too
 
 
 class ChatModels:
@@ -51,12 +52,15 @@ class ChatModels:
         return [(sentiment, entities, states[k] if states else None, draft)
                 for k, ((sentiment, entities), draft) in enumerate(zip(analysed, drafts))]
 
-    def earlier_intents(self, contexts: list) -> list[list[str]]:
-        """The intent of every earlier message of each context, each distinct text read once."""
+    def earlier_intents(self, contexts: list) -> list[list[tuple[str, ...]]]:
+        """The likely intents of every earlier message of each context (its intent, and the runners-up
+        from ``RUNNER_UP_FROM``: a follow-up such as "any update? still can't use my card" is often read
+        alone as a neighbouring intent), each distinct text read once."""
         distinct = list(dict.fromkeys(t for context in contexts for t in context))
         if not distinct:
             return [[] for _ in contexts]
-        read = dict(zip(distinct, (i.label for i in self.intents.predict(distinct))))
+        read = {t: (i.label, *(n for n, s in i.alternatives if s >= RUNNER_UP_FROM))
+                for t, i in zip(distinct, self.intents.predict(distinct))}
         return [[read[t] for t in context] for context in contexts]
 
     def timed(self) -> list:
@@ -67,7 +71,7 @@ class ChatModels:
 
     def describe(self) -> dict:
         generator = self.composer.generator
-        return {"generator": generator.source if generator is not None else "none",
+        return {"generator": generator.source if generator is not None else "templates",
                 "models": [m.describe() for m in self.timed()]}
 
 
@@ -82,8 +86,9 @@ def load_models(settings) -> ChatModels:
     intents.warm_up()
     states = CustomerStateClassifier.from_settings(settings)
     states.warm_up()
-    composer = ReplyComposer(Retriever.from_settings(settings), ReplyGenerator.from_settings(settings),
-                             EscalationPolicy.from_settings(settings))
+    # The generator is loaded only where drafts use it (models/openings.py: templates won on the labelled check).
+    generator = ReplyGenerator.from_settings(settings) if settings.chat_opening == "generated" else None
+    composer = ReplyComposer(Retriever.from_settings(settings), generator, EscalationPolicy.from_settings(settings))
     return ChatModels(analyzer, intents, composer, states)
 
 

@@ -48,9 +48,11 @@ class EscalationPolicy:
         return cls(settings.chat_upset_escalation, settings.chat_leaving_escalation,
                    settings.chat_repeat_contacts, settings.chat_min_confidence)
 
-    def reasons(self, text: str, intent, confidence: float, state=None, earlier_intents: Sequence[str] = ()) -> list[str]:
+    def reasons(self, text: str, intent, confidence: float, state=None,
+                earlier_intents: Sequence[str | Sequence[str]] = ()) -> list[str]:
         """Why this message needs a person (empty: it does not). ``state``: a ``CustomerState`` or None;
-        ``earlier_intents``: the intents of the conversation's earlier messages (its context)."""
+        ``earlier_intents``: per earlier message of the conversation (its context), its intent or its
+        likely intents."""
         reasons = []
         if INJECTION.search(text):
             reasons.append("prompt_injection")
@@ -63,7 +65,8 @@ class EscalationPolicy:
         if state is not None and state.upset >= self.upset_from:
             angry = state.scores.get("angry", 0.0) >= state.scores.get("frustrated", 0.0)
             reasons.append("customer_angry" if angry else "customer_frustrated")
-        same = sum(1 for earlier in earlier_intents if earlier == intent.label)
+        same = sum(1 for earlier in earlier_intents
+                   if intent.label == earlier or not isinstance(earlier, str) and intent.label in earlier)
         if self.repeat_contacts and same >= self.repeat_contacts:
             reasons.append(f"repeated_contact:{same + 1}")
         if confidence < self.min_confidence:

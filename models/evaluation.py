@@ -205,6 +205,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
     from models.escalation import EscalationPolicy
+    from models.openings import evaluate_openings
     from models.replies import CONTACT, PLACEHOLDER, ReplyComposer
 
     test = datasets.banking77_splits(data)["test"]
@@ -245,5 +246,14 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
             "drafts_per_second": round(n / elapsed, 2),
         },
         "escalation_set": evaluate_escalation(data, settings),
+        "redaction_set": _redaction_summary(),
+        "openings": evaluate_openings(settings, composer=composer, analyzer=analyzer, intents=intents),
         "samples": samples,
     }
+
+
+def _redaction_summary() -> dict:
+    """``models/redaction_eval.py`` on its fixed set: overall and per type (details: ``python -m models.redaction_eval``)."""
+    from models.redaction_eval import evaluate_redaction
+
+    return evaluate_redaction()

@@ -1,12 +1,14 @@
 """Reply drafts that stay within the knowledge base, and when to hand a message to a person.
 
-Design (measured in docs/MODELS.md): the small generator restates the customer's
-request in one sentence (the assistant turn is started with "I understand", so it
-neither refuses nor wanders), and the facts are the retrieved answer, copied
-verbatim. The generated sentence is checked: a refusal, a placeholder, a link, an
-e-mail address, a number the customer did not write, or anything longer than one
-short sentence is replaced by a neutral opening. Messages that try to instruct the
-assistant never reach the generator and are escalated.
+Design (measured in docs/MODELS.md): a draft is one opening sentence that restates the
+customer's request, then the chosen knowledge-base answer, copied verbatim. The opening is
+the predicted intent's template (``models/openings.py``; ``SENTINEL_CHAT_OPENING=template``,
+the default: templates restate the request right 0.91 of the time on 100 labelled
+messages, the small generator 0.20), or, with ``generated``, a sentence the generator
+writes after a forced "I understand", checked (refusals, placeholders, contact details,
+numbers the customer did not write, promises, claims) and replaced by the template when it
+fails. Messages that try to instruct the assistant never reach the generator. When a
+message needs a person is ``models/escalation.py``'s.
 """
 
 from __future__ import annotations
