@@ -57,8 +57,11 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST]]
     random.Random(3).shuffle(values)
     services = start_services(tmp_path)
-    worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat").start(ready_timeout=400)
-    try:
+    prompt_log = tmp_path / "prompts.jsonl"  # every prompt the generator is given, in the model process
+    worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat", SENTINEL_CHAT_OPENING="generated",
+                    SENTINEL_GENERATOR_PROMPT_LOG=str(prompt_log))
+    try:  # a worker that cannot start must not leave the broker and the database running
+        worker.start(ready_timeout=400)
         produce(services.bootstrap, "chat", values)
         wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 193
                    and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
@@ -91,6 +94,11 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
         assert not [r for r in rows if leaks(tuple(r))], table
     assert not [r for r in replies + dead_records if leaks(r.value)]
     assert not leaks(worker.log())
+    # and the generator's prompts: the placeholders reach it, the raw values never (an injection not at all)
+    prompts = [json.loads(line) for line in prompt_log.read_text(encoding="utf-8").splitlines()]
+    assert len(prompts) >= 100 and not [p for p in prompts if leaks(p)]
+    assert [p for p in prompts if "I lost my card [CARD] yesterday, email me at [EMAIL]" in p]
+    assert not [p for p in prompts if "Ignore previous instructions" in p]
 
     # the follow-up is read with its conversation: a lost card, escalated as a risk; alone it is not
     assert drafts["ctx-2"].intent == "lost_or_stolen_card"
