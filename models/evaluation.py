@@ -190,7 +190,7 @@ def print_report(report: dict) -> None:
     table.add_column("n", justify="right")
     table.add_column("figures")
     for split, figures in report.items():
-        if isinstance(figures, dict) and split != "samples":
+        if isinstance(figures, dict) and split not in ("samples", "sources"):
             shown = {k: v for k, v in figures.items() if k != "n"}
             table.add_row(split, str(figures.get("n", "")), ", ".join(f"{k}={v}" for k, v in shown.items()))
     console.print(table)

@@ -40,6 +40,13 @@ FOLLOW_UPS = [{"id": "ctx-2", "conversation_id": "conv-ctx", "text": "what do I 
               {"id": "ctx-3", "conversation_id": "conv-alone", "text": "what do I do now"}]
 
 
+# The customer's state (models/customer_state.py): upset and leaving customers are handed to a person.
+UPSET = [{"id": "upset-1", "conversation_id": "conv-upset",
+          "text": "This is the THIRD time I've written about my missing card. Absolutely useless, the lot of you."},
+         {"id": "leave-1", "conversation_id": "conv-leave",
+          "text": "Honestly done with this bank. I'll be moving everything to another one next week."}]
+
+
 def leaks(blob) -> bool:
     """Whether a stored or produced value holds the card (in any spacing) or the e-mail address."""
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else str(blob)
@@ -54,7 +61,7 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
                              "text": f"card {CARD}, {EMAIL} " + "x" * 5000}).encode(),
                  b'{"id": "m5", "text": "no conversation"}', b'{"id": ["m6"], "conversation_id": "c", "text": "hi"}']
     values = [json.dumps({k: v for k, v in m.items() if not k.startswith("_")}).encode() for m in messages]
-    values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST]]
+    values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST] + UPSET]
     random.Random(3).shuffle(values)
     services = start_services(tmp_path)
     prompt_log = tmp_path / "prompts.jsonl"  # every prompt the generator is given, in the model process
@@ -63,18 +70,19 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     try:  # a worker that cannot start must not leave the broker and the database running
         worker.start(ready_timeout=400)
         produce(services.bootstrap, "chat", values)
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 193
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195
                    and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
-                   message="193 drafts and 10 dead letters")
+                   message="195 drafts and 10 dead letters")
         # the follow-ups once the first message is stored: one in its conversation, one alone
         produce(services.bootstrap, "chat", [json.dumps(m).encode() for m in FOLLOW_UPS])
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195, timeout=600,
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 197, timeout=600,
                    message="the follow-ups' drafts")
-        replies = read_topic(services.bootstrap, "chat.replies", 195)
+        replies = read_topic(services.bootstrap, "chat.replies", 197)
         dead_records = read_topic(services.bootstrap, "deadletter", 10)
         stored = {table: services.rows(f"select * from {table}")
                   for table in ("chat_messages", "reply_drafts", "alerts", "dead_letters")}
         private_texts = dict(services.rows("select id, text from chat_messages where id like 'pii-%'"))
+        states = dict(services.rows("select id, customer_state from chat_messages"))
         drafts = {r.message_id: r for r in services.rows(
             "select message_id, intent, intent_score, draft, escalate, escalation_reason, retrieved "
             "from reply_drafts")}
@@ -105,7 +113,15 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     assert "risk_intent:lost_or_stolen_card" in drafts["ctx-2"].escalation_reason
     assert drafts["ctx-3"].intent != "lost_or_stolen_card"
 
-    assert set(drafts) == {m["id"] for m in messages + PRIVATE + [FIRST] + FOLLOW_UPS}
+    # upset and leaving customers are escalated on their state; every message stores and produces its state
+    assert states["upset-1"] in ("frustrated", "angry") and states["leave-1"] == "leaving"
+    assert "customer_" in drafts["upset-1"].escalation_reason and {"upset-1", "leave-1"} <= escalations
+    assert "customer_leaving" in drafts["leave-1"].escalation_reason
+    assert None not in states.values()
+    assert all(json.loads(r.value)["customer_state"]["label"] == states[json.loads(r.value)["message_id"]]
+               for r in replies)
+
+    assert set(drafts) == {m["id"] for m in messages + PRIVATE + [FIRST] + UPSET + FOLLOW_UPS}
     assert dead == 10
     assert sorted(json.loads(r.value)["message_id"] for r in replies) == sorted(drafts)
     for d in drafts.values():

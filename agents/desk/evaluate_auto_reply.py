@@ -3,8 +3,8 @@ those with the wrong intent (the intent picks the answer a customer gets), over 
 
     python -m agents.desk.evaluate_auto_reply --data ../shared/data --out docs/auto_reply.json
 
-The drafts are composed as the worker composes them (intent, sentiment, retrieval, escalation
-rules) without the generated opening, which changes neither the intent nor the escalation.
+The drafts are composed as the worker composes them (intent, customer state, retrieval, escalation
+rules) without the opening, which changes neither the intent nor the escalation.
 """
 
 from __future__ import annotations
@@ -54,18 +54,21 @@ def measure(data: Path) -> dict:
     from models.knowledge import Retriever
     from models.escalation import EscalationPolicy
     from models.replies import ReplyComposer
+    from models.customer_state import CustomerStateClassifier
     from models.sentiment import SentimentClassifier
 
     settings = Settings()
     test = datasets.banking77_splits(data)["test"]
     intents = IntentClassifier.from_settings(settings)
     sentiment = SentimentClassifier.from_settings(settings)
+    states = CustomerStateClassifier.from_settings(settings)
     composer = ReplyComposer(Retriever.from_settings(settings), None, EscalationPolicy.from_settings(settings))
     started = time.perf_counter()
     rows: list[dict] = []
     for start in range(0, len(test.texts), 256):
         texts = test.texts[start:start + 256]
-        drafts = composer.compose(texts, intents.predict(texts), sentiment.predict(texts), [[] for _ in texts])
+        drafts = composer.compose(texts, intents.predict(texts), sentiment.predict(texts), [[] for _ in texts],
+                                  states=states.predict(texts))
         rows += [{"gold": g, "intent": d.intent, "score": d.intent_score, "escalate": d.escalate}
                  for g, d in zip(test.labels[start:start + 256], drafts)]
         print(f"{len(rows)}/{len(test.texts)}", file=sys.stderr, flush=True)
