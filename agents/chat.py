@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from agents.alerts.records import AlertRecord
 from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
+from infra import metrics
 from models.analysis import Analyzer
 from models.customer_state import CustomerStateClassifier
 from models.escalation import CRITICAL, EscalationPolicy
@@ -174,4 +175,12 @@ class ChatPipeline:
         return Built(rows, [(event.id.encode(), reply)], alerts, other_records=others)
 
     def after_commit(self, stored: list[Built]) -> list[AlertRecord]:
+        """Counts the stored messages' customer states and escalation reasons (``reason`` without its detail)."""
+        for built in stored:
+            for table, row in built.rows:
+                if table is ChatMessage.__table__ and row.get("customer_state"):
+                    metrics.CUSTOMER_STATES.labels(row["customer_state"]).inc()
+                elif table is ReplyDraft.__table__ and row["escalate"]:
+                    for reason in (row["escalation_reason"] or "unknown").split("; "):
+                        metrics.CHAT_ESCALATIONS.labels(reason.split(":")[0]).inc()
         return []

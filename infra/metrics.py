@@ -60,6 +60,11 @@ MODEL_INFO = Gauge("sentinel_model_info", "The model behind each task (value 1).
 MODEL_PROCESS_RESTARTS = Counter("sentinel_model_process_restarts_total",
                                  "Model processes that died and were replaced (chat's models run in a child).",
                                  ["agent"], registry=REGISTRY)
+CHAT_ESCALATIONS = Counter("sentinel_chat_escalations_total",
+                           "Chat messages handed to a person, by reason (a message may have several).",
+                           ["reason"], registry=REGISTRY)
+CUSTOMER_STATES = Counter("sentinel_chat_customer_state_total", "Stored chat messages by the customer's state.",
+                          ["state"], registry=REGISTRY)
 _PHASES = {"tokenize": MODEL_TOKENIZE, "infer": MODEL_INFER, "decode": MODEL_DECODE}
 
 

@@ -60,11 +60,12 @@ def client(settings, engine):
 
 def add_draft(engine, message_id: str, conversation_id: str = "conv-1", text_: str = "Where is my card?",
               draft: str = "Cards usually arrive within 3 to 7 working days.", escalate: bool = False,
-              intent: str = "card_arrival", score: float = 0.93) -> None:
+              intent: str = "card_arrival", score: float = 0.93, state: str | None = None) -> None:
     """A message and its draft, stored as the chat agent stores them."""
     with engine.begin() as conn:
         conn.execute(insert(ChatMessage.__table__).values(
             id=message_id, conversation_id=conversation_id, text=text_, sentiment_label="neutral", negative=0.1,
+            customer_state=state,
             entities=[], kafka_partition=0, kafka_offset=0, event_time=datetime.now(UTC)))
         conn.execute(insert(ReplyDraft.__table__).values(
             message_id=message_id, conversation_id=conversation_id, intent=intent, intent_score=score,
@@ -216,7 +217,10 @@ def test_pages_need_a_session_and_forms_need_the_csrf_token(settings, engine):
         assert r.status_code == 303
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-        add_draft(engine, "page-1", "conv-page")
+        add_draft(engine, "page-1", "conv-page", state="angry")
+        # the card and the conversation show how the customer feels
+        assert "customer state angry" in browser.get("/drafts").text
+        assert "customer state angry" in browser.get("/conversations/conv-page").text
         # a write by session cookie needs the page's token, in the form or the X-CSRF-Token header
         assert browser.post("/api/drafts/page-1/reject", json={"reason": "x"}).status_code == 403
         assert browser.post("/drafts/page-1/reject", data={"reason": "x", "csrf_token": "no"}).status_code == 403

@@ -33,7 +33,7 @@ METRIC_FAMILIES = [
     "sentinel_model_infer_duration_seconds", "sentinel_db_write_duration_seconds",
     "sentinel_kafka_produce_duration_seconds", "sentinel_end_to_end_latency_seconds", "sentinel_consumer_lag",
     "sentinel_alerts_total", "sentinel_entity_negative_share", "sentinel_entity_window_mentions",
-    "sentinel_model_info", "sentinel_db_up",
+    "sentinel_model_info", "sentinel_db_up", "sentinel_chat_escalations_total", "sentinel_chat_customer_state_total",
 ]
 
 

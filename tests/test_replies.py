@@ -123,3 +123,28 @@ def test_calm_customers_asking_once_are_not_escalated(retriever, customer, earli
     [draft] = composer.compose(["Where is my card?"], [Intent("card_arrival", 0.97, [])], [ANGRY], [[]],
                                [customer], [earlier])
     assert not draft.escalate and draft.reasons == []
+
+
+def test_the_chat_pipeline_counts_stored_states_and_escalation_reasons():
+    """After the commit, ChatPipeline counts each stored message's state and each escalation reason once."""
+    from agents.chat import ChatPipeline
+    from agents.pipeline import Built
+    from infra.metrics import REGISTRY
+    from schemas.tables import ChatMessage, ReplyDraft
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("sentinel_chat_customer_state_total", state="angry"),
+              value("sentinel_chat_escalations_total", reason="customer_angry"),
+              value("sentinel_chat_escalations_total", reason="risk_intent"))
+    rows = [(ChatMessage.__table__, {"customer_state": "angry"}),
+            (ReplyDraft.__table__, {"escalate": True,
+                                    "escalation_reason": "risk_intent:lost_or_stolen_card; customer_angry"}),
+            (ChatMessage.__table__, {"customer_state": "calm"}),
+            (ReplyDraft.__table__, {"escalate": False, "escalation_reason": None})]
+    assert ChatPipeline(None, "templates").after_commit([Built(rows, [])]) == []
+    after = (value("sentinel_chat_customer_state_total", state="angry"),
+             value("sentinel_chat_escalations_total", reason="customer_angry"),
+             value("sentinel_chat_escalations_total", reason="risk_intent"))
+    assert [a - b for a, b in zip(after, before)] == [1, 1, 1]

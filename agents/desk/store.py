@@ -22,7 +22,7 @@ MAX_INTENT = 128
 STATUSES = ("pending", "sent", "rejected")
 DRAFT_COLUMNS = ("d.message_id, d.conversation_id, m.text, d.draft, d.intent, d.intent_score, d.escalate, "
                  "d.escalation_reason, d.retrieved, d.status, d.decided_by, d.decided_at, d.created_at, "
-                 "m.customer_id, m.channel, m.sentiment_label, m.event_time")
+                 "m.customer_id, m.channel, m.sentiment_label, m.customer_state, m.event_time")
 
 
 class DecisionError(ValueError):
@@ -152,6 +152,7 @@ def conversation(engine: Engine, conversation_id: str, limit: int = 500) -> list
     with engine.connect() as conn:
         return list(conn.execute(text(
             "select m.id as message_id, m.text, m.event_time, m.customer_id, m.channel, m.sentiment_label, "
+            "m.customer_state, "
             "d.draft, d.intent, d.intent_score, d.escalate, d.escalation_reason, d.status, d.decided_by, "
             "o.text as sent_text, o.sent_by, o.auto, o.created_at as sent_at "
             "from chat_messages m left join reply_drafts d on d.message_id = m.id "
