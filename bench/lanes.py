@@ -107,7 +107,9 @@ def main(seconds: float = 60.0, chat_rate: float = 2.0, probe: int = 600, load: 
     try:
         console.print("starting one worker with SENTINEL_AGENTS=news,chat (loads the generator) …")
         started = time.monotonic()
-        worker = Worker(services, folder, SENTINEL_AGENTS="news,chat").start(ready_timeout=ready_timeout)
+        # generated openings: the case where chat's lane is heaviest (drafts default to templates)
+        worker = Worker(services, folder, SENTINEL_AGENTS="news,chat",
+                        SENTINEL_CHAT_OPENING="generated").start(ready_timeout=ready_timeout)
         worker.wait_assigned()
         console.print(f"worker ready and assigned in {time.monotonic() - started:.0f} s; "
                       "warming up the chat lane with 8 messages …")

@@ -59,7 +59,7 @@ def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_mi
          chat_rate: float = 0.5, probe_python: bool = False) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="sentinel-soak-"))
     services = start_services(folder)
-    env = {"SENTINEL_AGENTS": "news,chat"}
+    env = {"SENTINEL_AGENTS": "news,chat", "SENTINEL_CHAT_OPENING": "generated"}  # the heavier chat path
     heap_file = folder / "python-heap.jsonl"
     if probe_python:
         env |= {"PYTHONPATH": str(Path(__file__).parent / "memprobe"), "SENTINEL_MEMPROBE_FILE": str(heap_file),
