@@ -13,15 +13,11 @@ trained for customer messages (``sentinel train customer-state``; the set is bui
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
-from infra.settings import Settings, get_settings
-from models.encoder import load_model
-from models.runtime import BatchedModel, pick_device, pick_dtype
+from models.classifier import TextClassifier
 
 LABELS = ["calm", "frustrated", "angry", "leaving"]
 
@@ -41,20 +37,9 @@ class CustomerState:
         return {"label": self.label, "score": self.score, "scores": self.scores}
 
 
-class CustomerStateClassifier(BatchedModel):
+class CustomerStateClassifier(TextClassifier):
     task = "customer_state"
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> "CustomerStateClassifier":
-        s = settings or get_settings()
-        device = pick_device(s.device)
-        loaded = load_model(s.customer_state_model, AutoModelForSequenceClassification, s.base_encoder,
-                            device, pick_dtype(device))
-        return cls(loaded, s.max_length, s.max_batch, s.token_budget)
-
-    def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
-        enc = self.loaded.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return [{"input_ids": ids} for ids in enc["input_ids"]]
+    setting = "customer_state_model"
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[CustomerState]:
         if sorted(self.labels) != sorted(LABELS):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
-from infra.settings import Settings, get_settings
-from models.encoder import load_model
-from models.runtime import BatchedModel, pick_device, pick_dtype
+from models.classifier import TextClassifier
 
 
 @dataclass
@@ -24,20 +20,9 @@ class Intent:
                 "alternatives": [{"label": n, "score": s} for n, s in self.alternatives]}
 
 
-class IntentClassifier(BatchedModel):
+class IntentClassifier(TextClassifier):
     task = "intent"
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> "IntentClassifier":
-        s = settings or get_settings()
-        device = pick_device(s.device)
-        loaded = load_model(s.intent_model, AutoModelForSequenceClassification, s.base_encoder,
-                            device, pick_dtype(device))
-        return cls(loaded, s.max_length, s.max_batch, s.token_budget)
-
-    def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
-        enc = self.loaded.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        return [{"input_ids": ids} for ids in enc["input_ids"]]
+    setting = "intent_model"
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[Intent]:
         probs = torch.softmax(torch.stack(logits), dim=-1)
