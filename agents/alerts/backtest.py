@@ -123,9 +123,8 @@ def _file_result(obj: dict):
     return Sentiment(label, scores[label], scores), entities
 
 
-def read_history(path: Path) -> list[Line]:
-    """The file's events in order; the first bad line raises BacktestError naming it."""
-    lines = []
+def _lines(path: Path):
+    """(line number, line without its end) of each non-blank line; a file that cannot be read raises BacktestError."""
     try:
         f = path.open("rb")
     except OSError as exc:
@@ -133,21 +132,27 @@ def read_history(path: Path) -> list[Line]:
     with f:
         for number, raw in enumerate(f, 1):
             raw = raw.rstrip(b"\r\n")
-            if not raw.strip():
-                continue
-            if len(lines) >= MAX_LINES:
-                raise BacktestError(f"{path.name} has more than {MAX_LINES} events; split the history")
-            try:
-                event = parse_news(raw)
-                obj = decode_json(raw)
-                received = _time(obj["received_at"], "received_at") if obj.get("received_at") is not None else None
-                result = _file_result(obj)
-            except InvalidEvent as exc:
-                raise BacktestError(f"{path.name} line {number} is not a news event: {exc.reason}: "
-                                    f"{_short(exc.detail)}") from None
-            except ValueError as exc:
-                raise BacktestError(f"{path.name} line {number}: {_short(exc)}") from None
-            lines.append(Line(number, raw, event, received, result))
+            if raw.strip():
+                yield number, raw
+
+
+def read_history(path: Path) -> list[Line]:
+    """The file's events in order; the first bad line raises BacktestError naming it."""
+    lines = []
+    for number, raw in _lines(path):
+        if len(lines) >= MAX_LINES:
+            raise BacktestError(f"{path.name} has more than {MAX_LINES} events; split the history")
+        try:
+            event = parse_news(raw)
+            obj = decode_json(raw)
+            received = _time(obj["received_at"], "received_at") if obj.get("received_at") is not None else None
+            result = _file_result(obj)
+        except InvalidEvent as exc:
+            raise BacktestError(f"{path.name} line {number} is not a news event: {exc.reason}: "
+                                f"{_short(exc.detail)}") from None
+        except ValueError as exc:
+            raise BacktestError(f"{path.name} line {number}: {_short(exc)}") from None
+        lines.append(Line(number, raw, event, received, result))
     if not lines:
         raise BacktestError(f"{path.name} holds no events")
     return lines
@@ -162,28 +167,21 @@ class Episode:
 
 def read_labels(path: Path) -> list[Episode]:
     episodes = []
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise BacktestError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = decode_json(raw.rstrip(b"\r\n"))
-                key = obj.get("key")
-                if not isinstance(key, str) or not key.strip() or len(key) > 256:
-                    raise ValueError("key is not a non-empty string")
-                start, end = _time(obj.get("start"), "start"), _time(obj.get("end"), "end")
-                if end < start:
-                    raise ValueError("end is before start")
-            except InvalidEvent as exc:
-                raise BacktestError(f"{path.name} line {number} is not a label: {exc.reason}: "
-                                    f"{_short(exc.detail)}") from None
-            except ValueError as exc:
-                raise BacktestError(f"{path.name} line {number} is not a label: {_short(exc)}") from None
-            episodes.append(Episode(key.strip(), start, end))
+    for number, raw in _lines(path):
+        try:
+            obj = decode_json(raw)
+            key = obj.get("key")
+            if not isinstance(key, str) or not key.strip() or len(key) > 256:
+                raise ValueError("key is not a non-empty string")
+            start, end = _time(obj.get("start"), "start"), _time(obj.get("end"), "end")
+            if end < start:
+                raise ValueError("end is before start")
+        except InvalidEvent as exc:
+            raise BacktestError(f"{path.name} line {number} is not a label: {exc.reason}: "
+                                f"{_short(exc.detail)}") from None
+        except ValueError as exc:
+            raise BacktestError(f"{path.name} line {number} is not a label: {_short(exc)}") from None
+        episodes.append(Episode(key.strip(), start, end))
     return episodes
 
 
