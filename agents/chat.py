@@ -89,7 +89,8 @@ def load_models(settings) -> ChatModels:
     states.warm_up()
     # The generator is loaded only where drafts use it (models/openings.py: templates won on the labelled check).
     generator = ReplyGenerator.from_settings(settings) if settings.chat_opening == "generated" else None
-    composer = ReplyComposer(Retriever.from_settings(settings), generator, EscalationPolicy.from_settings(settings))
+    composer = ReplyComposer(Retriever.from_settings(settings), generator, EscalationPolicy.from_settings(settings),
+                             settings.chat_opening)
     return ChatModels(analyzer, intents, composer, states)
 
 

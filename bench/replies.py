@@ -29,8 +29,8 @@ def main(n: int = 32) -> dict:
     texts = [test.texts[i] for i in random.Random(SPLIT_SEED + 1).sample(range(len(test.texts)), n)]
     analyzer, intents = Analyzer.from_settings(s), IntentClassifier.from_settings(s)
     generator = ReplyGenerator.from_settings(s)
-    composer = ReplyComposer(Retriever.from_settings(s), generator)
-    composer.opening_mode = "generated"  # the generator's cost is what this measures (drafts default to templates)
+    # the generator's cost is what this measures (drafts default to templates)
+    composer = ReplyComposer(Retriever.from_settings(s), generator, opening_mode="generated")
 
     def drafts(chunk):
         analysed = analyzer.analyze_texts(chunk)

@@ -213,7 +213,8 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     texts = [test.texts[i] for i in picks]
     gold = [test.labels[i] for i in picks]
     retriever = Retriever.from_settings(settings)
-    composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), EscalationPolicy.from_settings(settings))
+    composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), EscalationPolicy.from_settings(settings),
+                             settings.chat_opening)
     analyzer = Analyzer.from_settings(settings)
     intents = IntentClassifier.from_settings(settings)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from infra.settings import get_settings
 from models.escalation import INJECTION, RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
 from models.knowledge import Entry, Retriever
 from models.openings import Opening, choose, template_for
@@ -66,12 +65,13 @@ class Draft:
 
 
 class ReplyComposer:
-    opening_mode: str | None = None  # "template" or "generated"; None: the chat_opening setting
-
-    def __init__(self, retriever: Retriever, generator=None, policy: EscalationPolicy | None = None):
+    def __init__(self, retriever: Retriever, generator=None, policy: EscalationPolicy | None = None,
+                 opening_mode: str = "template"):
+        """``opening_mode``: ``template`` or ``generated`` (the ``chat_opening`` setting)."""
         self.retriever = retriever
         self.generator = generator
         self.policy = policy or EscalationPolicy()
+        self.opening_mode = opening_mode
 
     def choose(self, intent, hits: list[tuple[Entry, float]]) -> tuple[Entry, float]:
         """The predicted intent's own answer when the KB has one, else the best retrieved answer."""
@@ -113,9 +113,8 @@ class ReplyComposer:
 
     def draft_openings(self, texts: list[str], entities: list[list], intents: list[str],
                        mode: str | None = None) -> list[Opening]:
-        """Each draft's opening in ``mode`` (default: ``opening_mode``, else the ``chat_opening`` setting);
-        ``template`` never calls the generator."""
-        mode = mode or self.opening_mode or get_settings().chat_opening
+        """Each draft's opening in ``mode`` (default: ``opening_mode``); ``template`` never calls the generator."""
+        mode = mode or self.opening_mode
         if mode == "generated" and self.generator is not None:
             return self.openings(texts, entities, intents)
         return [self.template_opening(intent) for intent in intents]
