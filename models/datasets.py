@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from sklearn.model_selection import train_test_split
+
+from models import escalation
 
 SPLIT_SEED = 20240607
 SENTIMENT_LABELS = ["negative", "neutral", "positive"]
@@ -143,7 +146,7 @@ GOEMOTIONS_STATES = {"anger": "angry", "disgust": "angry", "annoyance": "frustra
                      "disappointment": "frustrated", "neutral": "calm", "curiosity": "calm",
                      "confusion": "calm", "gratitude": "calm", "approval": "calm"}
 GOEMOTIONS_CAP = {"angry": 1500, "frustrated": 2000, "calm": 2000}
-CHURN_INTENTS = {"banking77": {"terminate_account"}, "bitext": {"delete_account"}}
+CHURN_INTENTS = {"banking77": escalation.CHURN_INTENTS, "bitext": {"delete_account"}}
 # bitext tags requests with offensive language (W); they read as annoyed, not hostile.
 BITEXT_OFFENSIVE = "W"
 
@@ -173,8 +176,6 @@ def goemotions_states(data: Path, part: str = "train") -> TextSplit:
         state = GOEMOTIONS_STATES.get(names[int(ids)])
         if state:
             by_state.setdefault(state, []).append(text)
-    import random
-
     rng = random.Random(SPLIT_SEED)
     texts, labels = [], []
     for state in sorted(by_state):
@@ -187,8 +188,6 @@ def goemotions_states(data: Path, part: str = "train") -> TextSplit:
 
 def _banking77_states(split: TextSplit, n_calm: int, seed: int) -> TextSplit:
     """banking77 requests as ``calm`` (a fixed sample of ``n_calm``), churn intents as ``leaving`` (all)."""
-    import random
-
     leaving = [t for t, y in zip(split.texts, split.labels) if y in CHURN_INTENTS["banking77"]]
     calm = [t for t, y in zip(split.texts, split.labels) if y not in CHURN_INTENTS["banking77"]]
     calm = [calm[i] for i in sorted(random.Random(seed).sample(range(len(calm)), min(n_calm, len(calm))))]
@@ -218,8 +217,6 @@ def bitext_states(data: Path) -> dict[str, TextSplit]:
 
 def _capped(split: TextSplit, state: str, cap: int, seed: int) -> TextSplit:
     """``split`` with at most ``cap`` examples of ``state`` (a fixed sample), the others all kept."""
-    import random
-
     of_state = [i for i, y in enumerate(split.labels) if y == state]
     keep = set(random.Random(seed).sample(of_state, min(cap, len(of_state))))
     kept = [i for i, y in enumerate(split.labels) if y != state or i in keep]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from models.escalation import INJECTION, RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
+from models.escalation import RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
 from models.knowledge import Entry, Retriever
 from models.openings import Opening, choose, template_for
 
@@ -124,16 +124,17 @@ class ReplyComposer:
         """Drafts; ``states``: each message's ``CustomerState`` (None: not read); ``earlier_intents``: the
         intents of each message's conversation context (``models/escalation.py`` says what they decide)."""
         hits = self.retriever.search(texts, k=3)
-        injected = [bool(INJECTION.search(t)) for t in texts]
-        generate_for = [i for i, bad in enumerate(injected) if not bad]
+        answers = [self.choose(intent, hit) for intent, hit in zip(intents, hits)]
+        why = [self.policy.reasons(text, intents[i], answers[i][1], states[i] if states else None,
+                                   earlier_intents[i] if earlier_intents else ()) for i, text in enumerate(texts)]
+        # a message that tries to instruct the assistant never reaches the generator
+        generate_for = [i for i, reasons in enumerate(why) if "prompt_injection" not in reasons]
         chosen = self.draft_openings([texts[i] for i in generate_for], [entities[i] for i in generate_for],
                                      [intents[i].label for i in generate_for])
         opening: dict[int, Opening] = dict(zip(generate_for, chosen))
         drafts = []
         for i, text in enumerate(texts):
-            entry, confidence = self.choose(intents[i], hits[i])
-            reasons = self.policy.reasons(text, intents[i], confidence, states[i] if states else None,
-                                          earlier_intents[i] if earlier_intents else ())
+            (entry, confidence), reasons = answers[i], why[i]
             first = opening[i].text if i in opening else FALLBACK_OPENING
             parts = [first, entry.answer] + ([ESCALATION_NOTE] if reasons else [])
             retrieved = [{"id": e.id, "intent": e.intent, "score": s} for e, s in hits[i]]

@@ -1,5 +1,7 @@
 """Acceptance bars of the committed models on the fixed test splits (needs ../shared/data)."""
 
+import json
+
 import pytest
 
 from infra.settings import get_settings
@@ -50,8 +52,8 @@ def test_intent_meets_bar(data_dir):
 
 def test_written_customer_sets_are_apart_and_their_split_is_fixed(data_dir):
     """The escalation set is held out: none of its messages is in the customer-state training material."""
-    train = {r["text"].casefold() for r in map(__import__("json").loads,
-             (datasets.WRITTEN / "customer_state_train.jsonl").read_text().splitlines())}
+    train = {json.loads(line)["text"].casefold()
+             for line in (datasets.WRITTEN / "customer_state_train.jsonl").read_text().splitlines()}
     held_out = {r["text"].casefold() for r in evaluation.load_escalation_set()}
     assert len(held_out) >= 150 and not train & held_out
     sets = datasets.customer_state_sets(data_dir)
