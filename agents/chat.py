@@ -21,6 +21,7 @@ from models.customer_state import CustomerStateClassifier
 from models.escalation import CRITICAL, EscalationPolicy
 from models.intent import IntentClassifier
 from models.replies import ReplyComposer
+from models.trunk import EMBEDDING, shared_trunk
 from schemas.events import ChatEvent, parse_chat
 from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
@@ -30,7 +31,10 @@ RUNNER_UP_FROM = 0.2  # an earlier message's runner-up intent from this probabil
 
 class ChatModels:
     """Sentiment, entities, intent, the customer's state and the reply composer:
-    (sentiment, entities, state, draft) per text."""
+    (sentiment, entities, state, draft) per text.
+
+    When the task models are heads of one trunk (the default), one encoder pass per message
+    reads them all, and the trunk's embedding head gives the knowledge-base query."""
 
     def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer, states=None):
         """``states``: a ``CustomerStateClassifier`` (None: the customer's state is not read)."""
@@ -38,18 +42,32 @@ class ChatModels:
         self.intents = intents
         self.composer = composer
         self.states = states
+        tasks = {"sentiment": getattr(analyzer, "sentiment", None), "entities": getattr(analyzer, "entities", None),
+                 "intent": intents, **({"customer_state": states} if states is not None else {})}
+        self.trunk = shared_trunk(tasks)
+        if self.trunk is not None:
+            self.trunk.task = "chat_trunk"  # its timings apart from news's trunk on the dashboards
 
     def infer(self, inputs: list[str | ChatInput]) -> list[tuple]:
         """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent
         reads and whose own intents tell a repeated contact)."""
         texts = [i if isinstance(i, str) else i.text for i in inputs]
         contexts = [() if isinstance(i, str) else i.context for i in inputs]
-        # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
-        analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-        intents = intents_with_context(self.intents, texts, contexts)
-        states = self.states.predict(texts) if self.states is not None else None
+        queries = None
+        if self.trunk is not None:
+            read = self.trunk.read(texts, self.trunk.heads)
+            analysed = list(zip(read["sentiment"], read["entities"]))
+            intents = intents_with_context(self.intents, texts, contexts, alone=read["intent"])
+            states = read.get("customer_state")
+            queries = read.get(EMBEDDING)
+        else:
+            # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
+            analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
+            intents = intents_with_context(self.intents, texts, contexts)
+            states = self.states.predict(texts) if self.states is not None else None
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
-                                       states=states, earlier_intents=self.earlier_intents(contexts))
+                                       states=states, earlier_intents=self.earlier_intents(contexts),
+                                       queries=queries)
         return [(sentiment, entities, states[k] if states else None, draft)
                 for k, ((sentiment, entities), draft) in enumerate(zip(analysed, drafts))]
 
@@ -67,8 +85,10 @@ class ChatModels:
     def timed(self) -> list:
         """The models whose per-phase timings are exported."""
         generator = self.composer.generator
-        return [m for m in (self.analyzer.sentiment, self.analyzer.entities, self.intents, self.states, generator)
-                if m is not None and hasattr(m, "timings")]
+        # with the trunk, the intent head still runs alone on conversation contexts
+        tasks = (self.trunk, self.intents) if self.trunk is not None else (
+            self.analyzer.sentiment, self.analyzer.entities, self.intents, self.states)
+        return [m for m in (*tasks, generator) if m is not None and hasattr(m, "timings")]
 
     def describe(self) -> dict:
         generator = self.composer.generator

@@ -69,9 +69,11 @@ class ChatInput(NamedTuple):
     context: tuple[str, ...] = ()
 
 
-def intents_with_context(classifier, texts: Sequence[str], contexts: Sequence[Sequence[str]]) -> list:
-    """Each text's intent, read alone and, where it has a context, with it (see the module's doc)."""
-    alone = classifier.predict(list(texts))
+def intents_with_context(classifier, texts: Sequence[str], contexts: Sequence[Sequence[str]],
+                         alone: Sequence | None = None) -> list:
+    """Each text's intent, read alone (``alone``: already read) and, where it has a context, with it
+    (see the module's doc)."""
+    alone = list(alone) if alone is not None else classifier.predict(list(texts))
     asked = [i for i, context in enumerate(contexts) if context and alone[i].score < ALONE_DECIDES_FROM]
     if not asked:
         return alone

@@ -112,7 +112,7 @@ def build_app(settings: Settings) -> faust.App:
         threads = use_threads(settings.torch_threads)
         analyzer = Analyzer.from_settings(settings)
         analyzer.warm_up()
-        for model in (analyzer.sentiment, analyzer.entities):
+        for model in analyzer.timed():
             metrics.observe_model_phases(model)
         model_versions.append(f"news:{analyzer.version}")
         detector = SpikeDetector(engine, settings)

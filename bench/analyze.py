@@ -1,11 +1,20 @@
-"""`sentinel analyze` throughput (sentiment + entities) against the base encoder's forward pass.
+"""The models' own speed: the trunk against the separate task models, and the base encoder.
 
-Both are measured in the same run on the same 64 headlines, alternating rounds,
-so the ratio is not skewed by a noisy machine. Run: ``python -m bench.analyze``.
+News: `sentinel analyze` (sentiment + entities) on 64 demo headlines, read by the trunk
+(one encoder pass, the default) and by the separate task models (two passes, the
+committed ``models/artifacts/sentiment`` and ``entities``), against the base encoder's
+forward pass alone. Chat: the chat models' path (``ChatModels.infer``: sentiment,
+entities, intent, customer state, retrieval, template openings, escalation) on 64
+banking77 test messages, trunk against separate models. Every figure is measured in the
+same run, in alternating rounds, so the ratios are not skewed by a noisy machine.
+
+Run: ``python -m bench.analyze [--rounds 7]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import random
 import statistics
 import time
 
@@ -15,53 +24,91 @@ from transformers import AutoModel, AutoTokenizer
 
 from bench.common import headlines, save
 from infra.progress import console, progress
+from infra.settings import ARTIFACTS, get_settings
 from models.analysis import Analyzer
 from models.encoder import base_encoder_path
 
+SEPARATE = {"sentiment_model": str(ARTIFACTS / "sentiment"), "entity_model": str(ARTIFACTS / "entities"),
+            "intent_model": str(ARTIFACTS / "intent"), "customer_state_model": str(ARTIFACTS / "customer_state")}
+
+
+def chat_messages(n: int) -> list[str]:
+    from models.datasets import SPLIT_SEED, banking77_splits
+
+    test = banking77_splits(get_settings().data_dir)["test"]
+    return [test.texts[i] for i in random.Random(SPLIT_SEED + 2).sample(range(len(test.texts)), n)]
+
 
 def main(rounds: int = 7, n: int = 64) -> dict:
-    texts = headlines(n)
+    from agents.chat import load_models
+
+    settings = get_settings().model_copy(update={"chat_opening": "template"})
+    separate = settings.model_copy(update=SEPARATE)
+    texts, messages = headlines(n), chat_messages(n)
     base = base_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
     encoder = AutoModel.from_pretrained(base).eval()
-    analyzer = Analyzer.from_settings()
-    analyzer.warm_up()
+    analyzers = {"trunk": Analyzer.from_settings(settings), "separate": Analyzer.from_settings(separate)}
+    chats = {"trunk": load_models(settings), "separate": load_models(separate)}
+    assert analyzers["trunk"].trunk is not None and analyzers["separate"].trunk is None
+    assert chats["trunk"].trunk is not None and chats["separate"].trunk is None
+    for analyzer in analyzers.values():
+        analyzer.warm_up()
     tokens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    chat_tokens = [len(ids) for ids in tokenizer(messages)["input_ids"]]
 
     def forward_only():
         with torch.inference_mode():
             encoder(**tokenizer(texts, padding=True, return_tensors="pt"))
 
-    def analyze():
-        analyzer.analyze_texts(texts)
-
-    forward_only()
-    times = {"encoder_forward": [], "analyze": []}
+    runs = {
+        "encoder_forward": forward_only,
+        "analyze_trunk": lambda: analyzers["trunk"].analyze_texts(texts),
+        "analyze_separate": lambda: analyzers["separate"].analyze_texts(texts),
+        "chat_trunk": lambda: chats["trunk"].infer(messages),
+        "chat_separate": lambda: chats["separate"].infer(messages),
+    }
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
     with progress() as bar:
         task = bar.add_task("rounds", total=rounds, info="")
         for _ in range(rounds):
-            for name, fn in (("encoder_forward", forward_only), ("analyze", analyze)):
+            for name, fn in runs.items():
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
             bar.update(task, advance=1)
     rates = {k: n / statistics.median(v) for k, v in times.items()}
     result = {
-        "inputs": n, "batch_size": n, "mean_tokens": round(sum(tokens) / n, 1), "max_tokens": max(tokens),
-        "rounds": rounds,
-        "encoder_forward_sentences_per_s": round(rates["encoder_forward"], 1),
-        "analyze_sentences_per_s": round(rates["analyze"], 1),
-        "ratio_analyze_to_forward": round(rates["analyze"] / rates["encoder_forward"], 3),
+        "inputs": n, "batch_size": n, "rounds": rounds,
+        "mean_tokens": round(sum(tokens) / n, 1), "max_tokens": max(tokens),
+        "chat_mean_tokens": round(sum(chat_tokens) / n, 1), "chat_max_tokens": max(chat_tokens),
+        **{f"{k}_per_s": round(v, 1) for k, v in rates.items()},
+        "ratio_analyze_trunk_to_forward": round(rates["analyze_trunk"] / rates["encoder_forward"], 3),
+        "ratio_analyze_separate_to_forward": round(rates["analyze_separate"] / rates["encoder_forward"], 3),
+        "ratio_chat_trunk_to_separate": round(rates["chat_trunk"] / rates["chat_separate"], 3),
     }
-    table = Table(title=f"{n} headlines, ~{result['mean_tokens']} tokens, batch {n}")
+    table = Table(title=f"batch {n}: headlines ~{result['mean_tokens']} tokens, chat ~{result['chat_mean_tokens']}")
     table.add_column("what")
-    table.add_column("sentences/s", justify="right")
-    table.add_row("base encoder forward only", f"{rates['encoder_forward']:.1f}")
-    table.add_row("analyze (sentiment + entities)", f"{rates['analyze']:.1f}")
+    table.add_column("texts/s", justify="right")
+    for name, label in (("encoder_forward", "base encoder forward only"),
+                        ("analyze_trunk", "analyze, trunk (one pass)"),
+                        ("analyze_separate", "analyze, separate models (two passes)"),
+                        ("chat_trunk", "chat models' path, trunk"),
+                        ("chat_separate", "chat models' path, separate models")):
+        table.add_row(label, f"{rates[name]:.1f}")
     console.print(table)
+    console.print(f"analyze/forward: trunk {result['ratio_analyze_trunk_to_forward']}, separate "
+                  f"{result['ratio_analyze_separate_to_forward']}; chat trunk/separate "
+                  f"{result['ratio_chat_trunk_to_separate']}")
     console.print(f"written to {save('analyze', result)}")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=64)
+    args = parser.parse_args()
+    main(args.rounds, args.n)

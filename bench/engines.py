@@ -1,7 +1,8 @@
 """CPU engines for the sentiment model: torch against ONNX Runtime, fp32 and int8.
 
-The committed sentiment model (``SentimentClassifier.from_settings()``: the LoRA adapter
-merged into all-MiniLM-L6-v2) is exported to ONNX (``torch.onnx.export``, dynamic batch and
+The serving sentiment model (``SentimentClassifier.from_settings()``: by default the trunk's
+sentiment head, the trunk's adapter merged into all-MiniLM-L6-v2, fed the trunk's word
+features; ``SENTINEL_SENTIMENT_MODEL`` names another) is exported to ONNX (``torch.onnx.export``, dynamic batch and
 sequence axes) into a temporary folder, quantised there, and run over the Financial PhraseBank
 test split on the same length-sorted, padded batches (the runtime's tokenizer output and
 ``plan_batches``) by four engines:
@@ -49,23 +50,27 @@ def _need_extras() -> None:
             raise SystemExit(2) from None
 
 
-def _export(net, example: dict, path: Path) -> None:
-    """The merged network to ONNX, inputs ``input_ids`` and ``attention_mask`` with dynamic batch and sequence."""
+def _export(net, example: dict, path: Path, head: str | None) -> None:
+    """The merged network to ONNX with dynamic batch and sequence axes: inputs ``input_ids``,
+    ``attention_mask`` (and ``shape_ids`` for the trunk), output the sentiment logits (of ``head``)."""
     import torch
 
-    class Wrapped(torch.nn.Module):  # only the two inputs the runtime feeds the sentiment model
+    inputs = [k for k in ("input_ids", "attention_mask", "shape_ids") if k in example]
+
+    class Wrapped(torch.nn.Module):  # only the inputs the runtime feeds, only the sentiment output
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+        def forward(self, *tensors):
+            out = self.inner(**dict(zip(inputs, tensors)), **({"heads": (head,)} if head else {}))
+            return out[head] if head else out
 
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    torch.onnx.export(Wrapped(net).eval(), (example["input_ids"], example["attention_mask"]), str(path),
-                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+    torch.onnx.export(Wrapped(net).eval(), tuple(example[k] for k in inputs), str(path),
+                      input_names=inputs, output_names=["logits"],
                       opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
-                      dynamic_shapes=({0: batch, 1: sequence}, {0: batch, 1: sequence}))
+                      dynamic_shapes=tuple({0: batch, 1: sequence} for _ in inputs))
 
 
 class _Calibration:
@@ -130,14 +135,14 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
     lengths = [len(f["input_ids"]) for f in features]
     plan = plan_batches(lengths, batch_size, model.token_budget)
     batches = [collate([features[i] for i in ids]) for ids in plan]
-    feeds = [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()}
-             for b in batches]
+    fed = [k for k in ("input_ids", "attention_mask", "shape_ids") if k in batches[0]]
+    feeds = [{k: b[k].numpy() for k in fed} for b in batches]
     calib_features = model.encode(train.texts[:calibration])
     calib_plan = plan_batches([len(f["input_ids"]) for f in calib_features], 32, model.token_budget)
     calib_feeds = []
     for ids in calib_plan:
         b = collate([calib_features[i] for i in ids])
-        calib_feeds.append({"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()})
+        calib_feeds.append({k: b[k].numpy() for k in fed})
 
     notes: dict[str, str] = {}
     sizes: dict[str, float] = {}
@@ -155,7 +160,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
         dynamic, static = folder / "int8-dynamic.onnx", folder / "int8-static.onnx"
         steps = bar.add_task("export and quantise", total=4, info="export")
         started = time.perf_counter()
-        _export(model.loaded.model, batches[0], fp32)
+        _export(model.loaded.model, batches[0], fp32, model.loaded.head)
         onnx.checker.check_model(str(fp32))
         export_s = time.perf_counter() - started
         bar.update(steps, advance=1, info="pre-process")
@@ -235,7 +240,8 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
             "within_tolerance": bool(changed <= MAX_CHANGED and abs(f1 - base_f1) <= MAX_F1_DELTA + 1e-12),
         }
     result = {
-        "model": "sentiment (models/artifacts/sentiment, LoRA merged into all-MiniLM-L6-v2)",
+        "model": (f"the trunk ({model.loaded.version}: one adapter merged into all-MiniLM-L6-v2), its sentiment head"
+                  if model.loaded.head else f"sentiment ({model.loaded.version}, LoRA merged into all-MiniLM-L6-v2)"),
         "split": "FPB test (models.datasets.fpb_splits)",
         "sentences": n, "batch_size": batch_size, "max_length": model.max_length,
         "batches": len(plan), "mean_tokens": round(sum(lengths) / n, 1), "max_tokens": max(lengths),

@@ -45,7 +45,7 @@ def sweep(lengths=LENGTHS, batches=BATCHES, min_items: int = 128) -> list[dict]:
 
     analyzer = Analyzer.from_settings()
     analyzer.warm_up()
-    models = (analyzer.sentiment, analyzer.entities)
+    models = [m for m in (analyzer.sentiment, analyzer.entities, analyzer.trunk) if m is not None]
     rows = []
     with progress() as bar:
         task = bar.add_task("model-only sweep", total=len(lengths) * len(batches), info="")

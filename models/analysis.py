@@ -10,6 +10,7 @@ from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
 from models.runtime import model_thread_pool, use_threads
 from models.sentiment import SentimentClassifier
+from models.trunk import shared_trunk
 
 
 def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
@@ -32,15 +33,18 @@ def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
 class Analyzer:
     """Sentiment and entities for the same texts.
 
-    On CPU the two task models run side by side, each in its own thread on half of the
-    intra-op threads. Inside the worker this kept the models at their standalone speed:
-    with both models on all threads one after the other, every wake-up of the consumer or
-    database thread stalled torch's whole thread team (see docs/BENCHMARKS.md).
+    When both are heads of the trunk (the default), one encoder pass gives both
+    (``models/trunk.py``). On CPU the work is split over two threads, each on half of the
+    intra-op threads: with the trunk, each thread reads half of the texts; with two models
+    of their own, each thread runs one model. Inside the worker this kept the models at
+    their standalone speed: with one torch thread team on all cores, every wake-up of the
+    consumer or database thread stalled the whole team (see docs/BENCHMARKS.md).
     """
 
     def __init__(self, sentiment: SentimentClassifier, entities: EntityRecognizer, threads_per_task: int = 0):
         self.sentiment = sentiment
         self.entities = entities
+        self.trunk = shared_trunk({"sentiment": sentiment, "entities": entities})
         self._lanes = model_thread_pool(2, threads_per_task, "task") if threads_per_task else None
 
     @classmethod
@@ -52,22 +56,40 @@ class Analyzer:
             s.parallel_tasks == "auto" and sentiment.device.type == "cpu" and threads >= 2)
         return cls(sentiment, entities, max(1, threads // 2) if side_by_side else 0)
 
+    def timed(self) -> list:
+        """The models whose per-phase timings are exported: the trunk, or the two task models."""
+        return [self.trunk] if self.trunk is not None else [self.sentiment, self.entities]
+
     @property
     def version(self) -> str:
+        if self.trunk is not None:
+            return self.trunk.loaded.version
         return f"{self.sentiment.loaded.version}+{self.entities.loaded.version}"[:128]
 
     def warm_up(self) -> None:
-        self.sentiment.warm_up()
-        self.entities.warm_up()
+        if self.trunk is None:
+            self.sentiment.warm_up()
+            self.entities.warm_up()
         self.analyze_texts(["Warm-up sentence for the task threads."])
 
     def analyze_texts(self, texts: list[str], side_by_side: bool = True) -> list[tuple]:
         """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread."""
+        if self.trunk is not None:
+            return self._read_trunk(texts, side_by_side)
         if self._lanes is None or not side_by_side:
             return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
         sentiments = self._lanes.submit(self.sentiment.predict, texts)
         entities = self._lanes.submit(self.entities.predict, texts)
         return list(zip(sentiments.result(), entities.result()))
+
+    def _read_trunk(self, texts: list[str], side_by_side: bool) -> list[tuple]:
+        heads = ["sentiment", "entities"]
+        if self._lanes is None or not side_by_side or len(texts) < 2:
+            read = self.trunk.read(texts, heads)
+            return list(zip(read["sentiment"], read["entities"]))
+        half = (len(texts) + 1) // 2  # the runtime sorts each half by length on its own
+        parts = [self._lanes.submit(self.trunk.read, part, heads) for part in (texts[:half], texts[half:])]
+        return [pair for part in parts for pair in zip(part.result()["sentiment"], part.result()["entities"])]
 
     def analyze(self, items: Iterable[tuple[str, str]], chunk: int = 256) -> Iterator[dict]:
         items = list(items)

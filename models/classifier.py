@@ -12,21 +12,24 @@ from collections.abc import Sequence
 from transformers import AutoModelForSequenceClassification
 
 from infra.settings import Settings, get_settings
-from models.encoder import load_model
-from models.runtime import BatchedModel, pick_device, pick_dtype
+from models.entities import encode_texts
+from models.runtime import BatchedModel
 
 
 class TextClassifier(BatchedModel):
-    setting: str  # the Settings field that names the model (artefact folder, HF id or folder)
+    setting: str  # the Settings field that names a model of its own (artefact folder, HF id or folder)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None):
+        """The model the task's setting names, or (setting empty, the default) the trunk's head."""
+        from models.trunk import load_task_model
+
         s = settings or get_settings()
-        device = pick_device(s.device)
-        loaded = load_model(getattr(s, cls.setting), AutoModelForSequenceClassification, s.base_encoder,
-                            device, pick_dtype(device))
+        loaded = load_task_model(s, cls.setting, cls.task, AutoModelForSequenceClassification)
         return cls(loaded, s.max_length, s.max_batch, s.token_budget)
 
     def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
+        if self.loaded.word_features:  # a trunk head reads the trunk's inputs
+            return encode_texts(self.loaded.tokenizer, texts, self.max_length)
         enc = self.loaded.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         return [{"input_ids": ids} for ids in enc["input_ids"]]

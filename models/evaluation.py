@@ -43,7 +43,7 @@ def evaluate_sentiment(data: Path, settings: Settings, sentfin: bool = True) -> 
     model = SentimentClassifier.from_settings(settings)
     fpb = datasets.fpb_splits(data)
     report = {
-        "task": "sentiment", "model": settings.sentiment_model,
+        "task": "sentiment", "model": _task_model(settings, "sentiment_model", "sentiment"),
         "fpb_test": _classification("FPB test", model, fpb["test"]),
         "fpb_test_allagree": _classification("FPB test ∩ AllAgree", model, fpb["test_allagree"]),
         "twitter_valid": _classification("twitter valid", model, datasets.twitter_split(data, "valid")),
@@ -62,7 +62,7 @@ def evaluate_entities(data: Path, settings: Settings) -> dict:
     from models.entities import EntityRecognizer, tag_words
 
     recognizer = EntityRecognizer.from_settings(settings.model_copy(update={"max_length": 256}))
-    report = {"task": "entities", "model": settings.entity_model}
+    report = {"task": "entities", "model": _task_model(settings, "entity_model", "entities")}
     for part in ("valid", "test"):
         split = datasets.conll_split(data, part)
         started = time.perf_counter()
@@ -82,7 +82,7 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
     from models.intent import IntentClassifier
 
     model = IntentClassifier.from_settings(settings)
-    return {"task": "intent", "model": settings.intent_model,
+    return {"task": "intent", "model": _task_model(settings, "intent_model", "intent"),
             "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"])}
 
 
@@ -100,7 +100,7 @@ def evaluate_customer_state(data: Path, settings: Settings) -> dict:
 
     model = CustomerStateClassifier.from_settings(settings)
     sets = datasets.customer_state_sets(data)
-    report = {"task": "customer-state", "model": settings.customer_state_model}
+    report = {"task": "customer-state", "model": _task_model(settings, "customer_state_model", "customer_state")}
     escalation = load_escalation_set()
     for name, texts, gold in (("held_out_test", sets["test"].texts, sets["test"].labels),
                               ("escalation_set", [r["text"] for r in escalation], [r["state"] for r in escalation])):
@@ -178,6 +178,11 @@ def run(task: str, data: Path, model: str | None = None) -> dict:
     return report
 
 
+def _task_model(settings: Settings, field: str, head: str) -> str:
+    """What serves a task: the model its setting names, or the trunk's head."""
+    return getattr(settings, field) or f"{settings.trunk_model} (head {head})"
+
+
 def _shown_path(model: str) -> str:
     """A model folder inside the project as a path relative to it (reports are committed)."""
     root = str(PROJECT_ROOT) + "/"
@@ -247,10 +252,37 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
             "drafts_per_second": round(n / elapsed, 2),
         },
         "escalation_set": evaluate_escalation(data, settings),
+        "retrieval_banking77_test": evaluate_retrieval(data, settings),
         "redaction_set": _redaction_summary(),
         "openings": evaluate_openings(settings, composer=composer, analyzer=analyzer, intents=intents),
         "samples": samples,
     }
+
+
+def evaluate_retrieval(data: Path, settings: Settings) -> dict:
+    """Knowledge-base retrieval on banking77 test: is the top entry's intent the message's? With the base
+    encoder's query embedding (what the index is built with) and, where the trunk serves chat, with the
+    trunk's embedding head, which chat uses instead of a pass of its own."""
+    from models.knowledge import Retriever
+    from models.trunk import EMBEDDING, Trunk, load_trunk
+
+    test = datasets.banking77_splits(data)["test"]
+    retriever = Retriever.from_settings(settings)
+    queries = {"base_encoder": lambda chunk: retriever.embed(chunk)}
+    if not settings.intent_model and EMBEDDING in load_trunk(settings).meta["heads"]:
+        trunk = Trunk(load_trunk(settings), {}, settings.max_length, settings.max_batch, settings.token_budget)
+        queries["trunk_embedding_head"] = lambda chunk: trunk.read(chunk, [EMBEDDING])[EMBEDDING]
+    top: dict[str, list] = {}
+    for name, embed in queries.items():
+        top[name] = _in_chunks(f"retrieval ({name})", test.texts,
+                               lambda chunk, e=embed: [h[0][0] for h in retriever.search(chunk, 1, e(chunk))])
+    report = {"n": len(test.texts)}
+    for name, entries in top.items():
+        report[f"{name}_top1_intent_accuracy"] = round(
+            sum(e.intent == g for e, g in zip(entries, test.labels)) / len(test.texts), 4)
+    if len(top) == 2:
+        report["same_top1_entry"] = round(sum(a.id == b.id for a, b in zip(*top.values())) / len(test.texts), 4)
+    return report
 
 
 def _redaction_summary() -> dict:

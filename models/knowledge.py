@@ -89,10 +89,12 @@ class Retriever:
             out[batch_ids] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
         return out
 
-    def search(self, texts: list[str], k: int = 3) -> list[list[tuple[Entry, float]]]:
+    def search(self, texts: list[str], k: int = 3, embeddings: torch.Tensor | None = None
+               ) -> list[list[tuple[Entry, float]]]:
+        """The ``k`` nearest entries of each text (``embeddings``: the texts' unit embeddings, if computed)."""
         if not texts:
             return []
-        scores = self.embed(texts) @ self.index.T
+        scores = (self.embed(texts) if embeddings is None else embeddings) @ self.index.T
         top, idx = scores.topk(min(k, len(self.entries)), dim=-1)
         return [[(self.entries[i], round(float(s), 4)) for s, i in zip(row_s, row_i)]
                 for row_s, row_i in zip(top.tolist(), idx.tolist())]

@@ -120,10 +120,12 @@ class ReplyComposer:
         return [self.template_opening(intent) for intent in intents]
 
     def compose(self, texts: list[str], intents: list, sentiments: list, entities: list[list],
-                states: list | None = None, earlier_intents: list[list[str]] | None = None) -> list[Draft]:
+                states: list | None = None, earlier_intents: list[list[str]] | None = None,
+                queries=None) -> list[Draft]:
         """Drafts; ``states``: each message's ``CustomerState`` (None: not read); ``earlier_intents``: the
-        intents of each message's conversation context (``models/escalation.py`` says what they decide)."""
-        hits = self.retriever.search(texts, k=3)
+        intents of each message's conversation context (``models/escalation.py`` says what they decide);
+        ``queries``: the messages' retrieval embeddings when already computed (the trunk's embedding head)."""
+        hits = self.retriever.search(texts, k=3, embeddings=queries)
         answers = [self.choose(intent, hit) for intent, hit in zip(intents, hits)]
         why = [self.policy.reasons(text, intents[i], answers[i][1], states[i] if states else None,
                                    earlier_intents[i] if earlier_intents else ()) for i, text in enumerate(texts)]

@@ -24,15 +24,19 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from infra.progress import console, progress
 from models import datasets
 from models.encoder import (
+    MINILM,
     LoadedModel,
     base_encoder_path,
     build_tasknet,
     lora_config,
+    lora_targets,
     save_artifact,
 )
 from models.entities import IGNORE, EntityRecognizer, encode_words, tag_words
 from models.entities import LABELS as ENTITY_LABELS
 from models.runtime import BatchedModel
+from models.teacher import NAMES as TEACHER_NAMES
+from models.teacher import TEACHER
 
 
 @dataclass
@@ -95,7 +99,47 @@ def _collate_train(features: list[dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str = "") -> dict:
+class Checkpoint:
+    """A training run's resumable state, next to its artefact folder: ``.<name>-checkpoint.pt``.
+
+    It holds the adapter and head weights (not the frozen encoder), the optimizer and the
+    schedule, where the run stood (epoch, step) and whatever else the loop passes.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir.parent / f".{out_dir.name}-checkpoint.pt"
+
+    def save(self, model, optimizer, scheduler, **state) -> None:
+        from peft.utils import get_peft_model_state_dict
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".tmp")
+        torch.save({"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), **state}, partial)
+        partial.replace(self.path)  # a crash while saving leaves the previous checkpoint whole
+
+    def load(self, model, optimizer, scheduler) -> dict | None:
+        """Restore the run's state into ``model``, ``optimizer`` and ``scheduler``; the rest, or None."""
+        if not self.path.is_file():
+            return None
+        from peft import set_peft_model_state_dict
+
+        state = torch.load(self.path, weights_only=False)
+        set_peft_model_state_dict(model, state.pop("adapter"))
+        optimizer.load_state_dict(state.pop("optimizer"))
+        scheduler.load_state_dict(state.pop("scheduler"))
+        torch.set_rng_state(state.pop("torch_rng"))
+        console.print(f"resuming from {self.path}: epoch {state['epoch']}, step {state['step']}")
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str = "",
+          checkpoint_every: int = 200) -> dict:
+    """Train ``job``; a checkpoint is written every ``checkpoint_every`` steps next to ``out_dir`` (a rerun
+    of the same command resumes from it, and a finished run removes it)."""
     _seed_everything(config.seed)
     base = base_encoder_path(base_setting)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -107,7 +151,7 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
 
         model = PeftModel.from_pretrained(net, config.init, is_trainable=True)
     else:
-        lcfg = lora_config(config.rank, config.alpha)
+        lcfg = lora_config(config.rank, config.alpha, targets=lora_targets(net.encoder))
         if not job.use_shapes:
             lcfg.modules_to_save = ["head"]
         model = get_peft_model(net, lcfg)
@@ -115,7 +159,6 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
     console.print(f"[bold]{job.task}[/]: {len(job.train_features)} training examples, "
                   f"{trainable:,} trainable parameters, {config}")
     features = job.train_features[: config.limit] if config.limit else job.train_features
-    rng = random.Random(config.seed)
     steps_per_epoch = -(-len(features) // config.batch_size)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=0.01)
@@ -134,6 +177,20 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
     snapshot_steps = {round(k * steps_per_epoch / per_epoch) for k in range(1, per_epoch + 1)}
     history, best, best_epoch, best_weights = [], -1.0, 0, ""
     started = time.perf_counter()
+    checkpoint = Checkpoint(out_dir)
+    start_epoch, start_step = 1, 0
+    state = checkpoint.load(model, optimizer, scheduler)
+    if state:
+        start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+        best, best_epoch, best_weights = state["best"], state["best_epoch"], state["best_weights"]
+        if state.get("averaged") is not None:
+            averaged = AveragedModel(model)
+            averaged.load_state_dict(state["averaged"])
+
+    def save_checkpoint(epoch: int, step: int) -> None:
+        checkpoint.save(model, optimizer, scheduler, epoch=epoch, step=step, history=history, best=best,
+                        best_epoch=best_epoch, best_weights=best_weights,
+                        averaged=averaged.state_dict() if averaged is not None else None)
 
     def keep_if_best(candidate, epoch: int, weights: str, score: float) -> None:
         nonlocal best, best_epoch, best_weights
@@ -142,7 +199,7 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
         best, best_epoch, best_weights = score, epoch, weights
         meta = {
             "task": job.task, "labels": job.labels, "head_kind": job.head_kind,
-            "use_shapes": job.use_shapes, "base_encoder": "sentence-transformers/all-MiniLM-L6-v2",
+            "use_shapes": job.use_shapes, "base_encoder": TEACHER if base_setting in TEACHER_NAMES else MINILM,
             "train_sources": job.sources, "train_examples": len(features),
             "config": config.__dict__, "best_epoch": best_epoch, "weights": best_weights,
             f"val_{job.metric}": round(best, 4), "history": history,
@@ -151,11 +208,15 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
         save_artifact(candidate, out_dir, meta)
 
     with progress() as bar:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(start_epoch, config.epochs + 1):
             model.train()
             task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=steps_per_epoch, info="")
             running = 0.0
-            for step, ids in enumerate(_length_grouped_batches(features, config.batch_size, rng), 1):
+            # each epoch's order is fixed by the seed and the epoch, so a resumed run sees the same batches
+            batches = _length_grouped_batches(features, config.batch_size, random.Random(config.seed * 1000 + epoch))
+            skip = start_step if epoch == start_epoch else 0
+            bar.update(task, advance=skip)
+            for step, ids in enumerate(batches[skip:], skip + 1):
                 batch = _collate_train([features[i] for i in ids])
                 labels = batch.pop("labels")
                 logits = model(**batch)
@@ -172,6 +233,8 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
                     if averaged is None:
                         averaged = AveragedModel(model)
                     averaged.update_parameters(model)
+                if step % checkpoint_every == 0:
+                    save_checkpoint(epoch, step)
             model.eval()
             score = job.validate(loaded, config.max_length)
             entry = {"epoch": epoch, job.metric: round(score, 4), "loss": round(running, 4)}
@@ -189,6 +252,8 @@ def train(job: TrainJob, out_dir: Path, config: TrainConfig, base_setting: str =
             if averaged is not None:
                 span = f"epoch {epoch}" if epoch == config.average_from else f"epochs {config.average_from}-{epoch}"
                 keep_if_best(averaged.module, epoch, f"average of {snapshots} snapshots, {span}", average_score)
+            save_checkpoint(epoch + 1, 0)
+    checkpoint.remove()
     meta_path = out_dir / "sentinel.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
@@ -286,3 +351,238 @@ def customer_state_job(data: Path, base_setting: str, max_length: int) -> TrainJ
     return TrainJob("customer_state", LABELS, "sequence", False,
                     _sequence_features(tokenizer, sets["train"].texts, sets["train"].labels, LABELS, max_length),
                     validate, "macro_f1", sets["sources"]["train"])
+
+
+# --- the trunk: every task in one adapter (models/trunk.py) ---------------------------
+
+
+@dataclass
+class TrunkTask:
+    """One task of the trunk: its head, training rows and how its validation is scored."""
+
+    name: str
+    kind: str
+    labels: list[str]
+    features: list[dict]  # word features with "labels" (and "target": the base embedding, chat texts)
+    validate: Callable[[LoadedModel], float]
+    metric: str
+    sources: list[str]
+
+
+def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: int = 0,
+                soft_labels: Path | None = None) -> tuple[list[TrunkTask], Callable]:
+    """The four task sets in the trunk's word features, and a validator of the embedding head.
+
+    Sentiment: FPB train x2 + twitter train (as ``sentiment_job``); entities: CoNLL train; intent:
+    banking77's 90% train part x``intent_repeat``; customer state: ``customer_state_sets``. The chat
+    texts (intent, customer state) also carry the base encoder's sentence embedding as the target of
+    the ``embedding`` head. ``limit``: only the first N training rows of each task (smoke runs).
+    ``soft_labels``: the teacher's probabilities (``models/distillation.py``): every sentiment row
+    carries them, and the unlabelled texts of the file join the sentiment rows without a hard label.
+    """
+    from models.customer_state import LABELS as STATE_LABELS
+    from models.entities import encode_texts
+    from models.sentiment import LABELS as SENTIMENT_LABELS
+
+    base = base_encoder_path(base_setting)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    sentiment = sentiment_job(data, base_setting, 64, twitter_fraction=1.0, fpb_repeat=2)
+    state = customer_state_job(data, base_setting, 64)
+    intent = intent_job(data, base_setting, 64)
+    entities = entities_job(data, base_setting, 128)
+
+    def features(texts, labels, names, max_length=64):
+        if limit:
+            texts, labels = texts[:limit], labels[:limit]
+        index = {n: i for i, n in enumerate(names)}
+        rows = encode_texts(tokenizer, texts, max_length)
+        for row, y in zip(rows, labels):
+            for key in ("_first", "_words", "_spans"):
+                row.pop(key)
+            row["labels"] = index[y]
+        return rows
+
+    fpb = datasets.fpb_splits(data)
+    tw = datasets.twitter_split(data, "train")
+    banking = datasets.banking77_splits(data)
+    names = datasets.banking77_labels(data)
+    states = datasets.customer_state_sets(data)
+    embed = _base_embedder(base)
+    console.print("embedding the chat training texts with the base encoder (targets of the embedding head)")
+    intent_rows = features(banking["train"].texts, banking["train"].labels, names)
+    for row, target in zip(intent_rows, embed(banking["train"].texts[: len(intent_rows)])):
+        row["target"] = target
+    state_rows = features(states["train"].texts, states["train"].labels, STATE_LABELS)
+    for row, target in zip(state_rows, embed(states["train"].texts[: len(state_rows)])):
+        row["target"] = target
+    val_texts = banking["val"].texts
+    val_targets = torch.stack(embed(val_texts))
+
+    def validate_embedding(trunk: LoadedModel) -> float:
+        from models.trunk import EMBEDDING, Trunk
+
+        got = Trunk(trunk, {}).read(val_texts, [EMBEDDING])[EMBEDDING]
+        return float((got * val_targets).sum(-1).mean())
+
+    sentiment_texts = list(fpb["train"].texts) * 2 + list(tw.texts)
+    sentiment_rows = features(sentiment_texts, list(fpb["train"].labels) * 2 + list(tw.labels), SENTIMENT_LABELS)
+    sentiment_sources = list(sentiment.sources)
+    if soft_labels is not None:
+        from models.distillation import read_teacher_labels
+
+        by_text, unlabelled = read_teacher_labels(soft_labels)
+        missing = [t for t in sentiment_texts[: len(sentiment_rows)] if t not in by_text]
+        if missing:
+            raise ValueError(f"{soft_labels} has no teacher label for {len(missing)} training texts "
+                             f"(e.g. {missing[0][:60]!r}); rewrite it with `sentinel teacher-labels`")
+        unlabelled = unlabelled[: limit or None]
+        extra = features(unlabelled, [SENTIMENT_LABELS[0]] * len(unlabelled), SENTIMENT_LABELS)
+        for row in extra:
+            row["labels"] = IGNORE  # the teacher's probabilities only
+        for row, text in zip(sentiment_rows + extra, sentiment_texts[: len(sentiment_rows)] + unlabelled):
+            row["soft"] = by_text[text]
+        sentiment_rows += extra
+        sentiment_sources.append(f"teacher probabilities ({soft_labels.name}) on these and {len(extra)} "
+                                 "unlabelled in-domain texts")
+    tasks = [
+        TrunkTask("sentiment", "sequence", SENTIMENT_LABELS, sentiment_rows,
+                  lambda m: sentiment.validate(m, 64), "accuracy", sentiment_sources),
+        TrunkTask("entities", "token", ENTITY_LABELS, entities.train_features[: limit or None],
+                  lambda m: entities.validate(m, 128), "f1", entities.sources),
+        TrunkTask("intent", "sequence", names, intent_rows * intent_repeat,
+                  lambda m: intent.validate(m, 64), "accuracy",
+                  [f"banking77/train.csv (90% stratified part) x{intent_repeat}"]),
+        TrunkTask("customer_state", "sequence", STATE_LABELS, state_rows,
+                  lambda m: state.validate(m, 64), "macro_f1", state.sources),
+    ]
+    return tasks, validate_embedding
+
+
+def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
+    """The knowledge retriever's embedding (the base encoder, mean pooled, unit length) of texts."""
+    from transformers import AutoModel
+
+    from models.knowledge import Retriever
+
+    encoder = AutoModel.from_pretrained(base, add_pooling_layer=False).eval()
+    retriever = Retriever.__new__(Retriever)  # only its embed(): no knowledge base to index
+    retriever.tokenizer, retriever.encoder = AutoTokenizer.from_pretrained(base), encoder
+    retriever.device, retriever.max_length = torch.device("cpu"), 128
+    return lambda texts: list(retriever.embed(list(texts)))
+
+
+def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
+                embedding_weight: float = 2.0, checkpoint_every: int = 200, soft_labels: Path | None = None) -> dict:
+    """Train the trunk's one adapter and all its heads together (``sentinel train trunk``).
+
+    Every step is one task's batch (length-grouped inside the task); the batches of all tasks are
+    shuffled together, so each task is seen in proportion to its rows. Chat batches add the
+    embedding head's loss (1 - cosine to the base encoder's embedding). A checkpoint is written
+    every ``checkpoint_every`` steps next to ``out_dir``; a rerun resumes from it. Each epoch ends
+    with every head's validation and saves the artefact.
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModel
+
+    from models.distillation import distillation_loss
+    from models.trunk import EMBEDDING, TrunkNet, head_module, head_view
+
+    _seed_everything(config.seed)
+    base = base_encoder_path(base_setting)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tasks, validate_embedding = trunk_tasks(data, base_setting, limit=config.limit, soft_labels=soft_labels)
+    heads = {t.name: {"kind": t.kind, "labels": t.labels} for t in tasks}
+    heads[EMBEDDING] = {"kind": EMBEDDING, "labels": []}
+    net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), heads)
+    lcfg = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.05,
+                      target_modules=["query", "key", "value", "dense"],
+                      modules_to_save=["shape_embedding", *(head_module(n) for n in heads)])
+    if config.init:
+        model = PeftModel.from_pretrained(net, config.init, is_trainable=True)
+    else:
+        model = get_peft_model(net, lcfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    sizes = {t.name: len(t.features) for t in tasks}
+    console.print(f"[bold]trunk[/]: {sizes}, {sum(p.numel() for p in trainable):,} trainable parameters, {config}")
+
+    def epoch_batches(epoch: int) -> list[tuple[int, list[int]]]:
+        rng = random.Random(config.seed * 1000 + epoch)  # fixed per epoch, so a resumed run sees the same order
+        batches = [(k, ids) for k, t in enumerate(tasks)
+                   for ids in _length_grouped_batches(t.features, config.batch_size, rng)]
+        rng.shuffle(batches)
+        return batches
+
+    steps_per_epoch = len(epoch_batches(1))
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup * steps_per_epoch * config.epochs),
+                                                steps_per_epoch * config.epochs)
+    checkpoint = Checkpoint(out_dir)
+    start_epoch, start_step, history = 1, 0, []
+    state = checkpoint.load(model, optimizer, scheduler)
+    if state:
+        start_epoch, start_step, history = state["epoch"], state["step"], state["history"]
+
+    def save_checkpoint(epoch: int, step: int) -> None:
+        checkpoint.save(model, optimizer, scheduler, epoch=epoch, step=step, history=history)
+
+    meta_base = {"task": "trunk", "heads": heads, "use_shapes": True, "word_features": True,
+                 "base_encoder": MINILM,
+                 "train_sources": {t.name: t.sources for t in tasks}, "train_examples": sizes,
+                 "config": {**config.__dict__, "init": Path(config.init).name if config.init else ""},
+                 "embedding_weight": embedding_weight,
+                 "soft_labels": soft_labels.name if soft_labels else None}
+    if config.init:  # a second stage: what the first one was, and how it went
+        first = json.loads((Path(config.init) / "sentinel.json").read_text())
+        meta_base["init_stage"] = {k: first.get(k) for k in ("config", "history", "train_seconds", "init_stage")}
+    trunk_view = LoadedModel(tokenizer, model, [], meta_base, torch.device("cpu"), torch.float32, "(training)", True)
+    started = time.perf_counter()
+    with progress() as bar:
+        for epoch in range(start_epoch, config.epochs + 1):
+            model.train()
+            batches = epoch_batches(epoch)
+            task_bar = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches), info="")
+            skip = start_step if epoch == start_epoch else 0
+            bar.update(task_bar, advance=skip)
+            running = {t.name: 0.0 for t in tasks}
+            for step, (k, ids) in enumerate(batches[skip:], skip + 1):
+                task = tasks[k]
+                rows = [task.features[i] for i in ids]
+                batch = _collate_train([{key: v for key, v in r.items() if key not in ("target", "soft")}
+                                        for r in rows])
+                labels = batch.pop("labels")
+                wanted = (task.name, EMBEDDING) if "target" in rows[0] else (task.name,)
+                out = model(**batch, heads=wanted)
+                logits = out[task.name]
+                if "soft" in rows[0]:
+                    loss = distillation_loss(logits, labels, torch.tensor([r["soft"] for r in rows]), IGNORE)
+                else:
+                    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                           ignore_index=IGNORE)
+                if EMBEDDING in out:
+                    target = torch.stack([r["target"] for r in rows])
+                    loss = loss + embedding_weight * (1 - (out[EMBEDDING] * target).sum(-1)).mean()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                running[task.name] = 0.95 * running[task.name] + 0.05 * loss.item() if running[task.name] \
+                    else loss.item()
+                bar.update(task_bar, advance=1,
+                           info=" ".join(f"{n[:4]} {v:.3f}" for n, v in running.items()))
+                if step % checkpoint_every == 0:
+                    save_checkpoint(epoch, step)
+            model.eval()
+            entry = {"epoch": epoch, "loss": {n: round(v, 4) for n, v in running.items()}}
+            for task in tasks:
+                entry[f"{task.name}_{task.metric}"] = round(task.validate(head_view(trunk_view, task.name)), 4)
+            entry["embedding_cosine"] = round(validate_embedding(trunk_view), 4)
+            history.append(entry)
+            console.print(f"epoch {epoch}: validation {entry}")
+            meta = {**meta_base, "history": history, "best_epoch": epoch, "weights": f"end of epoch {epoch}",
+                    "train_seconds": round(time.perf_counter() - started, 1)}
+            save_artifact(model, out_dir, meta)
+            save_checkpoint(epoch + 1, 0)
+    checkpoint.remove()
+    console.print(f"saved the trunk (end of epoch {config.epochs}) to {out_dir}")
+    return json.loads((out_dir / "sentinel.json").read_text())

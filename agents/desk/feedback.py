@@ -24,7 +24,7 @@ from infra.settings import ARTIFACTS, Settings
 
 ACTIONS = ("approve", "edit", "reject")
 UNKNOWN = "unknown"
-SHIPPED_INTENT_MODEL = ARTIFACTS / "intent"
+SHIPPED_INTENT_MODEL = ARTIFACTS / "trunk"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REVIEWS = Counter("sentinel_desk_reviews_total",
@@ -34,10 +34,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _labels_of(folder: Path) -> list[str] | None:
-    """The labels of a model folder: a Sentinel artefact's ``sentinel.json``, or a Hugging Face ``config.json``."""
+    """The intent labels of a model folder: a Sentinel artefact's ``sentinel.json`` (a trunk's: its intent
+    head's), or a Hugging Face ``config.json``."""
     try:
         if (folder / "sentinel.json").is_file():
-            return [str(label) for label in json.loads((folder / "sentinel.json").read_text())["labels"]]
+            meta = json.loads((folder / "sentinel.json").read_text())
+            labels = meta["heads"]["intent"]["labels"] if "heads" in meta else meta["labels"]
+            return [str(label) for label in labels]
         if (folder / "config.json").is_file():
             id2label = json.loads((folder / "config.json").read_text())["id2label"]
             return [str(id2label[k]) for k in sorted(id2label, key=int)]
@@ -47,9 +50,9 @@ def _labels_of(folder: Path) -> list[str] | None:
 
 
 def known_intents(settings: Settings) -> list[str]:
-    """The intents the configured intent model knows (a model id that is not a local folder: the shipped
-    model's 77 banking intents), sorted."""
-    labels = _labels_of(Path(settings.intent_model)) or _labels_of(SHIPPED_INTENT_MODEL) or []
+    """The intents the configured intent model (or the trunk's intent head) knows (a model id that is not a
+    local folder: the shipped trunk's 77 banking intents), sorted."""
+    labels = _labels_of(Path(settings.intent_model or settings.trunk_model)) or _labels_of(SHIPPED_INTENT_MODEL) or []
     return sorted(set(labels))
 
 

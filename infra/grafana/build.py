@@ -83,9 +83,10 @@ def customer_service() -> dict:
             "{{state}}": "sum by (state) (increase(sentinel_chat_customer_state_total[1h])) "
                          "/ scalar(sum(increase(sentinel_chat_customer_state_total[1h])) > 0)"},
               "percentunit", "bargauge"),
-        panel("Chat model time per batch, p95 (the generator only with generated openings)", {
+        panel("Chat model time per batch, p95 (chat_trunk: every head in one pass; intent: conversation "
+              "contexts; the generator only with generated openings)", {
             "{{task}}": "histogram_quantile(0.95, sum by (le, task) (rate(sentinel_model_infer_duration_seconds_bucket"
-                        '{task=~"intent|customer_state|generator"}[5m])))'}, "s"),
+                        '{task=~"chat_trunk|intent|customer_state|generator"}[5m])))'}, "s"),
         panel("Chat latency (message to stored draft)", {
             "p50": 'histogram_quantile(0.5, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))',
             "p99": 'histogram_quantile(0.99, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))'},

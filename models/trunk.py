@@ -1,0 +1,189 @@
+"""The trunk: one encoder pass per text feeds every task head.
+
+Each task used to be its own LoRA adapter over the base encoder, so a news event paid
+two full passes (sentiment, entities) and a chat message five (sentiment, entities,
+intent, customer state, the retrieval embedding). The trunk is one adapter trained on
+all tasks at once (``sentinel train trunk``), merged into the encoder when loaded, with
+a small head per task:
+
+- ``sentiment``, ``intent``, ``customer_state``: linear layers on the mean-pooled states;
+- ``entities``: a linear layer on every token (IOB2 tags of each word's first sub-token);
+- ``embedding``: a linear map of the pooled state back onto the base encoder's
+  sentence embedding, so the knowledge base keeps its index from the base encoder and
+  a chat message's retrieval query costs no extra pass.
+
+Every head reads the same inputs: the text split into words (``models.entities.split_words``)
+with word-shape embeddings, which the entity head needs and the others learnt with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from infra.settings import Settings, get_settings
+from models.encoder import NUM_SHAPES, LoadedModel, is_sentinel_artifact, load_model
+from models.entities import encode_texts
+from models.runtime import BatchedModel, collate, pick_device, pick_dtype, plan_batches, to_device
+
+SEQUENCE, TOKEN, EMBEDDING = "sequence", "token", "embedding"
+
+
+class TrunkNet(nn.Module):
+    """The base encoder, a word-shape embedding and one head per task.
+
+    ``heads`` maps a head's name to ``{"kind": "sequence" | "token" | "embedding", "labels": [...]}``.
+    ``forward`` computes the encoder once and returns the logits (or, for the embedding
+    head, the unit-length embedding) of the heads asked for.
+    """
+
+    def __init__(self, encoder: nn.Module, heads: dict[str, dict]):
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.shape_embedding = nn.Embedding(NUM_SHAPES, hidden)
+        nn.init.zeros_(self.shape_embedding.weight)  # training starts from the pretrained encoder
+        self.dropout = nn.Dropout(0.1)
+        self.kinds = {name: spec["kind"] for name, spec in heads.items()}
+        for name, spec in heads.items():
+            layer = nn.Linear(hidden, hidden if spec["kind"] == EMBEDDING else len(spec["labels"]))
+            if spec["kind"] == EMBEDDING:  # starts as the identity: the base encoder's own embedding
+                nn.init.eye_(layer.weight)
+                nn.init.zeros_(layer.bias)
+            # plain attributes, not a ModuleDict: peft's modules_to_save wraps modules by name
+            setattr(self, head_module(name), layer)
+
+    def forward(self, input_ids, attention_mask, shape_ids=None, heads: Sequence[str] | None = None,
+                token_type_ids=None) -> dict[str, torch.Tensor]:
+        embeds = self.encoder.embeddings.word_embeddings(input_ids)
+        if shape_ids is not None:
+            embeds = embeds + self.shape_embedding(shape_ids)
+        states = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        out = {}
+        for name in heads or self.kinds:
+            layer, kind = getattr(self, head_module(name)), self.kinds[name]
+            if kind == TOKEN:
+                out[name] = layer(self.dropout(states))
+            elif kind == SEQUENCE:
+                out[name] = layer(self.dropout(pooled))
+            else:
+                out[name] = F.normalize(layer(pooled), dim=-1)
+        return out
+
+
+def head_module(name: str) -> str:
+    return f"head_{name}"
+
+
+def head_view(trunk: LoadedModel, name: str) -> LoadedModel:
+    """The trunk seen as one task's model: a task class (``SentimentClassifier`` ...) runs it as its own."""
+    spec = trunk.meta["heads"][name]
+    return replace(trunk, labels=list(spec["labels"]), meta={**trunk.meta, "head": name, "head_kind": spec["kind"]})
+
+
+def load_trunk(settings: Settings | None = None) -> LoadedModel:
+    """The trunk the settings name, loaded once per process (every head shares its weights)."""
+    s = settings or get_settings()
+    return _load_trunk(s.trunk_model, s.base_encoder, s.device)
+
+
+@lru_cache(maxsize=2)
+def _load_trunk(source: str, base_encoder: str, device_setting: str) -> LoadedModel:
+    device = pick_device(device_setting)
+    if not is_sentinel_artifact(source):
+        raise FileNotFoundError(f"trunk {source!r} is not a Sentinel artefact folder; train one with "
+                                "`sentinel train trunk`, or set SENTINEL_TRUNK_MODEL to one")
+    loaded = load_model(source, None, base_encoder, device, pick_dtype(device))
+    if loaded.meta.get("task") != "trunk":
+        raise ValueError(f"{source} is a {loaded.meta.get('task')} model, not a trunk; "
+                         "set SENTINEL_TRUNK_MODEL to a folder written by `sentinel train trunk`")
+    return loaded
+
+
+def load_task_model(settings: Settings, setting: str, head: str, auto_class) -> LoadedModel:
+    """A task's model: the named model when its setting is set, else the trunk's ``head``."""
+    source = getattr(settings, setting)
+    if not source:
+        return head_view(load_trunk(settings), head)
+    device = pick_device(settings.device)
+    return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device))
+
+
+def shared_trunk(tasks: dict) -> Trunk | None:
+    """One ``Trunk`` reading all of ``tasks`` (head name -> task model) in one pass, when every one of
+    them is that head of the same trunk; None when any is a model of its own."""
+    if not tasks or any(getattr(getattr(t, "loaded", None), "head", None) != name for name, t in tasks.items()):
+        return None
+    if len({id(t.loaded.model) for t in tasks.values()}) != 1:
+        return None
+    first = next(iter(tasks.values()))
+    meta = {k: v for k, v in first.loaded.meta.items() if k not in ("head", "head_kind")}
+    return Trunk(replace(first.loaded, labels=[], meta=meta), dict(tasks), first.max_length, first.max_batch,
+                 first.token_budget)
+
+
+class Trunk(BatchedModel):
+    """Runs the trunk once over many texts and hands every task its results.
+
+    ``tasks`` maps a head's name to the task model that decodes it (a ``SentimentClassifier``,
+    ``EntityRecognizer`` ... built on ``head_view``); ``read`` tokenizes once, runs one pass
+    for the heads asked for and decodes each head with its task's own ``decode``.
+    """
+
+    task = "trunk"
+
+    def __init__(self, loaded: LoadedModel, tasks: dict, max_length: int = 128, max_batch: int = 64,
+                 token_budget: int = 8192):
+        super().__init__(loaded, max_length, max_batch, token_budget)
+        self.tasks = tasks
+
+    def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
+        return encode_texts(self.loaded.tokenizer, texts, self.max_length)
+
+    def read(self, texts: Sequence[str], heads: Sequence[str]) -> dict[str, list]:
+        """Each head's results for ``texts`` (the ``embedding`` head gives a tensor of unit rows)."""
+        texts = list(texts)
+        if not texts:
+            return {name: [] for name in heads}
+        with self.timings.phase("tokenize", len(texts)):
+            features = self.encode(texts)
+        outputs = self.run_heads(features, heads)
+        with self.timings.phase("decode", len(texts)):
+            read = {}
+            for name in heads:
+                if name == EMBEDDING:
+                    read[name] = torch.stack(outputs[name])
+                else:
+                    read[name] = self.tasks[name].decode(texts, features, outputs[name])
+            return read
+
+    def run_heads(self, features: list[dict], heads: Sequence[str]) -> dict[str, list[torch.Tensor]]:
+        """Per head, per feature: its logits (token heads: one row per token), in input order."""
+        out: dict[str, list] = {name: [None] * len(features) for name in heads}
+        lengths = [len(f["input_ids"]) for f in features]
+        for batch_ids in plan_batches(lengths, self.max_batch, self.token_budget):
+            with self.timings.phase("tokenize", len(batch_ids)):
+                batch = to_device(collate([features[i] for i in batch_ids]), self.device)
+            with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
+                logits = {k: v.float().cpu() for k, v in self.loaded.model(**batch, heads=tuple(heads)).items()}
+            self.timings.batches += 1
+            self.timings.items += len(batch_ids)
+            for name, rows in logits.items():
+                for row, i in enumerate(batch_ids):
+                    out[name][i] = rows[row, : lengths[i]] if rows.dim() == 3 else rows[row]
+        return out
+
+    @property
+    def heads(self) -> list[str]:
+        """The heads ``read`` gives: the tasks', and the embedding head where the trunk has one."""
+        return [*self.tasks, *([EMBEDDING] if EMBEDDING in self.loaded.meta["heads"] else [])]
+
+    def warm_up(self) -> None:
+        self.read(["Warm-up sentence for the model runtime."] * 2, self.heads)

@@ -1,0 +1,121 @@
+"""The trunk: one encoder pass per text feeds every task head (models/trunk.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from infra.settings import ARTIFACTS, Settings, get_settings
+from models.analysis import Analyzer
+from models.customer_state import CustomerStateClassifier
+from models.entities import EntityRecognizer
+from models.intent import IntentClassifier
+from models.sentiment import SentimentClassifier
+from models.trunk import EMBEDDING, load_trunk, shared_trunk
+
+NEWS = ["Nokia cuts 1,000 jobs in Finland after a weak quarter.", "",
+        "Apple Inc (NASDAQ: AAPL) rose after Tim Cook spoke in Paris.",
+        "Ålandsbanken och Société Générale: résultats trimestriels en hausse à Zürich.",
+        "Quarterly revenue was flat."]
+CHAT = ["Where is my new card? I ordered it two weeks ago.", "I want to close my account, you are useless",
+        "How do I top up with Apple Pay?", "my card was stolen in Madrid yesterday"]
+
+
+def _counting(model):
+    """A forward pre-hook on the encoder that counts the rows it computes."""
+    seen = {"rows": 0, "calls": 0}
+
+    def hook(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        seen["rows"] += int(embeds.shape[0])
+        seen["calls"] += 1
+
+    return seen, model.encoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.fixture(scope="module")
+def heads():
+    s = get_settings()
+    return {"sentiment": SentimentClassifier.from_settings(s), "entities": EntityRecognizer.from_settings(s),
+            "intent": IntentClassifier.from_settings(s), "customer_state": CustomerStateClassifier.from_settings(s)}
+
+
+def test_the_default_task_models_are_heads_of_one_shared_trunk(heads):
+    assert {name: m.loaded.head for name, m in heads.items()} == {n: n for n in heads}
+    assert len({id(m.loaded.model) for m in heads.values()}) == 1, "every head shares the trunk's weights"
+    assert load_trunk() is load_trunk(), "the trunk is loaded once per process"
+
+
+def test_one_pass_gives_what_each_head_gives_alone(heads):
+    trunk = shared_trunk(heads)
+    texts = NEWS + CHAT
+    seen, hook = _counting(trunk.loaded.model)
+    try:
+        read = trunk.read(texts, trunk.heads)
+    finally:
+        hook.remove()
+    assert seen["rows"] == len(texts), "one encoder row per text for all five heads"
+    assert set(read) == {"sentiment", "entities", "intent", "customer_state", EMBEDDING}
+    for name, model in heads.items():
+        alone = model.predict(texts)
+        for joint, single in zip(read[name], alone):
+            if name == "entities":
+                assert [(e.start, e.end, e.label) for e in joint] == [(e.start, e.end, e.label) for e in single]
+            else:
+                assert joint.label == single.label and abs(joint.score - single.score) < 1e-4
+    assert read[EMBEDDING].shape == (len(texts), 384)
+    assert torch.allclose(read[EMBEDDING].norm(dim=-1), torch.ones(len(texts)), atol=1e-4)
+
+
+def test_the_analyzer_reads_sentiment_and_entities_in_one_pass(heads):
+    for lanes in (0, 1):
+        analyzer = Analyzer(heads["sentiment"], heads["entities"], threads_per_task=lanes)
+        assert analyzer.trunk is not None and analyzer.timed() == [analyzer.trunk]
+        seen, hook = _counting(analyzer.trunk.loaded.model)
+        try:
+            results = analyzer.analyze_texts(NEWS)
+        finally:
+            hook.remove()
+        assert seen["rows"] == len(NEWS), f"lanes={lanes}: the separate models computed {2 * len(NEWS)} rows"
+        found = {(e.text, e.label) for e in results[2][1]}
+        assert ("AAPL", "TICKER") in found and ("Tim Cook", "PER") in found
+        assert results[0][0].label == "negative"
+    assert analyzer.version.startswith("trunk-")
+
+
+def test_the_trunk_embedding_stands_in_for_the_base_encoders_query(data_dir):
+    """The knowledge base keeps its base-encoder index; the trunk's embedding head, chat's query, retrieves
+    the right entry (the message's intent's) at least as often as the base encoder's own embedding."""
+    import random
+
+    from models import datasets
+    from models.knowledge import Retriever
+    from models.trunk import Trunk
+
+    test = datasets.banking77_splits(data_dir)["test"]
+    picks = random.Random(5).sample(range(len(test.texts)), 300)
+    texts, gold = [test.texts[i] for i in picks], [test.labels[i] for i in picks]
+    retriever = Retriever.from_settings()
+    queries = Trunk(load_trunk(), {}).read(texts, [EMBEDDING])[EMBEDDING]
+    assert torch.allclose(queries.norm(dim=-1), torch.ones(len(texts)), atol=1e-4)
+    right = {name: sum(hits[0][0].intent == g for hits, g in zip(found, gold)) / len(texts)
+             for name, found in (("trunk", retriever.search(texts, 1, queries)), ("base", retriever.search(texts, 1)))}
+    assert right["trunk"] >= right["base"] - 0.02 and right["trunk"] >= 0.6, right
+
+
+def test_a_task_model_of_its_own_leaves_the_trunk(heads):
+    separate = SentimentClassifier.from_settings(Settings(sentiment_model=str(ARTIFACTS / "sentiment")))
+    assert separate.loaded.head is None
+    analyzer = Analyzer(separate, heads["entities"])
+    assert analyzer.trunk is None and analyzer.timed() == [separate, heads["entities"]]
+    assert analyzer.analyze_texts(NEWS[:1])[0][0].label == "negative"
+
+
+def test_a_trunk_setting_that_is_no_trunk_says_so(tmp_path):
+    from models.trunk import _load_trunk
+
+    _load_trunk.cache_clear()
+    with pytest.raises(FileNotFoundError, match="sentinel train trunk"):
+        load_trunk(Settings(trunk_model=str(tmp_path)))
+    with pytest.raises(ValueError, match="not a trunk"):
+        load_trunk(Settings(trunk_model=str(ARTIFACTS / "intent")))
