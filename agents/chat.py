@@ -44,7 +44,8 @@ class ChatModels:
         self.states = states
         tasks = {"sentiment": getattr(analyzer, "sentiment", None), "entities": getattr(analyzer, "entities", None),
                  "intent": intents, **({"customer_state": states} if states is not None else {})}
-        self.trunk = shared_trunk(tasks)
+        # the tasks served by the trunk's heads share one pass; a task with a model of its own runs it
+        self.trunk = shared_trunk(tasks, every=False)
         if self.trunk is not None:
             self.trunk.task = "chat_trunk"  # its timings apart from news's trunk on the dashboards
 
@@ -53,18 +54,15 @@ class ChatModels:
         reads and whose own intents tell a repeated contact)."""
         texts = [i if isinstance(i, str) else i.text for i in inputs]
         contexts = [() if isinstance(i, str) else i.context for i in inputs]
-        queries = None
-        if self.trunk is not None:
-            read = self.trunk.read(texts, self.trunk.heads)
+        # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
+        read = self.trunk.read(texts, self.trunk.heads) if self.trunk is not None else {}
+        if "sentiment" in read and "entities" in read:
             analysed = list(zip(read["sentiment"], read["entities"]))
-            intents = intents_with_context(self.intents, texts, contexts, alone=read["intent"])
-            states = read.get("customer_state")
-            queries = read.get(EMBEDDING)
         else:
-            # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
             analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-            intents = intents_with_context(self.intents, texts, contexts)
-            states = self.states.predict(texts) if self.states is not None else None
+        intents = intents_with_context(self.intents, texts, contexts, alone=read.get("intent"))
+        states = read.get("customer_state") or (self.states.predict(texts) if self.states is not None else None)
+        queries = read.get(EMBEDDING)
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
                                        states=states, earlier_intents=self.earlier_intents(contexts),
                                        queries=queries)
@@ -85,9 +83,12 @@ class ChatModels:
     def timed(self) -> list:
         """The models whose per-phase timings are exported."""
         generator = self.composer.generator
-        # with the trunk, the intent head still runs alone on conversation contexts
-        tasks = (self.trunk, self.intents) if self.trunk is not None else (
-            self.analyzer.sentiment, self.analyzer.entities, self.intents, self.states)
+        # the intent model also runs alone on conversation contexts, even when the trunk reads it
+        read_by_trunk = self.trunk.tasks if self.trunk is not None else {}
+        tasks = [self.trunk, *(m for name, m in (("sentiment", getattr(self.analyzer, "sentiment", None)),
+                                                 ("entities", getattr(self.analyzer, "entities", None)),
+                                                 ("customer_state", self.states)) if name not in read_by_trunk),
+                 self.intents]
         return [m for m in (*tasks, generator) if m is not None and hasattr(m, "timings")]
 
     def describe(self) -> dict:

@@ -62,15 +62,18 @@ def _export(net, example: dict, path: Path, head: str | None) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, *tensors):
-            out = self.inner(**dict(zip(inputs, tensors)), **({"heads": (head,)} if head else {}))
+        def forward(self, input_ids, attention_mask, shape_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if shape_ids is not None:
+                given["shape_ids"] = shape_ids
+            out = self.inner(**given, **({"heads": (head,)} if head else {}))
             return out[head] if head else out
 
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     torch.onnx.export(Wrapped(net).eval(), tuple(example[k] for k in inputs), str(path),
                       input_names=inputs, output_names=["logits"],
                       opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
-                      dynamic_shapes=tuple({0: batch, 1: sequence} for _ in inputs))
+                      dynamic_shapes={k: {0: batch, 1: sequence} for k in inputs})
 
 
 class _Calibration:

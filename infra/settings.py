@@ -39,8 +39,9 @@ class Settings(BaseSettings):
         "", description="Chat intent model of its own (artefact folder, HF id or folder); empty = the trunk's head.",
     )
     customer_state_model: str = Field(
-        "", description="Chat customer-state model of its own (calm/frustrated/angry/leaving); empty = the trunk's "
-                        "head.",
+        str(ARTIFACTS / "customer_state"),
+        description="Chat customer-state model of its own (calm/frustrated/angry/leaving); empty = the trunk's head "
+                    "(not the default: it escalates less reliably, docs/MODELS.md).",
     )
     generator_model: str = Field(
         "", description="Reply generator: a HF instruct model id or folder; empty = SmolLM2-135M-Instruct (bundled)."

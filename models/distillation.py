@@ -31,7 +31,8 @@ def _csv_column(path: Path, *names: str) -> list[str]:
 
 
 def unlabelled_texts(data: Path) -> list[tuple[str, str]]:
-    """(source, text) of the unlabelled in-domain texts, deduplicated, evaluation texts left out."""
+    """(source, text) of the unlabelled in-domain texts, deduplicated; evaluation texts and the labelled training
+    texts left out."""
     found: list[tuple[str, str]] = []
     for path in sorted(datasets._need(data / "news_headlines").glob("*.csv")):
         found += [(f"news_headlines/{path.name}", t) for t in _csv_column(path, "Headlines", "Headline")]
@@ -45,7 +46,8 @@ def unlabelled_texts(data: Path) -> list[tuple[str, str]]:
     held_out = {t.casefold().strip() for t in [*fpb["val"].texts, *fpb["test"].texts,
                                                *datasets.twitter_split(data, "valid").texts,
                                                *datasets.sentfin_single_entity(data).texts]}
-    seen, out = set(held_out), []
+    labelled = {t.casefold().strip() for _, t in labelled_texts(data)}  # already rows of their own
+    seen, out = held_out | labelled, []
     for source, text in found:
         key = text.casefold().strip()
         if key and key not in seen:

@@ -116,13 +116,15 @@ def load_task_model(settings: Settings, setting: str, head: str, auto_class) -> 
     return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device))
 
 
-def shared_trunk(tasks: dict) -> Trunk | None:
-    """One ``Trunk`` reading all of ``tasks`` (head name -> task model) in one pass, when every one of
-    them is that head of the same trunk; None when any is a model of its own."""
-    if not tasks or any(getattr(getattr(t, "loaded", None), "head", None) != name for name, t in tasks.items()):
+def shared_trunk(tasks: dict, every: bool = True) -> Trunk | None:
+    """One ``Trunk`` reading ``tasks`` (head name -> task model) in one pass: all of them when ``every``
+    (None when any is a model of its own), else those that are heads of the trunk (None when none is)."""
+    heads = {name: t for name, t in tasks.items() if getattr(getattr(t, "loaded", None), "head", None) == name}
+    if not heads or (every and len(heads) != len(tasks)):
         return None
-    if len({id(t.loaded.model) for t in tasks.values()}) != 1:
+    if len({id(t.loaded.model) for t in heads.values()}) != 1:
         return None
+    tasks = heads
     first = next(iter(tasks.values()))
     meta = {k: v for k, v in first.loaded.meta.items() if k not in ("head", "head_kind")}
     return Trunk(replace(first.loaded, labels=[], meta=meta), dict(tasks), first.max_length, first.max_batch,

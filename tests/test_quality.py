@@ -28,13 +28,14 @@ def test_sentiment_meets_bars(sentiment_report):
     r = sentiment_report
     assert r["fpb_test_allagree"]["accuracy"] >= 0.95
     assert r["twitter_valid"]["accuracy"] >= 0.86
-    # regression floor of the committed model (measured: accuracy 0.845, macro-F1 0.816)
+    # regression floor of the serving model, the trunk's sentiment head (measured: accuracy 0.841, macro-F1 0.819;
+    # the separate model 0.845 / 0.816)
     assert r["fpb_test"]["accuracy"] >= 0.84
     assert r["fpb_test"]["macro_f1"] >= 0.81
 
 
 @pytest.mark.xfail(strict=True, reason="FPB target (accuracy 0.85, macro-F1 0.83) not reached yet: "
-                                       "0.845 / 0.816 measured; see docs/MODELS.md")
+                                       "0.841 / 0.819 measured (the trunk); see docs/MODELS.md")
 def test_sentiment_meets_fpb_target(sentiment_report):
     assert sentiment_report["fpb_test"]["accuracy"] >= 0.85
     assert sentiment_report["fpb_test"]["macro_f1"] >= 0.83

