@@ -57,6 +57,21 @@ def load_entries(path: Path = SHIPPED) -> list[Entry]:
     return entries
 
 
+def sentence_embeddings(tokenizer, encoder, device: torch.device, texts: list[str], max_length: int = 128
+                        ) -> torch.Tensor:
+    """Unit-length mean-pooled embeddings of ``texts``, computed in length-sorted batches."""
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    out = torch.empty(len(texts), encoder.config.hidden_size)
+    for batch_ids in plan_batches([len(x) for x in ids], 64, 8192):
+        batch = to_device(collate([{"input_ids": ids[i]} for i in batch_ids]), device)
+        with torch.inference_mode():
+            states = encoder(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        out[batch_ids] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+    return out
+
+
 class Retriever:
     def __init__(self, entries: list[Entry], tokenizer, encoder, device: torch.device, max_length: int = 128):
         self.entries = entries
@@ -77,17 +92,7 @@ class Retriever:
         return cls(entries, AutoTokenizer.from_pretrained(base), encoder, device)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Unit-length mean-pooled embeddings, computed in length-sorted batches."""
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        out = torch.empty(len(texts), self.encoder.config.hidden_size)
-        for batch_ids in plan_batches([len(x) for x in ids], 64, 8192):
-            batch = to_device(collate([{"input_ids": ids[i]} for i in batch_ids]), self.device)
-            with torch.inference_mode():
-                states = self.encoder(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out[batch_ids] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
-        return out
+        return sentence_embeddings(self.tokenizer, self.encoder, self.device, texts, self.max_length)
 
     def search(self, texts: list[str], k: int = 3, embeddings: torch.Tensor | None = None
                ) -> list[list[tuple[Entry, float]]]:

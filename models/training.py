@@ -462,13 +462,11 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
     """The knowledge retriever's embedding (the base encoder, mean pooled, unit length) of texts."""
     from transformers import AutoModel
 
-    from models.knowledge import Retriever
+    from models.knowledge import sentence_embeddings
 
     encoder = AutoModel.from_pretrained(base, add_pooling_layer=False).eval()
-    retriever = Retriever.__new__(Retriever)  # only its embed(): no knowledge base to index
-    retriever.tokenizer, retriever.encoder = AutoTokenizer.from_pretrained(base), encoder
-    retriever.device, retriever.max_length = torch.device("cpu"), 128
-    return lambda texts: list(retriever.embed(list(texts)))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return lambda texts: list(sentence_embeddings(tokenizer, encoder, torch.device("cpu"), list(texts)))
 
 
 def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
@@ -481,7 +479,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     every ``checkpoint_every`` steps next to ``out_dir``; a rerun resumes from it. Each epoch ends
     with every head's validation and saves the artefact.
     """
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
     from transformers import AutoModel
 
     from models.distillation import distillation_loss
@@ -494,12 +492,11 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     heads = {t.name: {"kind": t.kind, "labels": t.labels} for t in tasks}
     heads[EMBEDDING] = {"kind": EMBEDDING, "labels": []}
     net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), heads)
-    lcfg = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.05,
-                      target_modules=["query", "key", "value", "dense"],
-                      modules_to_save=["shape_embedding", *(head_module(n) for n in heads)])
     if config.init:
         model = PeftModel.from_pretrained(net, config.init, is_trainable=True)
     else:
+        lcfg = lora_config(config.rank, config.alpha, targets=lora_targets(net.encoder))
+        lcfg.modules_to_save = ["shape_embedding", *(head_module(n) for n in heads)]
         model = get_peft_model(net, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     sizes = {t.name: len(t.features) for t in tasks}
