@@ -5,7 +5,8 @@ News: `sentinel analyze` (sentiment + entities) on 64 demo headlines, read by th
 committed ``models/artifacts/sentiment`` and ``entities``), against the base encoder's
 forward pass alone. Chat: the chat models' path (``ChatModels.infer``: sentiment,
 entities, intent, customer state, retrieval, template openings, escalation) on 64
-banking77 test messages, trunk against separate models. Every figure is measured in the
+banking77 test messages, trunk against separate models. The trunk and the base encoder also
+run in bfloat16 (``SENTINEL_DTYPE=bfloat16``; AMX matrix units where the CPU has them). Every figure is measured in the
 same run, in alternating rounds, so the ratios are not skewed by a noisy machine.
 
 Run: ``python -m bench.analyze [--rounds 7]``.
@@ -27,6 +28,7 @@ from infra.progress import console, progress
 from infra.settings import ARTIFACTS, get_settings
 from models.analysis import Analyzer
 from models.encoder import base_encoder_path
+from models.runtime import cpu_has_amx_bf16
 
 SEPARATE = {"sentiment_model": str(ARTIFACTS / "sentiment"), "entity_model": str(ARTIFACTS / "entities"),
             "intent_model": str(ARTIFACTS / "intent"), "customer_state_model": str(ARTIFACTS / "customer_state")}
@@ -48,8 +50,11 @@ def main(rounds: int = 7, n: int = 64) -> dict:
     base = base_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
     encoder = AutoModel.from_pretrained(base).eval()
-    analyzers = {"trunk": Analyzer.from_settings(settings), "separate": Analyzer.from_settings(separate)}
-    chats = {"trunk": load_models(settings), "separate": load_models(separate)}
+    bf16 = settings.model_copy(update={"dtype": "bfloat16"})
+    encoder_bf16 = AutoModel.from_pretrained(base, torch_dtype=torch.bfloat16).eval()
+    analyzers = {"trunk": Analyzer.from_settings(settings), "separate": Analyzer.from_settings(separate),
+                 "trunk_bf16": Analyzer.from_settings(bf16)}
+    chats = {"trunk": load_models(settings), "separate": load_models(separate), "trunk_bf16": load_models(bf16)}
     assert analyzers["trunk"].trunk is not None and analyzers["separate"].trunk is None
     assert chats["trunk"].trunk is not None and chats["separate"].trunk is None
     for analyzer in analyzers.values():
@@ -57,16 +62,19 @@ def main(rounds: int = 7, n: int = 64) -> dict:
     tokens = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     chat_tokens = [len(ids) for ids in tokenizer(messages)["input_ids"]]
 
-    def forward_only():
+    def forward_only(net):
         with torch.inference_mode():
-            encoder(**tokenizer(texts, padding=True, return_tensors="pt"))
+            net(**tokenizer(texts, padding=True, return_tensors="pt"))
 
     runs = {
-        "encoder_forward": forward_only,
+        "encoder_forward": lambda: forward_only(encoder),
         "analyze_trunk": lambda: analyzers["trunk"].analyze_texts(texts),
         "analyze_separate": lambda: analyzers["separate"].analyze_texts(texts),
         "chat_trunk": lambda: chats["trunk"].infer(messages),
         "chat_separate": lambda: chats["separate"].infer(messages),
+        "encoder_forward_bf16": lambda: forward_only(encoder_bf16),
+        "analyze_trunk_bf16": lambda: analyzers["trunk_bf16"].analyze_texts(texts),
+        "chat_trunk_bf16": lambda: chats["trunk_bf16"].infer(messages),
     }
     for fn in runs.values():
         fn()
@@ -88,6 +96,10 @@ def main(rounds: int = 7, n: int = 64) -> dict:
         "ratio_analyze_trunk_to_forward": round(rates["analyze_trunk"] / rates["encoder_forward"], 3),
         "ratio_analyze_separate_to_forward": round(rates["analyze_separate"] / rates["encoder_forward"], 3),
         "ratio_chat_trunk_to_separate": round(rates["chat_trunk"] / rates["chat_separate"], 3),
+        "cpu_amx_bf16": cpu_has_amx_bf16(),
+        "ratio_analyze_trunk_bf16_to_forward_bf16": round(rates["analyze_trunk_bf16"] / rates["encoder_forward_bf16"], 3),
+        "ratio_analyze_trunk_bf16_to_forward": round(rates["analyze_trunk_bf16"] / rates["encoder_forward"], 3),
+        "ratio_chat_trunk_bf16_to_separate": round(rates["chat_trunk_bf16"] / rates["chat_separate"], 3),
     }
     table = Table(title=f"batch {n}: headlines ~{result['mean_tokens']} tokens, chat ~{result['chat_mean_tokens']}")
     table.add_column("what")
@@ -96,12 +108,18 @@ def main(rounds: int = 7, n: int = 64) -> dict:
                         ("analyze_trunk", "analyze, trunk (one pass)"),
                         ("analyze_separate", "analyze, separate models (two passes)"),
                         ("chat_trunk", "chat models' path, trunk"),
-                        ("chat_separate", "chat models' path, separate models")):
+                        ("chat_separate", "chat models' path, separate models"),
+                        ("encoder_forward_bf16", "base encoder forward only, bf16"),
+                        ("analyze_trunk_bf16", "analyze, trunk, bf16"),
+                        ("chat_trunk_bf16", "chat models' path, trunk, bf16")):
         table.add_row(label, f"{rates[name]:.1f}")
     console.print(table)
     console.print(f"analyze/forward: trunk {result['ratio_analyze_trunk_to_forward']}, separate "
                   f"{result['ratio_analyze_separate_to_forward']}; chat trunk/separate "
-                  f"{result['ratio_chat_trunk_to_separate']}")
+                  f"{result['ratio_chat_trunk_to_separate']}; bf16: analyze/forward bf16 "
+                  f"{result['ratio_analyze_trunk_bf16_to_forward_bf16']}, analyze/forward fp32 "
+                  f"{result['ratio_analyze_trunk_bf16_to_forward']}, chat/separate fp32 "
+                  f"{result['ratio_chat_trunk_bf16_to_separate']}")
     console.print(f"written to {save('analyze', result)}")
     return result
 

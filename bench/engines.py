@@ -1,13 +1,15 @@
-"""CPU engines for the sentiment model: torch against ONNX Runtime, fp32 and int8.
+"""CPU engines for the sentiment model: torch fp32 and bf16 against ONNX Runtime, fp32 and int8.
 
 The serving sentiment model (``SentimentClassifier.from_settings()``: by default the trunk's
 sentiment head, the trunk's adapter merged into all-MiniLM-L6-v2, fed the trunk's word
 features; ``SENTINEL_SENTIMENT_MODEL`` names another) is exported to ONNX (``torch.onnx.export``, dynamic batch and
 sequence axes) into a temporary folder, quantised there, and run over the Financial PhraseBank
 test split on the same length-sorted, padded batches (the runtime's tokenizer output and
-``plan_batches``) by four engines:
+``plan_batches``) by five engines:
 
 - torch fp32 (``loaded.logits``, as ``BatchedModel.run`` calls it, under ``inference_mode``);
+- torch bf16 (the same network in bfloat16, as ``SENTINEL_DTYPE=bfloat16`` loads it; oneDNN runs
+  its matmuls on the AMX units of CPUs that have them, see ``cpu_isa`` in the result);
 - ONNX Runtime fp32 (CPUExecutionProvider, all graph optimisations);
 - ONNX Runtime int8, dynamic quantisation (``quantize_dynamic``, per channel);
 - ONNX Runtime int8, static quantisation (``quantize_static``, QDQ, per channel, calibrated on
@@ -26,12 +28,14 @@ Writes ``docs/bench/engines.json``; no ONNX file is kept.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 MISSING = "error: onnxruntime is not installed: install the bench extras: pip install -e '.[bench]'"
@@ -113,7 +117,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
     from infra.progress import console, progress
     from infra.settings import get_settings
     from models import datasets
-    from models.runtime import collate, plan_batches
+    from models.runtime import collate, cpu_has_amx_bf16, plan_batches
     from models.sentiment import SentimentClassifier
 
     settings = get_settings()
@@ -156,6 +160,14 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
             return model.loaded.logits(batches[batch_index]).float().numpy()
 
     engines["torch fp32"] = torch_fp32
+    # bf16 weights and activations: oneDNN runs the matmuls on AMX tiles where the CPU has them.
+    bf16 = replace(model.loaded, model=copy.deepcopy(model.loaded.model).to(torch.bfloat16), dtype=torch.bfloat16)
+
+    def torch_bf16(batch_index: int):
+        with torch.inference_mode():
+            return bf16.logits(batches[batch_index]).float().numpy()
+
+    engines["torch bf16"] = torch_bf16
 
     with tempfile.TemporaryDirectory(prefix="sentinel-engines-") as tmp, progress() as bar:
         folder = Path(tmp)
@@ -183,7 +195,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
             quantize_static(str(source), str(static), _Calibration(calib_feeds), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=["MatMul", "Gemm"], calibrate_method=CalibrationMethod.MinMax)
-        except Exception as exc:  # noqa: BLE001  (reported: the other three engines still run)
+        except Exception as exc:  # noqa: BLE001  (reported: the other engines still run)
             notes["int8_static"] = f"quantize_static failed: {type(exc).__name__}: {str(exc)[:300]}"
         static_s = time.perf_counter() - started
         bar.update(steps, advance=1, info="done")
@@ -194,8 +206,8 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
             sizes[name] = round(path.stat().st_size / 2**20, 1)
             session = _session(path, threads)
             engines[name] = lambda i, s=session: s.run(["logits"], feeds[i])[0]
-        sizes["torch fp32"] = round(sum(p.numel() * p.element_size() for p in model.loaded.model.parameters())
-                                    / 2**20, 1)
+        for name, net in (("torch fp32", model.loaded.model), ("torch bf16", bf16.model)):
+            sizes[name] = round(sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20, 1)
 
         def one_pass(engine) -> tuple[float, list]:
             started = time.perf_counter()
@@ -248,7 +260,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
         "split": "FPB test (models.datasets.fpb_splits)",
         "sentences": n, "batch_size": batch_size, "max_length": model.max_length,
         "batches": len(plan), "mean_tokens": round(sum(lengths) / n, 1), "max_tokens": max(lengths),
-        "timed_passes": passes, "torch_threads": torch.get_num_threads(), "ort_intra_op_threads": threads,
+        "timed_passes": passes, "cpu_amx_bf16": cpu_has_amx_bf16(), "torch_threads": torch.get_num_threads(), "ort_intra_op_threads": threads,
         "onnxruntime": ort.__version__, "onnx": onnx.__version__,
         "exporter": f"torch.onnx.export (dynamo), opset {OPSET}, dynamic batch and sequence axes",
         "export_seconds": round(export_s, 1), "int8_static_seconds": round(static_s, 1),

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         86_400.0, gt=0, description="Seconds before a chat message within which its conversation's messages count."
     )
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+    dtype: str = Field(
+        "auto", pattern="^(auto|float32|bfloat16)$",
+        description="Number format of the encoder models: auto (bfloat16 on GPUs that support it and on CPUs "
+                    "with AMX-BF16 units, else float32), float32 or bfloat16 (docs/BENCHMARKS.md, CPU engines).",
+    )
     max_length: int = Field(128, ge=8, le=512, description="Tokens per input; longer inputs are truncated.")
     max_batch: int = Field(64, ge=1, le=4096, description="Most inputs in one model batch.")
     token_budget: int = Field(

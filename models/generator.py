@@ -92,7 +92,7 @@ class ReplyGenerator:
         s = settings or get_settings()
         source = s.generator_model or str(cached_folder(s))
         device = pick_device(s.device)
-        dtype = pick_dtype(device)
+        dtype = pick_dtype(device, cpu_amx=False)  # generation is measured in fp32 on CPU only
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=dtype).to(device).eval()
         return cls(tokenizer, model, device, dtype, s.generator_model or DEFAULT, s.generator_max_new_tokens,

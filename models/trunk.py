@@ -91,16 +91,16 @@ def head_view(trunk: LoadedModel, name: str) -> LoadedModel:
 def load_trunk(settings: Settings | None = None) -> LoadedModel:
     """The trunk the settings name, loaded once per process (every head shares its weights)."""
     s = settings or get_settings()
-    return _load_trunk(s.trunk_model, s.base_encoder, s.device)
+    return _load_trunk(s.trunk_model, s.base_encoder, s.device, s.dtype)
 
 
 @lru_cache(maxsize=2)
-def _load_trunk(source: str, base_encoder: str, device_setting: str) -> LoadedModel:
+def _load_trunk(source: str, base_encoder: str, device_setting: str, dtype_setting: str) -> LoadedModel:
     device = pick_device(device_setting)
     if not is_sentinel_artifact(source):
         raise FileNotFoundError(f"trunk {source!r} is not a Sentinel artefact folder; train one with "
                                 "`sentinel train trunk`, or set SENTINEL_TRUNK_MODEL to one")
-    loaded = load_model(source, None, base_encoder, device, pick_dtype(device))
+    loaded = load_model(source, None, base_encoder, device, pick_dtype(device, dtype_setting))
     if loaded.meta.get("task") != "trunk":
         raise ValueError(f"{source} is a {loaded.meta.get('task')} model, not a trunk; "
                          "set SENTINEL_TRUNK_MODEL to a folder written by `sentinel train trunk`")
@@ -113,7 +113,7 @@ def load_task_model(settings: Settings, setting: str, head: str, auto_class) -> 
     if not source:
         return head_view(load_trunk(settings), head)
     device = pick_device(settings.device)
-    return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device))
+    return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device, settings.dtype))
 
 
 def shared_trunk(tasks: dict, every: bool = True) -> Trunk | None:
@@ -160,8 +160,8 @@ class Trunk(BatchedModel):
         with self.timings.phase("decode", len(texts)):
             read = {}
             for name in heads:
-                if name == EMBEDDING:
-                    read[name] = torch.stack(outputs[name])
+                if name == EMBEDDING:  # unit length again in fp32: bf16 rounds the norm to about 1e-3
+                    read[name] = F.normalize(torch.stack(outputs[name]), dim=-1)
                 else:
                     read[name] = self.tasks[name].decode(texts, features, outputs[name])
             return read

@@ -41,8 +41,11 @@ def test_collate_pads_dynamically_with_mask():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
-def test_cpu_defaults_to_fp32():
-    assert pick_dtype(torch.device("cpu")) == torch.float32
+def test_cpu_defaults_to_bf16_only_with_amx():
+    from models.runtime import cpu_has_amx_bf16
+
+    assert pick_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_amx_bf16() else torch.float32)
+    assert pick_dtype(torch.device("cpu"), cpu_amx=False) == torch.float32
     if not torch.cuda.is_available():
         assert pick_device("auto").type == "cpu"
 
@@ -81,3 +84,8 @@ def test_phase_timings_notify_listeners():
     with timings.phase("infer", 5):
         pass
     assert seen == [("infer", 5)] and timings.infer >= 0
+
+
+def test_the_dtype_setting_is_honoured():
+    assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+    assert pick_dtype(torch.device("cpu"), "float32") == torch.float32
