@@ -175,6 +175,10 @@ def run(task: str, data: Path, model: str | None = None) -> dict:
     report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
               "customer-state": evaluate_customer_state, "replies": evaluate_replies}[task](data, settings)
     report["model"] = _shown_path(str(report["model"]))
+    if task != "replies":  # the encoders' number format (the generator keeps its own)
+        from models.runtime import pick_device, pick_dtype
+
+        report["dtype"] = str(pick_dtype(pick_device(settings.device), settings.dtype)).removeprefix("torch.")
     return report
 
 
@@ -190,7 +194,7 @@ def _shown_path(model: str) -> str:
 
 
 def print_report(report: dict) -> None:
-    table = Table(title=f"{report['task']} — {report['model']}")
+    table = Table(title=f"{report['task']} — {report['model']}" + (f" ({report['dtype']})" if "dtype" in report else ""))
     table.add_column("split")
     table.add_column("n", justify="right")
     table.add_column("figures")
