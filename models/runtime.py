@@ -167,6 +167,11 @@ class BatchedModel:
         self.timings = PhaseTimings()
 
     @property
+    def buckets(self) -> bool:
+        """Whether batches are padded to bucketed shapes (``collate``): bf16 on CPU."""
+        return self.loaded.dtype == torch.bfloat16 and self.loaded.device.type == "cpu"
+
+    @property
     def labels(self) -> list[str]:
         return self.loaded.labels
 
@@ -202,8 +207,7 @@ class BatchedModel:
         lengths = [len(f["input_ids"]) for f in features]
         for batch_ids in plan_batches(lengths, self.max_batch, self.token_budget):
             with self.timings.phase("tokenize", len(batch_ids)):
-                batch = collate([features[i] for i in batch_ids])
-                batch = to_device(batch, self.device)
+                batch = to_device(collate([features[i] for i in batch_ids], self.buckets), self.device)
             with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
                 logits = self.loaded.logits(batch).float().cpu()
             self.timings.batches += 1
@@ -217,9 +221,20 @@ class BatchedModel:
         self.predict(["Warm-up sentence for the model runtime."] * 2)
 
 
-def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-    """Pad to the longest row of this batch (dynamic padding), with an attention mask."""
+SEQUENCE_BUCKET = 16  # bucketed batches: lengths rounded up to a multiple of this
+
+
+def collate(features: list[dict[str, list[int]]], buckets: bool = False) -> dict[str, torch.Tensor]:
+    """Pad to the longest row of this batch (dynamic padding), with an attention mask.
+
+    ``buckets``: also round the length up to a multiple of ``SEQUENCE_BUCKET`` and the rows up to a power
+    of two (repeating the last row; callers read only their own rows), so that a worker meets a few dozen
+    shapes, not thousands: oneDNN's bf16 kernels on CPU keep memory for every shape they have run
+    (``bench/shapes.py``)."""
     longest = max(len(f["input_ids"]) for f in features)
+    if buckets:
+        longest = -(-longest // SEQUENCE_BUCKET) * SEQUENCE_BUCKET
+        features = features + [features[-1]] * ((1 << (len(features) - 1).bit_length()) - len(features))
     batch: dict[str, torch.Tensor] = {}
     for key in features[0]:
         if key.startswith("_"):

@@ -172,7 +172,7 @@ class Trunk(BatchedModel):
         lengths = [len(f["input_ids"]) for f in features]
         for batch_ids in plan_batches(lengths, self.max_batch, self.token_budget):
             with self.timings.phase("tokenize", len(batch_ids)):
-                batch = to_device(collate([features[i] for i in batch_ids]), self.device)
+                batch = to_device(collate([features[i] for i in batch_ids], self.buckets), self.device)
             with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
                 logits = {k: v.float().cpu() for k, v in self.loaded.model(**batch, heads=tuple(heads)).items()}
             self.timings.batches += 1

@@ -161,6 +161,7 @@ def test_the_trunk_in_bfloat16_reads_what_it_reads_in_float32(heads):
     for d, trunk in loaded.items():
         assert trunk.dtype == getattr(torch, d) and next(trunk.model.parameters()).dtype == getattr(torch, d)
     wide, narrow = Trunk(loaded["float32"], tasks), Trunk(loaded["bfloat16"], tasks)
+    assert narrow.buckets and not wide.buckets, "bf16 on CPU reads in bucketed shapes"
     texts = NEWS + CHAT
     a, b = wide.read(texts, wide.heads), narrow.read(texts, wide.heads)
     for name in tasks:
