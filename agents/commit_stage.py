@@ -2,7 +2,7 @@
 
 An agent's loop prepares a batch (parse, models) and hands it here; while this
 stage writes the batch to the database and produces its outputs, the loop is
-already running the models on the next batch. Faust's ``take_events`` would
+already running the models on the next batch. ``take_events`` (Faust's, ``agents.take``) would
 acknowledge a batch as soon as the loop body returns, so each event's message
 is held (its reference count raised) when it is taken and released only after
 its batch is committed and produced. Offsets therefore still advance only past

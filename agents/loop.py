@@ -3,7 +3,8 @@
     take → parse (dead letters) → models in the agent's own lane → rows and records
          → commit stage: one transaction → after-commit work → produce → acknowledge
 
-A batch is taken with ``stream.take_events`` and held (``CommitStage.hold``) so
+A batch is taken with ``agents.take.take_events`` (Faust's, with the wait counted from when the batch
+opened) and held (``CommitStage.hold``) so
 Faust cannot acknowledge it before its rows are committed and its outputs produced;
 while the commit stage stores one batch, the models already run on the next.
 
@@ -29,6 +30,7 @@ from agents.alerts.delivery import AlertDelivery
 from agents.app import produce
 from agents.commit_stage import CommitStage
 from agents.dead_letters import dead_letter_row
+from agents.take import take_events
 from agents.health import Health
 from agents.pipeline import Built, Pipeline, Prepared, Received
 from agents.sinks import Batch, PostgresSink
@@ -97,7 +99,7 @@ class AgentLoop:
     async def run(self, stream) -> None:
         stage = CommitStage(self.app, self.agent)
         try:
-            async for events in stream.take_events(self.max_batch, within=self.max_wait):
+            async for events in take_events(stream, self.max_batch, self.max_wait):
                 stage.hold(events)
                 prepared = await self.prepare([Received.from_event(e) for e in events])
                 record_lag(self.app, events)

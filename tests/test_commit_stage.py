@@ -1,9 +1,9 @@
 """The commit stage under Faust's own stream: in order, acknowledged only after the commit,
 bounded, crashes on bugs.
 
-The agent loop is the worker's (``take_events``, ``hold``, ``submit``) on a real
-``faust.App``: a real ``Stream`` over an in-memory channel, whose ``take_events``
-acknowledges each batch when the loop body returns, and the app's real ``Consumer``,
+The agent loop is the worker's (``agents.take.take_events``, ``hold``, ``submit``) on a real
+``faust.App``: a real ``Stream`` over an in-memory channel, where ``take_events``
+acknowledges each batch when the loop body returns (as Faust's own), and the app's real ``Consumer``,
 whose acknowledgement bookkeeping gives the offset Faust would commit. Only the broker
 is missing (the consumer never connects).
 """
@@ -17,6 +17,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from agents.commit_stage import CommitStage
+from agents.take import take_events
 
 TOPIC = "news"
 PARTITION = TP(TOPIC, 0)
@@ -38,7 +39,8 @@ async def until(predicate, timeout: float = 2.0) -> None:
 class Agent:
     """An agent loop as in agents/worker.py, fed by hand instead of by Kafka."""
 
-    def __init__(self, max_batch: int = 3, depth: int = 1, hold: bool = True):
+    def __init__(self, max_batch: int = 3, depth: int = 1, hold: bool = True, within: float = 0.01,
+                 body_seconds: float = 0.0):
         self.app = faust.App("commit-stage-test", broker="kafka://127.0.0.1:1", store="memory://")
         self.app.flow_control.resume()  # the worker does this once partitions are assigned
         self.app.topics.acking_topics.add(TOPIC)  # the conductor does this for a subscribed topic
@@ -47,9 +49,12 @@ class Agent:
         self.stream = self.app.stream(self.channel)
         self.stage = CommitStage(self.app, TOPIC, depth=depth)
         self.max_batch = max_batch
+        self.within = within
+        self.body_seconds = body_seconds  # the models' time in the loop body
         self.hold = hold
         self.messages: list[ConsumerMessage] = []
         self.taken: list[list[int]] = []  # offsets of each batch the loop took
+        self.taken_at: list[float] = []  # and when
         self.returned = 0  # loop bodies that returned: take_events has acknowledged their events
         self.task: asyncio.Task | None = None
 
@@ -68,11 +73,13 @@ class Agent:
         """``commit(batch_no, events)`` is the batch's store step."""
 
         async def loop():
-            async for events in self.stream.take_events(self.max_batch, within=0.01):
+            async for events in take_events(self.stream, self.max_batch, self.within):
                 if self.hold:
                     self.stage.hold(events)
                 batch_no = len(self.taken)
                 self.taken.append([e.message.offset for e in events])
+                self.taken_at.append(asyncio.get_running_loop().time())
+                await asyncio.sleep(self.body_seconds)
                 await self.stage.submit(events, functools.partial(commit, batch_no, events))
                 self.returned += 1
 
@@ -109,6 +116,30 @@ def test_without_the_stage_take_events_acknowledges_when_the_loop_body_returns()
         await agent.wait_returned(2)
         assert agent.acked() == [True] * 6
         assert agent.committable() == 6
+        await agent.stop()
+
+    asyncio.run(scenario())
+
+
+def test_events_that_queued_while_the_body_ran_are_taken_as_soon_as_it_returns():
+    """The wait counts from when a batch opened: events that arrived while the models ran have waited
+    already, so they are not held ``within`` seconds more (Faust's own take_events holds them)."""
+
+    async def scenario():
+        agent = Agent(max_batch=100, within=0.5, body_seconds=0.8)
+
+        async def commit(batch_no, events):
+            pass
+
+        agent.start(commit)
+        await agent.deliver(1)
+        delivered = asyncio.get_running_loop().time()
+        await until(lambda: len(agent.taken) == 1, timeout=2)
+        assert agent.taken_at[0] - delivered >= 0.3, "a lone event still waits for its window to fill"
+        await agent.deliver(5)  # while the first body runs
+        await until(lambda: len(agent.taken) == 2, timeout=3)
+        assert agent.taken == [[0], [1, 2, 3, 4, 5]]
+        assert agent.taken_at[1] - agent.taken_at[0] < 0.8 + 0.2, "held for another window after the body"
         await agent.stop()
 
     asyncio.run(scenario())
