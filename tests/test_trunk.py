@@ -34,6 +34,12 @@ def _counting(model):
     return seen, model.encoder.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def _rows(n: int, model) -> int:
+    """Encoder rows for one batch of ``n`` texts: bucketed batches (bf16 on CPU) repeat the last row up to a
+    power of two."""
+    return 1 << (n - 1).bit_length() if model.buckets else n
+
+
 @pytest.fixture(scope="module")
 def heads():
     """Every head of the trunk as its task's model (the customer state's head is not the default: below)."""
@@ -71,7 +77,7 @@ def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads
         results = models.infer(CHAT)
     finally:
         hook.remove()
-    assert seen["rows"] == len(CHAT), "one trunk row per message (the separate models computed five passes)"
+    assert seen["rows"] == _rows(len(CHAT), models.trunk), "one trunk row per message (the separate models: five)"
     assert embedded == [], "the query comes from the trunk's embedding head"
     assert results[1][2].label in ("leaving", "angry"), "the state comes from the customer state's own model"
     assert results[3][3].escalate, "a stolen card goes to a person"
@@ -85,7 +91,7 @@ def test_one_pass_gives_what_each_head_gives_alone(heads):
         read = trunk.read(texts, trunk.heads)
     finally:
         hook.remove()
-    assert seen["rows"] == len(texts), "one encoder row per text for all five heads"
+    assert seen["calls"] == 1 and seen["rows"] == _rows(len(texts), trunk), "one pass for all five heads"
     assert set(read) == {"sentiment", "entities", "intent", "customer_state", EMBEDDING}
     for name, model in heads.items():
         alone = model.predict(texts)
@@ -107,7 +113,8 @@ def test_the_analyzer_reads_sentiment_and_entities_in_one_pass(heads):
             results = analyzer.analyze_texts(NEWS)
         finally:
             hook.remove()
-        assert seen["rows"] == len(NEWS), f"lanes={lanes}: the separate models computed {2 * len(NEWS)} rows"
+        assert seen["rows"] == len(NEWS) if not analyzer.trunk.buckets else seen["rows"] < 2 * len(NEWS), \
+            f"lanes={lanes}: {seen['rows']} rows; the separate models computed {2 * len(NEWS)}"
         found = {(e.text, e.label) for e in results[2][1]}
         assert ("AAPL", "TICKER") in found and ("Tim Cook", "PER") in found
         assert results[0][0].label == "negative"
