@@ -5,8 +5,9 @@ News: `sentinel analyze` (sentiment + entities) on 64 demo headlines, read by th
 committed ``models/artifacts/sentiment`` and ``entities``), against the base encoder's
 forward pass alone. Chat: the chat models' path (``ChatModels.infer``: sentiment,
 entities, intent, customer state, retrieval, template openings, escalation) on 64
-banking77 test messages, trunk against separate models. The trunk and the base encoder also
-run in bfloat16 (``SENTINEL_DTYPE=bfloat16``; AMX matrix units where the CPU has them). Every figure is measured in the
+banking77 test messages, trunk against separate models. These run in float32; the trunk and the
+base encoder also run in bfloat16 (``SENTINEL_DTYPE=bfloat16``, the default on CPUs with AMX-BF16
+units: ``served_dtype`` in the result). Every figure is measured in the
 same run, in alternating rounds, so the ratios are not skewed by a noisy machine.
 
 Run: ``python -m bench.analyze [--rounds 7]``.
@@ -28,7 +29,7 @@ from infra.progress import console, progress
 from infra.settings import ARTIFACTS, get_settings
 from models.analysis import Analyzer
 from models.encoder import base_encoder_path
-from models.runtime import cpu_has_amx_bf16
+from models.runtime import cpu_has_amx_bf16, pick_device, pick_dtype
 
 SEPARATE = {"sentiment_model": str(ARTIFACTS / "sentiment"), "entity_model": str(ARTIFACTS / "entities"),
             "intent_model": str(ARTIFACTS / "intent"), "customer_state_model": str(ARTIFACTS / "customer_state")}
@@ -44,7 +45,7 @@ def chat_messages(n: int) -> list[str]:
 def main(rounds: int = 7, n: int = 64) -> dict:
     from agents.chat import load_models
 
-    settings = get_settings().model_copy(update={"chat_opening": "template"})
+    settings = get_settings().model_copy(update={"chat_opening": "template", "dtype": "float32"})
     separate = settings.model_copy(update=SEPARATE)
     texts, messages = headlines(n), chat_messages(n)
     base = base_encoder_path()
@@ -97,6 +98,7 @@ def main(rounds: int = 7, n: int = 64) -> dict:
         "ratio_analyze_separate_to_forward": round(rates["analyze_separate"] / rates["encoder_forward"], 3),
         "ratio_chat_trunk_to_separate": round(rates["chat_trunk"] / rates["chat_separate"], 3),
         "cpu_amx_bf16": cpu_has_amx_bf16(),
+        "served_dtype": str(pick_dtype(pick_device(get_settings().device), get_settings().dtype)).removeprefix("torch."),
         "ratio_analyze_trunk_bf16_to_forward_bf16": round(rates["analyze_trunk_bf16"] / rates["encoder_forward_bf16"], 3),
         "ratio_analyze_trunk_bf16_to_forward": round(rates["analyze_trunk_bf16"] / rates["encoder_forward"], 3),
         "ratio_chat_trunk_bf16_to_separate": round(rates["chat_trunk_bf16"] / rates["chat_separate"], 3),

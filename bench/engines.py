@@ -120,7 +120,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
     from models.runtime import collate, cpu_has_amx_bf16, plan_batches
     from models.sentiment import SentimentClassifier
 
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"dtype": "float32"})  # the reference; bf16 is one engine
     data = data or settings.data_dir
     try:
         fpb = datasets.fpb_splits(data)

@@ -48,16 +48,20 @@ class TaskPipeline(Pipeline):
         return self.task_model.decode([outputs["text"]], outputs["features"], [outputs["logits"]])[0]
 
 
-def naive_rate(texts: list[str]) -> float:
-    """Messages/s through the sentiment and entity pipelines, one message at a time."""
+def naive_rate(texts: list[str], dtype: str = "") -> float:
+    """Messages/s through the sentiment and entity pipelines, one message at a time (``dtype``: the
+    models' number format, default the served one)."""
+    from infra.settings import get_settings
     from models.analysis import Analyzer
 
-    analyzer = Analyzer.from_settings()
+    settings = get_settings()
+    analyzer = Analyzer.from_settings(settings.model_copy(update={"dtype": dtype}) if dtype else settings)
     sentiment, entities = TaskPipeline(analyzer.sentiment), TaskPipeline(analyzer.entities)
     for text in texts[:5]:  # warm-up
         sentiment(text), entities(text)
     with progress() as bar:
-        task = bar.add_task("naive: one message at a time", total=len(texts), info="")
+        task = bar.add_task(f"naive: one message at a time ({analyzer.sentiment.loaded.dtype})", total=len(texts),
+                            info="")
         started = time.perf_counter()
         for text in texts:
             sentiment(text)

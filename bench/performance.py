@@ -6,7 +6,7 @@
     own throughput at the worker's batch settings, p50/p99 latency at 25/50/90% load,
     and peak RSS under a 10x burst (``bench.pipeline``);
 (c) the naive baseline: one message at a time through a HF ``pipeline()`` per task
-    (``bench.naive``);
+    (``bench.naive``), in the served dtype and in fp32;
 (d) generation: reply drafts/s batched and one at a time (``bench.replies``).
 
 Prints a table, writes ``docs/bench/performance.json`` and ``docs/bench/performance.png``.
@@ -96,7 +96,8 @@ def main(quick: bool = False) -> dict:
     console.rule("(a) model-only sweep")
     model_sweep = sweep(batches=(1, 16, 64) if quick else BATCHES)
     console.rule("(c) naive baseline")
-    naive_rate = naive.naive_rate(headlines(60 if quick else 200, seed=5))
+    naive_rate = naive.naive_rate(headlines(60 if quick else 200, seed=5))  # the served dtype: like for like
+    naive_fp32 = naive.naive_rate(headlines(60 if quick else 200, seed=5), "float32")  # issue 15's baseline
     console.rule("(b) news pipeline end to end")
     pipe = pipeline.main(600 if quick else 1500, 20 if quick else 40, (0.25, 0.5, 0.9), burst=True,
                          rounds=1 if quick else 3)
@@ -104,12 +105,15 @@ def main(quick: bool = False) -> dict:
     gen = replies.main(8 if quick else 16)
     result = {
         "model_sweep": model_sweep,
+        "served_dtype": pipe.get("served_dtype"),
         "naive_messages_per_s": round(naive_rate, 2),
+        "naive_fp32_messages_per_s": round(naive_fp32, 2),
         "pipeline": pipe,
         "generation": {k: v for k, v in gen.items() if k not in ("benchmark", "when", "hardware")},
         "ratio_end_to_end_to_model": pipe["ratio_end_to_end_to_model"],
         "ratio_end_to_end_to_in_worker_model": pipe["ratio_end_to_end_to_in_worker_model"],
         "ratio_end_to_end_to_naive": round(pipe["end_to_end_events_per_s"] / naive_rate, 2),
+        "ratio_end_to_end_to_naive_fp32": round(pipe["end_to_end_events_per_s"] / naive_fp32, 2),
     }
     headline = {
         "model-only, worker batch settings, each round (events/s)":
@@ -120,6 +124,8 @@ def main(quick: bool = False) -> dict:
         "end-to-end / the worker's models, same run": pipe["ratio_end_to_end_to_in_worker_model"],
         "naive HF pipeline, batch 1 (messages/s)": result["naive_messages_per_s"],
         "end-to-end / naive": result["ratio_end_to_end_to_naive"],
+        "naive in fp32 (messages/s)": result["naive_fp32_messages_per_s"],
+        "end-to-end / naive in fp32": result["ratio_end_to_end_to_naive_fp32"],
         **{f"p99 at {k} load (s)": pipe.get(f"load_{k}_p99_s") for k in ("25%", "50%", "90%")},
         "peak RSS under 10x burst / steady RSS": pipe.get("burst_peak_to_steady_rss"),
         "drafts/s batched vs single": f"{gen.get('batched_drafts_per_s')} vs {gen.get('single_drafts_per_s')}",

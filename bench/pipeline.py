@@ -164,6 +164,7 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
     result = {
         "events": n_events, "rounds": rounds, "max_batch": settings.max_batch, "max_wait_s": settings.max_wait,
         "token_budget": settings.token_budget, "parallel_tasks": settings.parallel_tasks,
+        "served_dtype": str(analyzer.sentiment.loaded.dtype).removeprefix("torch."),
         "mean_text_chars": round(sum(len(t) for t in texts) / len(texts), 1),
         "model_only_rounds_events_per_s": [round(x, 1) for x in model_rates],
         "end_to_end_rounds_events_per_s": [round(x, 1) for x in e2e_rates],
