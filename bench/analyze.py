@@ -50,9 +50,10 @@ def main(rounds: int = 7, n: int = 64) -> dict:
     texts, messages = headlines(n), chat_messages(n)
     base = base_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    encoder = AutoModel.from_pretrained(base).eval()
+    device = pick_device(settings.device)  # the forward runs where the models run (bench/gpu.sh: CUDA)
+    encoder = AutoModel.from_pretrained(base).to(device).eval()
     bf16 = settings.model_copy(update={"dtype": "bfloat16"})
-    encoder_bf16 = AutoModel.from_pretrained(base, torch_dtype=torch.bfloat16).eval()
+    encoder_bf16 = AutoModel.from_pretrained(base, torch_dtype=torch.bfloat16).to(device).eval()
     analyzers = {"trunk": Analyzer.from_settings(settings), "separate": Analyzer.from_settings(separate),
                  "trunk_bf16": Analyzer.from_settings(bf16)}
     chats = {"trunk": load_models(settings), "separate": load_models(separate), "trunk_bf16": load_models(bf16)}
@@ -65,7 +66,9 @@ def main(rounds: int = 7, n: int = 64) -> dict:
 
     def forward_only(net):
         with torch.inference_mode():
-            net(**tokenizer(texts, padding=True, return_tensors="pt"))
+            net(**tokenizer(texts, padding=True, return_tensors="pt").to(device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     runs = {
         "encoder_forward": lambda: forward_only(encoder),
