@@ -30,10 +30,10 @@ from agents.alerts.delivery import AlertDelivery
 from agents.app import produce
 from agents.commit_stage import CommitStage
 from agents.dead_letters import dead_letter_row
-from agents.take import take_events
 from agents.health import Health
 from agents.pipeline import Built, Pipeline, Prepared, Received
 from agents.sinks import Batch, PostgresSink
+from agents.take import take_events
 from infra import metrics
 from infra.failpoints import failpoint
 from schemas.tables import DeadLetter

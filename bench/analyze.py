@@ -29,7 +29,7 @@ from infra.progress import console, progress
 from infra.settings import ARTIFACTS, get_settings
 from models.analysis import Analyzer
 from models.encoder import base_encoder_path
-from models.runtime import cpu_has_amx_bf16, pick_device, pick_dtype
+from models.runtime import cpu_has_amx_bf16, dtype_name, pick_device
 
 SEPARATE = {"sentiment_model": str(ARTIFACTS / "sentiment"), "entity_model": str(ARTIFACTS / "entities"),
             "intent_model": str(ARTIFACTS / "intent"), "customer_state_model": str(ARTIFACTS / "customer_state")}
@@ -101,7 +101,7 @@ def main(rounds: int = 7, n: int = 64) -> dict:
         "ratio_analyze_separate_to_forward": round(rates["analyze_separate"] / rates["encoder_forward"], 3),
         "ratio_chat_trunk_to_separate": round(rates["chat_trunk"] / rates["chat_separate"], 3),
         "cpu_amx_bf16": cpu_has_amx_bf16(),
-        "served_dtype": str(pick_dtype(pick_device(get_settings().device), get_settings().dtype)).removeprefix("torch."),
+        "served_dtype": dtype_name(get_settings().device, get_settings().dtype),
         "ratio_analyze_trunk_bf16_to_forward_bf16": round(rates["analyze_trunk_bf16"] / rates["encoder_forward_bf16"], 3),
         "ratio_analyze_trunk_bf16_to_forward": round(rates["analyze_trunk_bf16"] / rates["encoder_forward"], 3),
         "ratio_chat_trunk_bf16_to_separate": round(rates["chat_trunk_bf16"] / rates["chat_separate"], 3),

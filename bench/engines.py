@@ -9,7 +9,7 @@ test split on the same length-sorted, padded batches (the runtime's tokenizer ou
 
 - torch fp32 (``loaded.logits``, as ``BatchedModel.run`` calls it, under ``inference_mode``);
 - torch bf16 (the same network in bfloat16, as ``SENTINEL_DTYPE=bfloat16`` loads it; oneDNN runs
-  its matmuls on the AMX units of CPUs that have them, see ``cpu_isa`` in the result);
+  its matmuls on the AMX units of CPUs that have them, see ``cpu_amx_bf16`` in the result);
 - ONNX Runtime fp32 (CPUExecutionProvider, all graph optimisations);
 - ONNX Runtime int8, dynamic quantisation (``quantize_dynamic``, per channel);
 - ONNX Runtime int8, static quantisation (``quantize_static``, QDQ, per channel, calibrated on

@@ -176,9 +176,9 @@ def run(task: str, data: Path, model: str | None = None) -> dict:
               "customer-state": evaluate_customer_state, "replies": evaluate_replies}[task](data, settings)
     report["model"] = _shown_path(str(report["model"]))
     if task != "replies":  # the encoders' number format (the generator keeps its own)
-        from models.runtime import pick_device, pick_dtype
+        from models.runtime import dtype_name
 
-        report["dtype"] = str(pick_dtype(pick_device(settings.device), settings.dtype)).removeprefix("torch.")
+        report["dtype"] = dtype_name(settings.device, settings.dtype)
     return report
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 
@@ -40,6 +41,7 @@ def pick_device(setting: str = "auto") -> torch.device:
     return device
 
 
+@lru_cache(maxsize=1)
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU has AMX matrix units for bf16 (Linux: the ``amx_bf16`` flag of /proc/cpuinfo)."""
     try:
@@ -60,6 +62,11 @@ def pick_dtype(device: torch.device, setting: str = "auto", cpu_amx: bool = True
     if device.type == "cpu" and cpu_amx and cpu_has_amx_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def dtype_name(device_setting: str = "auto", dtype_setting: str = "auto") -> str:
+    """The encoders' number format these settings serve, as reports name it ("bfloat16", "float32")."""
+    return str(pick_dtype(pick_device(device_setting), dtype_setting)).removeprefix("torch.")
 
 
 def use_threads(setting: int = 0) -> int:
