@@ -142,6 +142,8 @@ def train(
              "(written by `sentinel teacher-labels`).")] = None,
     state_repeat: Annotated[int, typer.Option(
         min=1, help="trunk: times the customer-state set is repeated per epoch (weighs the state head).")] = 1,
+    entity_repeat: Annotated[int, typer.Option(
+        min=1, help="trunk: times the CoNLL train set is repeated per epoch (weighs the entity head).")] = 1,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -174,9 +176,9 @@ def train(
         except TeacherMissing as exc:
             fail(str(exc), 'install the teacher with `pip install -e ".[teacher]"`')
         out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
-    if state_repeat > 1 and task is not TrainTask.trunk:
-        fail(f"--state-repeat weighs the trunk's customer-state head, not {task.value}",
-             "pass it to `sentinel train trunk`")
+    for option, value in (("--state-repeat", state_repeat), ("--entity-repeat", entity_repeat)):
+        if value > 1 and task is not TrainTask.trunk:
+            fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
     corrections = _desk_corrections() if feedback else None
@@ -185,7 +187,7 @@ def train(
             if soft_labels is not None and not soft_labels.is_file():
                 fail(f"soft labels {soft_labels} do not exist", "write them with `sentinel teacher-labels`")
             training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
-                                 state_repeat=state_repeat)
+                                 state_repeat=state_repeat, entity_repeat=entity_repeat)
         except DataMissing as exc:
             fail(str(exc), "point --data at the shared data folder that holds these data sets")
         except ValueError as exc:

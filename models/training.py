@@ -370,10 +370,11 @@ class TrunkTask:
 
 
 def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: int = 0,
-                soft_labels: Path | None = None, state_repeat: int = 1) -> tuple[list[TrunkTask], Callable]:
+                soft_labels: Path | None = None, state_repeat: int = 1,
+                entity_repeat: int = 1) -> tuple[list[TrunkTask], Callable]:
     """The four task sets in the trunk's word features, and a validator of the embedding head.
 
-    Sentiment: FPB train x2 + twitter train (as ``sentiment_job``); entities: CoNLL train; intent:
+    Sentiment: FPB train x2 + twitter train (as ``sentiment_job``); entities: CoNLL train x``entity_repeat``; intent:
     banking77's 90% train part x``intent_repeat``; customer state: ``customer_state_sets`` x``state_repeat``. The chat
     texts (intent, customer state) also carry the base encoder's sentence embedding as the target of
     the ``embedding`` head. ``limit``: only the first N training rows of each task (smoke runs).
@@ -447,8 +448,9 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     tasks = [
         TrunkTask("sentiment", "sequence", SENTIMENT_LABELS, sentiment_rows,
                   lambda m: sentiment.validate(m, 64), "accuracy", sentiment_sources),
-        TrunkTask("entities", "token", ENTITY_LABELS, entities.train_features[: limit or None],
-                  lambda m: entities.validate(m, 128), "f1", entities.sources),
+        TrunkTask("entities", "token", ENTITY_LABELS, entities.train_features[: limit or None] * entity_repeat,
+                  lambda m: entities.validate(m, 128), "f1",
+                  entities.sources + ([f"(every row x{entity_repeat})"] if entity_repeat > 1 else [])),
         TrunkTask("intent", "sequence", names, intent_rows * intent_repeat,
                   lambda m: intent.validate(m, 64), "accuracy",
                   [f"banking77/train.csv (90% stratified part) x{intent_repeat}"]),
@@ -472,7 +474,7 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
 
 def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
                 embedding_weight: float = 2.0, checkpoint_every: int = 200, soft_labels: Path | None = None,
-                state_repeat: int = 1) -> dict:
+                state_repeat: int = 1, entity_repeat: int = 1) -> dict:
     """Train the trunk's one adapter and all its heads together (``sentinel train trunk``).
 
     Every step is one task's batch (length-grouped inside the task); the batches of all tasks are
@@ -491,7 +493,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     base = base_encoder_path(base_setting)
     tokenizer = AutoTokenizer.from_pretrained(base)
     tasks, validate_embedding = trunk_tasks(data, base_setting, limit=config.limit, soft_labels=soft_labels,
-                                            state_repeat=state_repeat)
+                                            state_repeat=state_repeat, entity_repeat=entity_repeat)
     heads = {t.name: {"kind": t.kind, "labels": t.labels} for t in tasks}
     heads[EMBEDDING] = {"kind": EMBEDDING, "labels": []}
     net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), heads)
@@ -530,7 +532,8 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                  "train_sources": {t.name: t.sources for t in tasks}, "train_examples": sizes,
                  "config": {**config.__dict__, "init": Path(config.init).name if config.init else ""},
                  "embedding_weight": embedding_weight,
-                 "soft_labels": soft_labels.name if soft_labels else None, "state_repeat": state_repeat}
+                 "soft_labels": soft_labels.name if soft_labels else None, "state_repeat": state_repeat,
+                 "entity_repeat": entity_repeat}
     if config.init:  # a second stage: what the first one was, and how it went
         first = json.loads((Path(config.init) / "sentinel.json").read_text())
         meta_base["init_stage"] = {k: first.get(k) for k in ("config", "history", "train_seconds", "init_stage")}

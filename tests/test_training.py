@@ -122,3 +122,14 @@ def test_the_unlabelled_distillation_texts_leave_every_evaluation_text_out(data_
     assert not set(texts) & held_out
     assert {s.split("/")[0].split(" ")[0] for s, _ in unlabelled} == {"news_headlines", "fiqa2018_task1", "sentfin_v1"}
     assert not set(texts) & {t.casefold().strip() for _, t in labelled_texts(data_dir)}
+
+
+def test_the_trunk_repeats_the_sets_it_is_told_to_weigh(data_dir):
+    """`--state-repeat` and `--entity-repeat` repeat those heads' rows per epoch; the other heads keep theirs."""
+    from models.training import trunk_tasks
+
+    tasks, _ = trunk_tasks(data_dir, "", limit=4, state_repeat=2, entity_repeat=3)
+    sizes = {t.name: len(t.features) for t in tasks}
+    assert sizes == {"sentiment": 4, "entities": 12, "intent": 8, "customer_state": 8}
+    entities = next(t for t in tasks if t.name == "entities")
+    assert entities.features[:4] == entities.features[4:8] and "(every row x3)" in entities.sources
