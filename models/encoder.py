@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ SHAPE_PAD, SHAPE_LOWER, SHAPE_TITLE, SHAPE_UPPER, SHAPE_MIXED, SHAPE_DIGIT, SHAP
 NUM_SHAPES = 7
 
 
+@lru_cache(maxsize=1 << 16)  # called for every sub-token of every text encoded; words repeat a great deal
 def word_shape(word: str) -> int:
     if any(c.isdigit() for c in word):
         return SHAPE_DIGIT

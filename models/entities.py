@@ -148,17 +148,22 @@ class EntityRecognizer(BatchedModel):
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[list[Entity]]:
         results = []
-        for text, feature, row in zip(texts, features, logits):
+        # one softmax over every text's first sub-tokens: per-row tensor ops cost more than the maths here
+        words = [row[f["_first"]] for f, row in zip(features, logits)]
+        best, idx = torch.softmax(torch.cat(words), dim=-1).max(dim=-1) if words else (torch.empty(0), torch.empty(0))
+        best_rows = best.tolist()
+        tag_rows = [_iob(self.labels[j]) for j in idx.tolist()]
+        offset = 0
+        for text, feature in zip(texts, features):
             first = feature["_first"]
             entities: list[Entity] = []
+            best, tags = best_rows[offset : offset + len(first)], tag_rows[offset : offset + len(first)]
+            offset += len(first)
             if first:
-                probs = torch.softmax(row[first], dim=-1)
-                best, idx = probs.max(dim=-1)
-                tags = [_iob(self.labels[j]) for j in idx.tolist()]
                 word_spans = [feature["_spans"][w] for w in feature["_words"]]
                 for label, a, b in tags_to_spans(tags):
                     start, end = word_spans[a][0], word_spans[b][1]
-                    score = float(best[a : b + 1].mean())
+                    score = sum(best[a : b + 1]) / (b + 1 - a)
                     entities.append(Entity(text[start:end], label, start, end, score))
             tickers = find_tickers(text)
             # the rules win: no model span may overlap a ticker or its "(EXCHANGE: SYMBOL)" group
