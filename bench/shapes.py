@@ -3,7 +3,7 @@
 oneDNN runs bf16 matmuls on the CPU's AMX units with kernels built for each shape it meets and
 keeps memory for every one of them, so a worker that pads each batch to its own longest row (a new
 shape almost every batch) grows. ``collate(buckets=True)``, which the runtime uses for bf16 on CPU,
-rounds lengths up to a multiple of 16 and rows up to a power of two. Each configuration runs in a
+rounds lengths up to a multiple of ``SEQUENCE_BUCKET`` (8) and rows up to a power of two. Each configuration runs in a
 fresh process: the analyzer (the trunk, sentiment and entities) reads ``--batches`` batches of
 random sizes (1-64 texts of 3-60 words, the same seeded texts for every configuration); the
 process's resident memory is sampled every 100 batches.

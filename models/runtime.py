@@ -228,7 +228,7 @@ class BatchedModel:
         self.predict(["Warm-up sentence for the model runtime."] * 2)
 
 
-SEQUENCE_BUCKET = 16  # bucketed batches: lengths rounded up to a multiple of this
+SEQUENCE_BUCKET = 8  # bucketed batches: lengths rounded up to a multiple of this
 
 
 def collate(features: list[dict[str, list[int]]], buckets: bool = False) -> dict[str, torch.Tensor]:
