@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import faust
 from mode.utils.aiter import aiter
@@ -36,8 +35,7 @@ def take_events(stream: faust.StreamT, max_: int, within: float) -> AsyncIterato
 
 
 async def _take_events(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[Sequence[faust.EventT]]:
-    buffer: list[Any] = []
-    events: list[faust.EventT] = []
+    events: list[faust.EventT] = []  # the batch being filled
     buffer_full = asyncio.Event()
     buffer_consumed = asyncio.Event()
     buffer_consuming: asyncio.Future | None = None
@@ -51,12 +49,11 @@ async def _take_events(stream: faust.StreamT, max_: int, within: float) -> Async
                     await buffer_consuming
                 finally:
                     buffer_consuming = None
-            buffer.append(value)
             event = stream.current_event
             if event is None:
                 raise RuntimeError("Take buffer found current_event is None")
             events.append(event)
-            if len(buffer) >= max_:
+            if len(events) >= max_:
                 buffer_full.set()
                 buffer_consumed.clear()
                 await stream.wait(buffer_consumed)  # never more than max_ events in a batch
@@ -74,20 +71,19 @@ async def _take_events(stream: faust.StreamT, max_: int, within: float) -> Async
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(buffer_full, timeout=max(opened + within - time.monotonic(), GRACE))
-            if buffer and (buffer_full.is_set() or time.monotonic() >= opened + within):
+            if events and (buffer_full.is_set() or time.monotonic() >= opened + within):
                 buffer_consuming = asyncio.get_running_loop().create_future()
                 opened = time.monotonic()  # what arrives from now on waits in the channel: its window opens
                 try:
                     yield list(events)
                 finally:
-                    buffer.clear()
                     for event in events:
                         await stream.ack(event)
                     events.clear()
                     notify(buffer_consuming)
                     buffer_full.clear()
                     buffer_consumed.set()
-            elif not buffer and time.monotonic() >= opened + within:
+            elif not events and time.monotonic() >= opened + within:
                 opened = time.monotonic()  # an empty window: the next one opens now
     finally:
         stream.enable_acks = enable_acks
