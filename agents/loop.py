@@ -101,11 +101,14 @@ class AgentLoop:
         try:
             async for events in take_events(stream, self.max_batch, self.max_wait):
                 stage.hold(events)
-                prepared = await self.prepare([Received.from_event(e) for e in events])
+                prepared = asyncio.ensure_future(self.prepare([Received.from_event(e) for e in events]))
                 record_lag(self.app, events)
-                await stage.submit(events, functools.partial(self.commit, prepared))
+                await stage.submit(events, functools.partial(self._commit_prepared, prepared))
         except Exception as exc:  # noqa: BLE001 - a bug: held events stay unacknowledged, the restart replays them
             await stage.fail(exc)
+
+    async def _commit_prepared(self, prepared: asyncio.Future) -> None:
+        await self.commit(await prepared)
 
     # -- prepare: parse, models, rows (on the agent; the models in its lane) ----------------------------
     async def prepare(self, messages: list[Received]) -> Prepared:
@@ -133,7 +136,17 @@ class AgentLoop:
     async def _infer(self, events: list) -> list:
         if not events:
             return []
-        future = asyncio.get_running_loop().run_in_executor(self.lane.models, self._infer_isolated, events)
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()  # the timeout counts from when the models take the batch, not from its queueing
+
+        def run() -> list:
+            loop.call_soon_threadsafe(started.set)
+            return self._infer_isolated(events)
+
+        future = loop.run_in_executor(self.lane.models, run)
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait({future, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.model_timeout)
         except TimeoutError:

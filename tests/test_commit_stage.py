@@ -244,3 +244,54 @@ def test_many_batches_all_acknowledged_in_order(depth):
         await agent.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_agent_loop_takes_the_next_batch_while_the_models_run(monkeypatch):
+    """The worker's loop (``AgentLoop.run``) hands a batch's preparation to the commit stage and takes the
+    next batch at once: when the models finish one batch the next is already queued for them, instead of
+    waiting while the event loop builds rows and refills the stream buffer."""
+    import threading
+    import types
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agents.health import Health
+    from agents.loop import AgentLoop, Lane
+
+    release = threading.Event()
+    parsed: list[bytes] = []
+    inferred: list[int] = []
+
+    class FakeSlowModelsPipeline:
+        agent, input_topic, output_topic = TOPIC, TOPIC, f"{TOPIC}.enriched"
+        parent, children = None, frozenset()
+
+        def parse(self, raw):
+            parsed.append(raw)
+            return types.SimpleNamespace(id=str(len(parsed)))
+
+        def infer(self, events):
+            inferred.append(len(events))
+            release.wait(5)  # the first batch stays in the models until the test lets it go
+            return events
+
+    monkeypatch.setattr("agents.loop.record_lag", lambda app, events: None)  # this consumer never started
+
+    async def scenario():
+        agent = Agent(max_batch=3)
+        models = ThreadPoolExecutor(1)
+        loop = AgentLoop(agent.app, FakeSlowModelsPipeline(), None, Lane(models, ThreadPoolExecutor(1)), None,
+                         Health(), max_batch=3, max_wait=0.01, model_timeout=30)
+        task = asyncio.create_task(loop.run(agent.stream))
+        await agent.deliver(6)
+        await until(lambda: len(parsed) == 6)
+        try:
+            assert inferred == [3], "the first batch is still in the models"
+            assert len(parsed) == 6, "the second batch was taken and parsed meanwhile"
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            release.set()
+            models.shutdown(wait=True)
+
+    asyncio.run(scenario())
