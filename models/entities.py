@@ -7,6 +7,8 @@ span's ``text`` equals ``text[start:end]`` of the input.
 
 from __future__ import annotations
 
+import itertools
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,11 +150,18 @@ class EntityRecognizer(BatchedModel):
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[list[Entity]]:
         results = []
-        # one softmax over every text's first sub-tokens: per-row tensor ops cost more than the maths here
-        words = [row[f["_first"]] for f, row in zip(features, logits)]
-        best, idx = torch.softmax(torch.cat(words), dim=-1).max(dim=-1) if words else (torch.empty(0), torch.empty(0))
+        # one gather and one softmax over every text's first sub-tokens: per-row tensor ops (indexing a
+        # row with a list) cost more than the maths here
+        starts = itertools.accumulate((len(row) for row in logits[:-1]), initial=0)
+        index = [start + j for start, f in zip(starts, features) for j in f["_first"]]
+        if index:
+            words = torch.cat(logits).index_select(0, torch.tensor(index))
+            best, idx = torch.softmax(words, dim=-1).max(dim=-1)
+        else:
+            best, idx = torch.empty(0), torch.empty(0, dtype=torch.long)
         best_rows = best.tolist()
-        tag_rows = [_iob(self.labels[j]) for j in idx.tolist()]
+        iob = [_iob(label) for label in self.labels]
+        tag_rows = [iob[j] for j in idx.tolist()]
         offset = 0
         for text, feature in zip(texts, features):
             first = feature["_first"]
