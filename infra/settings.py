@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     token_budget: int = Field(
         8192, ge=64, description="Most padded tokens (batch rows x longest row) in one model batch."
     )
+    trunk_trace: bool = Field(
+        True, description="On CPU, run the trunk's encoder pass as a TorchScript trace, which releases the GIL "
+                          "for the whole pass (same results; docs/BENCHMARKS.md). False: eager PyTorch.",
+    )
     torch_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 keeps torch's default (one per core).")
     chat_threads: int = Field(
         1, ge=0,

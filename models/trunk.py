@@ -18,6 +18,8 @@ with word-shape embeddings, which the entity head needs and the others learnt wi
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -76,6 +78,18 @@ class TrunkNet(nn.Module):
             else:
                 out[name] = F.normalize(layer(pooled), dim=-1)
         return out
+
+
+class FixedHeads(nn.Module):
+    """The trunk's forward for fixed heads and inputs: tensors in by position, a tuple out (what a trace takes)."""
+
+    def __init__(self, net: TrunkNet, inputs: tuple[str, ...], heads: tuple[str, ...]):
+        super().__init__()
+        self.net, self.inputs, self.heads = net, inputs, heads
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(**dict(zip(self.inputs, tensors)), heads=self.heads)
+        return tuple(out[name] for name in self.heads)
 
 
 def head_module(name: str) -> str:
@@ -142,9 +156,12 @@ class Trunk(BatchedModel):
     task = "trunk"
 
     def __init__(self, loaded: LoadedModel, tasks: dict, max_length: int = 128, max_batch: int = 64,
-                 token_budget: int = 8192):
+                 token_budget: int = 8192, trace: bool | None = None):
         super().__init__(loaded, max_length, max_batch, token_budget)
         self.tasks = tasks
+        self.trace = (get_settings().trunk_trace and self.device.type == "cpu") if trace is None else trace
+        self._traces: dict[tuple, torch.jit.ScriptModule] = {}
+        self._trace_lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         return encode_texts(self.loaded.tokenizer, texts, self.max_length)
@@ -174,13 +191,39 @@ class Trunk(BatchedModel):
             with self.timings.phase("tokenize", len(batch_ids)):
                 batch = to_device(collate([features[i] for i in batch_ids], self.buckets), self.device)
             with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
-                logits = {k: v.float().cpu() for k, v in self.loaded.model(**batch, heads=tuple(heads)).items()}
+                logits = {k: v.float().cpu() for k, v in self.forward(batch, tuple(heads)).items()}
             self.timings.batches += 1
             self.timings.items += len(batch_ids)
             for name, rows in logits.items():
                 for row, i in enumerate(batch_ids):
                     out[name][i] = rows[row, : lengths[i]] if rows.dim() == 3 else rows[row]
         return out
+
+    def forward(self, batch: dict[str, torch.Tensor], heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """One encoder pass for ``heads``.
+
+        On CPU (``trunk_trace``) the pass runs as a TorchScript trace, one per set of heads, which
+        releases the GIL for the whole pass. Eager PyTorch takes the GIL back between every two
+        operations, so inside the worker a model thread stalls whenever the event loop or the
+        database thread runs Python (``docs/BENCHMARKS.md``, end to end). The trace gives the same
+        numbers as the eager pass for every batch shape (``tests/test_trunk.py``).
+        """
+        model = self.loaded.model
+        if not self.trace or model.training:
+            return model(**batch, heads=heads)
+        key = (heads, tuple(batch))
+        traced = self._traces.get(key)
+        if traced is None:
+            with self._trace_lock, warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks in transformers' code
+                # torch.jit is deprecated for torch.export and torch.compile, but an exported program runs
+                # its graph in Python (the GIL again) and compiling needs a C++ toolchain and minutes per shape
+                warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+                traced = self._traces.get(key) or torch.jit.trace(
+                    FixedHeads(model, key[1], heads), tuple(batch.values()), check_trace=False)
+                self._traces[key] = traced
+        with torch.jit.optimized_execution(False):  # no shape profiling: batch shapes vary (thread-local)
+            return dict(zip(heads, traced(*batch.values())))
 
     @property
     def heads(self) -> list[str]:

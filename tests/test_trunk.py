@@ -22,8 +22,11 @@ CHAT = ["Where is my new card? I ordered it two weeks ago.", "I want to close my
         "How do I top up with Apple Pay?", "my card was stolen in Madrid yesterday"]
 
 
-def _counting(model):
-    """A forward pre-hook on the encoder that counts the rows it computes."""
+def _counting(trunk):
+    """A forward pre-hook on the trunk's encoder that counts the rows it computes. The trunk runs eager
+    from here on: a trace runs its graph without the modules' hooks."""
+    trunk.trace = False
+    model = trunk.loaded.model
     seen = {"rows": 0, "calls": 0}
 
     def hook(module, args, kwargs):
@@ -72,7 +75,7 @@ def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads
     assert models.timed() == [models.trunk, states, heads["intent"]]
     embedded = []
     monkeypatch.setattr(retriever, "embed", lambda texts: embedded.append(texts) or Retriever.embed(retriever, texts))
-    seen, hook = _counting(models.trunk.loaded.model)
+    seen, hook = _counting(models.trunk)
     try:
         results = models.infer(CHAT)
     finally:
@@ -86,7 +89,7 @@ def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads
 def test_one_pass_gives_what_each_head_gives_alone(heads):
     trunk = shared_trunk(heads)
     texts = NEWS + CHAT
-    seen, hook = _counting(trunk.loaded.model)
+    seen, hook = _counting(trunk)
     try:
         read = trunk.read(texts, trunk.heads)
     finally:
@@ -108,7 +111,7 @@ def test_the_analyzer_reads_sentiment_and_entities_in_one_pass(heads):
     for lanes in (0, 1):
         analyzer = Analyzer(heads["sentiment"], heads["entities"], threads_per_task=lanes)
         assert analyzer.trunk is not None and analyzer.timed() == [analyzer.trunk]
-        seen, hook = _counting(analyzer.trunk.loaded.model)
+        seen, hook = _counting(analyzer.trunk)
         try:
             results = analyzer.analyze_texts(NEWS)
         finally:
@@ -157,6 +160,25 @@ def test_a_trunk_setting_that_is_no_trunk_says_so(tmp_path):
         load_trunk(Settings(trunk_model=str(tmp_path)))
     with pytest.raises(ValueError, match="not a trunk"):
         load_trunk(Settings(trunk_model=str(ARTIFACTS / "intent")))
+
+
+def test_the_traced_pass_gives_the_eager_numbers_for_every_shape_and_set_of_heads(heads):
+    """On CPU the trunk runs a TorchScript trace per set of heads: the same logits as the eager pass, bit for
+    bit, for batches of one to many rows and short to truncated texts."""
+    from models.trunk import Trunk
+
+    loaded, tasks = shared_trunk(heads).loaded, shared_trunk(heads).tasks
+    traced, eager = Trunk(loaded, tasks, trace=True), Trunk(loaded, tasks, trace=False)
+    texts = NEWS + CHAT + [" ".join(NEWS * 12)]  # the last one is cut at max_length
+    features = traced.encode(texts)
+    for head_set in (["sentiment", "entities"], traced.heads, ["intent", EMBEDDING]):
+        for part in (features[:1], features[2:3], features[:5], features):
+            a, b = traced.run_heads(part, head_set), eager.run_heads(part, head_set)
+            assert list(a) == head_set
+            for name in head_set:
+                for x, y in zip(a[name], b[name], strict=True):
+                    assert torch.equal(x, y), (name, len(part))
+    assert len(traced._traces) == 3, "one trace per set of heads"  # noqa: SLF001
 
 
 def test_the_trunk_in_bfloat16_reads_what_it_reads_in_float32(heads):
