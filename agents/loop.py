@@ -101,9 +101,14 @@ class AgentLoop:
         try:
             async for events in take_events(stream, self.max_batch, self.max_wait):
                 stage.hold(events)
-                prepared = asyncio.ensure_future(self.prepare([Received.from_event(e) for e in events]))
+                started = asyncio.Event()  # set once the models take this batch (or it needs none)
+                prepared = asyncio.ensure_future(self.prepare([Received.from_event(e) for e in events], started))
                 record_lag(self.app, events)
                 await stage.submit(events, functools.partial(self._commit_prepared, prepared))
+                # The next batch is taken once the models have taken this one: in a backlog it is queued
+                # before they finish, and at most one batch waits for them, so what arrives meanwhile
+                # gathers into one batch instead of a queue of small ones.
+                await started.wait()
         except Exception as exc:  # noqa: BLE001 - a bug: held events stay unacknowledged, the restart replays them
             await stage.fail(exc)
 
@@ -111,10 +116,18 @@ class AgentLoop:
         await self.commit(await prepared)
 
     # -- prepare: parse, models, rows (on the agent; the models in its lane) ----------------------------
-    async def prepare(self, messages: list[Received]) -> Prepared:
+    async def prepare(self, messages: list[Received], started: asyncio.Event | None = None) -> Prepared:
+        """Parse, models, rows. ``started`` is set when the models take the batch, or when it is done."""
+        started = started or asyncio.Event()
+        try:
+            return await self._prepare(messages, started)
+        finally:
+            started.set()
+
+    async def _prepare(self, messages: list[Received], started: asyncio.Event) -> Prepared:
         metrics.BATCH_SIZE.labels(self.agent).observe(len(messages))
         valid, dead = dead_letters.parse_batch(messages, self.pipeline.parse, self.agent)
-        results = await self._infer([event for _, event in valid])
+        results = await self._infer([event for _, event in valid], started)
         built: list[tuple[Received, Built]] = []
         for (m, event), result in zip(valid, results):
             if isinstance(result, Failed):
@@ -133,13 +146,12 @@ class AgentLoop:
             built.append((m, b))
         return Prepared(built, dead)
 
-    async def _infer(self, events: list) -> list:
+    async def _infer(self, events: list, started: asyncio.Event) -> list:
         if not events:
             return []
         loop = asyncio.get_running_loop()
-        started = asyncio.Event()  # the timeout counts from when the models take the batch, not from its queueing
 
-        def run() -> list:
+        def run() -> list:  # the timeout counts from when the models take the batch, not from its queueing
             loop.call_soon_threadsafe(started.set)
             return self._infer_isolated(events)
 

@@ -249,7 +249,8 @@ def test_many_batches_all_acknowledged_in_order(depth):
 def test_the_agent_loop_takes_the_next_batch_while_the_models_run(monkeypatch):
     """The worker's loop (``AgentLoop.run``) hands a batch's preparation to the commit stage and takes the
     next batch at once: when the models finish one batch the next is already queued for them, instead of
-    waiting while the event loop builds rows and refills the stream buffer."""
+    waiting while the event loop builds rows and refills the stream buffer. One batch at most waits for the
+    models: what arrives meanwhile gathers into the next batch instead of a queue of small ones."""
     import threading
     import types
     from concurrent.futures import ThreadPoolExecutor
@@ -282,11 +283,11 @@ def test_the_agent_loop_takes_the_next_batch_while_the_models_run(monkeypatch):
         loop = AgentLoop(agent.app, FakeSlowModelsPipeline(), None, Lane(models, ThreadPoolExecutor(1)), None,
                          Health(), max_batch=3, max_wait=0.01, model_timeout=30)
         task = asyncio.create_task(loop.run(agent.stream))
-        await agent.deliver(6)
-        await until(lambda: len(parsed) == 6)
+        await agent.deliver(9)
+        await until(lambda: len(parsed) == 9, timeout=0.5)
         try:
             assert inferred == [3], "the first batch is still in the models"
-            assert len(parsed) == 6, "the second batch was taken and parsed meanwhile"
+            assert len(parsed) == 6, "the second batch was taken and parsed meanwhile, not a third"
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
