@@ -2,11 +2,12 @@
 
 1. rounds (``--rounds``, default 3) with the stack up: model-only, end-to-end, model-only, … .
    Model-only runs the worker's models (same settings) on demo events in batches of
-   ``max_batch``, in this process. End-to-end produces a backlog of events at once to the
-   real worker on the embedded stack: events/s from the first produce to the last database
-   commit, compared with the mean of the model-only runs just before and after it (the
-   machine's speed drifts). The worker's own model time over the same round (from its
-   /metrics) gives the share of the round the models were busy;
+   ``max_batch``, in this process; with ``naive_texts`` (``bench.performance``) the naive
+   baseline (``bench.naive``) runs right after each model-only run. End-to-end produces a
+   backlog of events at once to the real worker on the embedded stack: events/s from the
+   first produce to the last database commit, compared with the mean of the runs just before
+   and after it (the machine's speed drifts within minutes). The worker's own model time over
+   the same round (from its /metrics) gives the share of the round the models were busy;
 2. latency: events replayed at shares of the end-to-end rate (``--loads``, default 50%);
    p50/p99 from the Kafka record time to the database write, and the worker's RSS;
 3. burst (``--burst``): ten times the 50% rate for 20 s produced at once; the worker's peak
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from agents.demo.feed import generate
 from bench.common import percentile, print_table, save
+from bench.naive import Naive
 from infra.harness import (
     Worker,
     metric_total,
@@ -117,7 +119,7 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
 
 
 def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float, ...] = (0.5,),
-         burst: bool = False, rounds: int = 3) -> dict:
+         burst: bool = False, rounds: int = 3, naive_texts: list[str] | None = None) -> dict:
     from models.analysis import Analyzer
     from schemas.events import NewsEvent
 
@@ -134,7 +136,9 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
         # Model-only and end-to-end alternate, with the stack up (idle) during model-only, and each
         # end-to-end round is compared with the model-only rounds just before and after it: the
         # machine's speed drifts by ±10 % within minutes.
+        naive = Naive() if naive_texts else None
         model_rates = [model_only(analyzer, texts, settings.max_batch)]
+        naive_rates = [naive.rate(naive_texts)] if naive else []
         e2e_rates, in_worker_rates = [], []
         for r in range(rounds):
             console.print(f"round {r + 1}/{rounds}: model-only {model_rates[-1]:.1f} events/s; "
@@ -143,6 +147,8 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
             e2e_rates.append(backlog_rate(services, f"e2e{r}", timed_events(n_events, f"e2e{r}", seed=21 + r)))
             in_worker_rates.append(n_events / (model_busy_seconds(worker.metrics()) - busy_before))
             model_rates.append(model_only(analyzer, texts, settings.max_batch))
+            if naive:
+                naive_rates.append(naive.rate(naive_texts))
             console.print(f"round {r + 1}/{rounds}: end-to-end {e2e_rates[-1]:.1f} events/s, the worker's models "
                           f"{in_worker_rates[-1]:.1f} events/s; model-only after {model_rates[-1]:.1f} events/s")
         ratios = [e2e / ((model_rates[i] + model_rates[i + 1]) / 2) for i, e2e in enumerate(e2e_rates)]
@@ -176,6 +182,12 @@ def main(n_events: int = 1500, latency_seconds: float = 40.0, loads: tuple[float
         "ratio_end_to_end_to_in_worker_model": round(
             statistics.median(e / w for e, w in zip(e2e_rates, in_worker_rates)), 3),
     }
+    if naive_rates:
+        naive_ratios = [e2e / ((naive_rates[i] + naive_rates[i + 1]) / 2) for i, e2e in enumerate(e2e_rates)]
+        result.update({"naive_rounds_messages_per_s": [round(x, 2) for x in naive_rates],
+                       "naive_messages_per_s": round(statistics.median(naive_rates), 2),
+                       "ratio_to_naive_rounds": [round(x, 2) for x in naive_ratios],
+                       "ratio_end_to_end_to_naive": round(statistics.median(naive_ratios), 2)})
     for load, figures in at_load.items():
         result.update({f"load_{load}_{k}": v for k, v in figures.items()})
     result.update(extra)
