@@ -210,18 +210,26 @@ class BatchedModel:
 
     def run(self, features: list[dict[str, list[int]]]) -> list[torch.Tensor]:
         """Per-feature logits (float32, on CPU), computed in length-sorted padded batches."""
-        out: list[torch.Tensor | None] = [None] * len(features)
+        return self.run_batches(features, lambda batch: {"logits": self.loaded.logits(batch)}).get("logits", [])
+
+    def run_batches(self, features: list[dict[str, list[int]]],
+                    forward: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> dict[str, list]:
+        """``forward`` over length-sorted padded batches: per output name, one float32 CPU tensor per feature
+        in input order (token outputs cut to the feature's own length)."""
+        out: dict[str, list] = {}
         lengths = [len(f["input_ids"]) for f in features]
         for batch_ids in plan_batches(lengths, self.max_batch, self.token_budget):
             with self.timings.phase("tokenize", len(batch_ids)):
                 batch = to_device(collate([features[i] for i in batch_ids], self.buckets), self.device)
             with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
-                logits = self.loaded.logits(batch).float().cpu()
+                outputs = {name: rows.float().cpu() for name, rows in forward(batch).items()}
             self.timings.batches += 1
             self.timings.items += len(batch_ids)
-            for row, i in enumerate(batch_ids):
-                out[i] = logits[row, : lengths[i]] if logits.dim() == 3 else logits[row]
-        return out  # type: ignore[return-value]
+            for name, rows in outputs.items():
+                column = out.setdefault(name, [None] * len(features))
+                for row, i in enumerate(batch_ids):
+                    column[i] = rows[row, : lengths[i]] if rows.dim() == 3 else rows[row]
+        return out
 
     def warm_up(self) -> None:
         """One small batch so the first real batch does not pay for lazy initialisation."""

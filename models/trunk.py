@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from infra.settings import Settings, get_settings
 from models.encoder import NUM_SHAPES, LoadedModel, is_sentinel_artifact, load_model
 from models.entities import encode_texts
-from models.runtime import BatchedModel, collate, pick_device, pick_dtype, plan_batches, to_device
+from models.runtime import BatchedModel, pick_device, pick_dtype
 
 SEQUENCE, TOKEN, EMBEDDING = "sequence", "token", "embedding"
 
@@ -185,19 +185,8 @@ class Trunk(BatchedModel):
 
     def run_heads(self, features: list[dict], heads: Sequence[str]) -> dict[str, list[torch.Tensor]]:
         """Per head, per feature: its logits (token heads: one row per token), in input order."""
-        out: dict[str, list] = {name: [None] * len(features) for name in heads}
-        lengths = [len(f["input_ids"]) for f in features]
-        for batch_ids in plan_batches(lengths, self.max_batch, self.token_budget):
-            with self.timings.phase("tokenize", len(batch_ids)):
-                batch = to_device(collate([features[i] for i in batch_ids], self.buckets), self.device)
-            with self.timings.phase("infer", len(batch_ids)), torch.inference_mode():
-                logits = {k: v.float().cpu() for k, v in self.forward(batch, tuple(heads)).items()}
-            self.timings.batches += 1
-            self.timings.items += len(batch_ids)
-            for name, rows in logits.items():
-                for row, i in enumerate(batch_ids):
-                    out[name][i] = rows[row, : lengths[i]] if rows.dim() == 3 else rows[row]
-        return out
+        out = self.run_batches(features, lambda batch: self.forward(batch, tuple(heads)))
+        return {name: out.get(name, []) for name in heads}
 
     def forward(self, batch: dict[str, torch.Tensor], heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """One encoder pass for ``heads``.
