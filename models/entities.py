@@ -8,7 +8,6 @@ span's ``text`` equals ``text[start:end]`` of the input.
 from __future__ import annotations
 
 import itertools
-
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass

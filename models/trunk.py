@@ -208,9 +208,10 @@ class Trunk(BatchedModel):
                 # torch.jit is deprecated for torch.export and torch.compile, but an exported program runs
                 # its graph in Python (the GIL again) and compiling needs a C++ toolchain and minutes per shape
                 warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-                traced = self._traces.get(key) or torch.jit.trace(
-                    FixedHeads(model, key[1], heads), tuple(batch.values()), check_trace=False)
-                self._traces[key] = traced
+                traced = self._traces.get(key)  # another thread may have traced it meanwhile
+                if traced is None:
+                    traced = self._traces[key] = torch.jit.trace(
+                        FixedHeads(model, key[1], heads), tuple(batch.values()), check_trace=False)
         with torch.jit.optimized_execution(False):  # no shape profiling: batch shapes vary (thread-local)
             return dict(zip(heads, traced(*batch.values())))
 
