@@ -27,28 +27,29 @@ def sentiment_report(data_dir):
 def test_sentiment_meets_bars(sentiment_report):
     r = sentiment_report
     assert r["fpb_test_allagree"]["accuracy"] >= 0.95
-    assert r["twitter_valid"]["accuracy"] >= 0.86
-    # regression floor of the serving model, the trunk's sentiment head (measured: accuracy 0.841, macro-F1 0.819;
-    # the separate model 0.845 / 0.816)
-    assert r["fpb_test"]["accuracy"] >= 0.84
-    assert r["fpb_test"]["macro_f1"] >= 0.81
+    assert r["twitter_valid"]["accuracy"] >= 0.87  # issue 15's bar (measured 0.877, the first trunk 0.861)
+    # regression floor of the serving model, the distilled trunk's sentiment head (measured: accuracy 0.853,
+    # macro-F1 0.829; the first trunk 0.841 / 0.819, the separate model 0.845 / 0.816)
+    assert r["fpb_test"]["accuracy"] >= 0.85
+    assert r["fpb_test"]["macro_f1"] >= 0.82
 
 
-@pytest.mark.xfail(strict=True, reason="FPB target (accuracy 0.85, macro-F1 0.83) not reached yet: "
-                                       "0.841 / 0.819 measured (the trunk); see docs/MODELS.md")
+@pytest.mark.xfail(strict=True, reason="issue 15's FPB bars (accuracy 0.86, macro-F1 0.84, AllAgree 0.96) not reached "
+                                       "yet: 0.853 / 0.829 / 0.954 measured (the served trunk); see docs/MODELS.md")
 def test_sentiment_meets_fpb_target(sentiment_report):
-    assert sentiment_report["fpb_test"]["accuracy"] >= 0.85
-    assert sentiment_report["fpb_test"]["macro_f1"] >= 0.83
+    assert sentiment_report["fpb_test"]["accuracy"] >= 0.86
+    assert sentiment_report["fpb_test"]["macro_f1"] >= 0.84
+    assert sentiment_report["fpb_test_allagree"]["accuracy"] >= 0.96
 
 
 def test_entities_meet_bar(data_dir):
     r = evaluation.evaluate_entities(data_dir, get_settings())
-    assert r["conll_test"]["f1"] >= 0.84
+    assert r["conll_test"]["f1"] >= 0.88  # issue 15's bar (measured 0.888, the first trunk 0.868)
 
 
 def test_intent_meets_bar(data_dir):
     r = evaluation.evaluate_intent(data_dir, get_settings())
-    assert r["banking77_test"]["accuracy"] >= 0.90
+    assert r["banking77_test"]["accuracy"] >= 0.93  # issue 15's bar (measured 0.937)
 
 
 def test_written_customer_sets_are_apart_and_their_split_is_fixed(data_dir):
