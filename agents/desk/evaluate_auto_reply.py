@@ -1,7 +1,7 @@
 """How many banking77 test messages the auto-reply policy would send by itself, and how many of
 those with the wrong intent (the intent picks the answer a customer gets), over a range of thresholds.
 
-    python -m agents.desk.evaluate_auto_reply --data ../shared/data --out docs/auto_reply.json
+    python -m agents.desk.evaluate_auto_reply --data ../shared/data --out docs/results/auto_reply.json
 
 The drafts are composed as the worker composes them (intent, customer state, retrieval, escalation
 rules) without the opening, which changes neither the intent nor the escalation.
