@@ -19,9 +19,13 @@ from tests.test_desk_browser import card, chromium, desk_server, signed_in
 
 pytestmark = pytest.mark.integration
 
-MESSAGES = [  # intent confidence with the committed model: 0.999, 0.97, and a risk intent (escalated)
+# intent confidence with the served trunk: 0.993 and 0.999, and a risk intent (escalated).
+# Confidently right messages only: "How long does it take for a new card to arrive?" is read as card_arrival
+# (the answer for a card that has not come) where banking77 says card_delivery_estimate, and the policy
+# rightly keeps that draft back once the model is less sure of it (0.79).
+MESSAGES = [
     ("s-topup", "Can I top up my account with a bank transfer?"),
-    ("s-card", "How long does it take for a new card to arrive?"),
+    ("s-pin", "How do I change my PIN?"),
     ("s-lost", "I think I lost my card on the train this morning, please help me block it."),
 ]
 
@@ -37,12 +41,12 @@ def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tm
         sent = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 2, timeout=30)]
     finally:
         worker.stop()
-    assert sorted(r["message_id"] for r in sent) == ["s-card", "s-topup"]
+    assert sorted(r["message_id"] for r in sent) == ["s-pin", "s-topup"]
     assert all(r["auto"] is True and r["sent_by"] == "auto" and r["edited"] is False for r in sent)
     drafts = {r.message_id: r for r in services.rows("select message_id, status, escalate, draft from reply_drafts")}
     assert [drafts[i].status for i, _ in MESSAGES] == ["sent", "sent", "pending"]
     assert drafts["s-lost"].escalate
-    assert {r["message_id"]: r["text"] for r in sent} == {i: drafts[i].draft for i in ("s-card", "s-topup")}
+    assert {r["message_id"]: r["text"] for r in sent} == {i: drafts[i].draft for i in ("s-pin", "s-topup")}
 
     engine = make_engine(services.database_url)
     try:
@@ -53,7 +57,7 @@ def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tm
             headers = {"Authorization": f"Bearer {token}"}
             pending = client.get("/api/drafts?status=pending", headers=headers).json()
             assert [(d["message_id"], d["escalate"]) for d in pending] == [("s-lost", True)]
-            assert client.post("/api/drafts/s-card/approve", headers=headers).json()["produced"] is False
+            assert client.post("/api/drafts/s-pin/approve", headers=headers).json()["produced"] is False
     finally:
         engine.dispose()
 
@@ -71,6 +75,6 @@ def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tm
         draft.find_element(By.CSS_SELECTOR, "form.approve button").click()
         WebDriverWait(browser, 15).until(lambda d: "sent by ann" in card(d, "s-lost").text)
     records = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 3, timeout=30)]
-    assert sorted(r["message_id"] for r in records) == ["s-card", "s-lost", "s-topup"]  # each sent once
+    assert sorted(r["message_id"] for r in records) == ["s-lost", "s-pin", "s-topup"]  # each sent once
     assert [(r["auto"], r["edited"], r["sent_by"], r["text"]) for r in records if r["message_id"] == "s-lost"] == [
         (False, True, "ann", edited)]
