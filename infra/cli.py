@@ -219,6 +219,9 @@ def teacher_labels(
                        ] = ARTIFACTS / "sentiment_teacher",
     out: Annotated[Optional[Path], typer.Option(help="JSONL file (default: CACHE_DIR/teacher_sentiment_labels.jsonl).")
                    ] = None,
+    augment: Annotated[int, typer.Option(
+        min=0, help="Also label N variants of each FPB train sentence, some words replaced by the reply model's "
+                    "guesses (models/distillation.py); 0 = none.")] = 0,
 ) -> None:
     """The teacher's sentiment probabilities on the training and unlabelled in-domain texts (for distillation)."""
     from models.datasets import DataMissing
@@ -232,7 +235,12 @@ def teacher_labels(
     target = out or settings.cache_dir / "teacher_sentiment_labels.jsonl"
     try:
         model = SentimentClassifier.from_settings(settings.model_copy(update={"sentiment_model": str(teacher)}))
-        counts = write_teacher_labels(folder, model, target)
+        augmented = None
+        if augment:
+            from models.distillation import WordReplacer, augmented_texts
+
+            augmented = augmented_texts(folder, WordReplacer.from_settings(settings), augment)
+        counts = write_teacher_labels(folder, model, target, augmented=augmented)
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds these data sets")
     for source, n in counts.items():

@@ -7,12 +7,18 @@ SEntFiN headlines with more than one entity (the single-entity ones are the out-
 test, ``datasets.sentfin_single_entity``). Texts of any evaluation split are left out.
 ``sentinel train trunk --soft-labels FILE`` then trains the sentiment head on the hard labels
 and the teacher's probabilities (``distillation_loss``).
+
+FPB's train part is small (3,868 sentences), so ``--augment N`` also writes N variants of each
+of its sentences (``WordReplacer``: some words swapped for a language model's guesses, as
+TinyBERT's distillation does) for the teacher to label: the student learns the teacher's
+reading of the neighbourhood of every training sentence, not only of the sentence.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import torch
@@ -63,11 +69,103 @@ def labelled_texts(data: Path) -> list[tuple[str, str]]:
                for t in datasets.twitter_split(data, "train").texts])
 
 
-def write_teacher_labels(data: Path, teacher, out: Path, chunk: int = 256) -> dict:
-    """The teacher's probabilities for every labelled and unlabelled text, as JSON lines; counts by source."""
+AUGMENTED = "augmented financial_phrasebank train part (words replaced by the reply model's guesses)"
+
+
+class WordReplacer:
+    """Variants of a sentence with about ``rate`` of its words replaced by a causal language model's guesses.
+
+    One forward pass per sentence gives, at every word, the model's next-token candidates from the words
+    before it; a replaced word becomes one of the ``top_k`` whole-word candidates, drawn with a seeded
+    generator. The model is the reply generator's (SmolLM2-135M by default, ``models/generator.py``).
+    Numbers, punctuation and the first word stay as they are.
+    """
+
+    def __init__(self, tokenizer, model, rate: float = 0.15, top_k: int = 5, seed: int = 13):
+        self.tokenizer, self.model, self.rate, self.top_k = tokenizer, model.eval(), rate, top_k
+        self.rng = random.Random(seed)
+        size = model.get_output_embeddings().weight.shape[0]
+        pieces = [tokenizer.convert_ids_to_tokens(i) if i < len(tokenizer) else None for i in range(size)]
+        # the tokens that are a whole word after a space (byte-level BPE marks the space with "Ġ")
+        self.word_start = torch.tensor([bool(p) and p.startswith("Ġ") and p[1:].isalpha() for p in pieces])
+        self.spaced = [bool(p) and p.startswith("Ġ") for p in pieces]
+
+    @classmethod
+    def from_settings(cls, settings=None, **kwargs) -> "WordReplacer":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from infra.settings import get_settings
+        from models.generator import cached_folder
+
+        folder = cached_folder(settings or get_settings())
+        return cls(AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder), **kwargs)
+
+    @torch.inference_mode()
+    def variants(self, texts: list[str], n: int) -> list[list[str]]:
+        """Up to ``n`` variants of each text (one batched forward pass for all of them)."""
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"  # a causal model's scores before the padding stay as they are
+        enc = self.tokenizer(list(texts), return_offsets_mapping=True, return_tensors="pt", truncation=True,
+                             max_length=128, padding=True)
+        logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return [self._variants(text, ids[: int(mask.sum())].tolist(), offsets.tolist(), scores, n)
+                for text, ids, mask, offsets, scores in zip(texts, enc["input_ids"], enc["attention_mask"],
+                                                            enc["offset_mapping"], logits)]
+
+    def _variants(self, text: str, ids: list[int], offsets: list, logits: torch.Tensor, n: int) -> list[str]:
+        starts = [j for j in range(1, len(ids)) if self.word_start[ids[j]]]
+        if not starts:
+            return []
+        # each word's candidates: the top whole words predicted from the words before it
+        guesses = logits[[j - 1 for j in starts]].masked_fill(~self.word_start, float("-inf"))
+        guesses = dict(zip(starts, guesses.topk(self.top_k + 1, dim=-1).indices.tolist()))
+        out = []
+        for _ in range(n):
+            pieces, last = [], 0
+            for j in (j for j in starts if self.rng.random() < self.rate):
+                end = j + 1
+                while end < len(ids) and not self.spaced[ids[end]]:
+                    end += 1  # the word goes on until the next token after a space
+                word = self.tokenizer.decode([self.rng.choice([g for g in guesses[j] if g != ids[j]][: self.top_k])])
+                pieces.append(text[last : offsets[j][0]].rstrip() + " " + word.strip())
+                last = offsets[end - 1][1]
+            variant = "".join(pieces) + text[last:]
+            if variant != text:
+                out.append(variant)
+        return out
+
+
+def augmented_texts(data: Path, replacer: WordReplacer, per_text: int, batch: int = 32) -> list[tuple[str, str]]:
+    """``per_text`` variants of each FPB train sentence, deduplicated, with no evaluation or training text."""
     from infra.progress import progress
 
-    items = labelled_texts(data) + unlabelled_texts(data)
+    fpb = datasets.fpb_splits(data)
+    seen = {t.casefold().strip() for t in [*fpb["val"].texts, *fpb["test"].texts,
+                                           *datasets.twitter_split(data, "valid").texts,
+                                           *datasets.sentfin_single_entity(data).texts,
+                                           *(t for _, t in labelled_texts(data))]}
+    out = []
+    with progress() as bar:
+        task = bar.add_task("augmenting FPB train", total=len(fpb["train"].texts), info="")
+        texts = list(fpb["train"].texts)
+        for start in range(0, len(texts), batch):
+            part = texts[start : start + batch]
+            for variant in (v for found in replacer.variants(part, per_text) for v in found):
+                key = variant.casefold().strip()
+                if key not in seen:
+                    seen.add(key)
+                    out.append((AUGMENTED, variant.strip()))
+            bar.update(task, advance=len(part))
+    return out
+
+
+def write_teacher_labels(data: Path, teacher, out: Path, chunk: int = 256, augmented: list | None = None) -> dict:
+    """The teacher's probabilities for every labelled and unlabelled text (and ``augmented``, (source, text)
+    pairs), as JSON lines; counts by source."""
+    from infra.progress import progress
+
+    items = labelled_texts(data) + unlabelled_texts(data) + list(augmented or [])
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial")
     counts: dict[str, int] = {}

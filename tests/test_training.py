@@ -133,3 +133,52 @@ def test_the_trunk_repeats_the_sets_it_is_told_to_weigh(data_dir):
     assert sizes == {"sentiment": 4, "entities": 12, "intent": 8, "customer_state": 8}
     entities = next(t for t in tasks if t.name == "entities")
     assert entities.features[:4] == entities.features[4:8] and "(every row x3)" in entities.sources
+
+
+def test_word_replacement_changes_some_whole_words_and_repeats_under_its_seed():
+    import re
+
+    from models.distillation import WordReplacer
+
+    text = "Operating profit fell to EUR 20.3 mn from EUR 74.2 mn in the second quarter of 2008 ."
+    first = WordReplacer.from_settings(rate=0.3, seed=5).variants([text, "Sales rose ."], 3)
+    again = WordReplacer.from_settings(rate=0.3, seed=5).variants([text, "Sales rose ."], 3)
+    assert first == again and len(first) == 2
+    words = text.split()
+    for variant in first[0]:
+        got = variant.split()
+        assert variant != text and len(got) == len(words)  # one word for one word, spacing kept
+        changed = [(a, b) for a, b in zip(words, got) if a != b]
+        assert changed and all(re.fullmatch(r"[A-Za-z]+", a) and re.fullmatch(r"[A-Za-z]+", b) for a, b in changed)
+        assert got[0] == words[0] and [w for w in got if re.search(r"\d", w)] == ["20.3", "74.2", "2008"]
+    assert len(set(first[0])) > 1
+    assert WordReplacer.from_settings(rate=0.0).variants([text], 3) == [[]]  # nothing replaced: no variant
+
+
+class FakeReplacer:
+    """Stands in for the language model: offers each text back, its upper-case form, a fixed text and a new one."""
+
+    def __init__(self, fixed: str):
+        self.fixed = fixed
+
+    def variants(self, texts, n):
+        return [[t, t.upper(), self.fixed, f"{t} Variant"][:n] for t in texts]
+
+
+def test_augmented_texts_leave_out_evaluation_and_training_texts(data_dir, tmp_path):
+    import json
+
+    from models import datasets
+    from models.distillation import AUGMENTED, augmented_texts, read_teacher_labels
+
+    fpb = datasets.fpb_splits(data_dir)
+    test_text = fpb["test"].texts[0]
+    out = augmented_texts(data_dir, FakeReplacer(test_text), 4)
+    texts = [t for _, t in out]
+    # a variant equal to an FPB test text, or to a training text (casefolded), is never a row; new ones are, once
+    assert test_text not in texts and not {t.casefold() for t in texts} & {t.casefold() for t in fpb["train"].texts}
+    assert len(texts) == len(set(texts)) == len({t.casefold() for t in fpb["train"].texts})
+    assert all(t.endswith(" Variant") for t in texts) and {s for s, _ in out} == {AUGMENTED}
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"source": s, "text": t, "probs": [0.2, 0.5, 0.3]}) + "\n" for s, t in out[:3]))
+    assert read_teacher_labels(labels)[1] == texts[:3]  # read back as rows without a hard label
