@@ -319,39 +319,40 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return render(request, "error.html", code, user=page_user(request), error=error)
         return RedirectResponse("/drafts", status_code=303)
 
-    @app.post("/drafts/{message_id:path}/approve")
-    def approve_form(request: Request, message_id: str, text: Annotated[str, Form()] = "",
-                     intent: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form(max_length=512)] = ""):
+    def draft_form(request: Request, message_id: str, csrf_token: str, decide) -> Response:
+        """A decision from a page, after the checks every decision shares; ``decide(user)`` records it and
+        gives the error to show (a refused decision raises ``DecisionError``)."""
         user = page_user(request)
         if user is None:
             return to_login()
         if not csrf_ok(request, csrf_token):
             return decided(request, message_id, "The form has expired: reload the page.", 403)
         try:
-            # an emptied reply is refused
-            reply, decided_now = store.approve(engine, message_id, user, text, corrected(intent))
+            error = decide(user)
         except DecisionError as exc:
             return decided(request, message_id, str(exc), exc.code)
-        if decided_now:
-            count_review(message_id, "edit" if reply.edited else "approve")
-        _, error = send_reply(message_id)
         return decided(request, message_id, error, 503)
+
+    @app.post("/drafts/{message_id:path}/approve")
+    def approve_form(request: Request, message_id: str, text: Annotated[str, Form()] = "",
+                     intent: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form(max_length=512)] = ""):
+        def approve(user: User) -> str | None:
+            # an emptied reply is refused
+            reply, decided_now = store.approve(engine, message_id, user, text, corrected(intent))
+            if decided_now:
+                count_review(message_id, "edit" if reply.edited else "approve")
+            return send_reply(message_id)[1]
+
+        return draft_form(request, message_id, csrf_token, approve)
 
     @app.post("/drafts/{message_id:path}/reject")
     def reject_form(request: Request, message_id: str, reason: Annotated[str, Form()] = "",
                     intent: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form(max_length=512)] = ""):
-        user = page_user(request)
-        if user is None:
-            return to_login()
-        if not csrf_ok(request, csrf_token):
-            return decided(request, message_id, "The form has expired: reload the page.", 403)
-        try:
-            decided_now = store.reject(engine, message_id, user, reason, corrected(intent))
-        except DecisionError as exc:
-            return decided(request, message_id, str(exc), exc.code)
-        if decided_now:
-            count_review(message_id, "reject")
-        return decided(request, message_id, None)
+        def reject(user: User) -> None:
+            if store.reject(engine, message_id, user, reason, corrected(intent)):
+                count_review(message_id, "reject")
+
+        return draft_form(request, message_id, csrf_token, reject)
 
     @app.get("/conversations/{conversation_id:path}", response_class=HTMLResponse)
     def thread(request: Request, conversation_id: str):
