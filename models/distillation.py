@@ -48,18 +48,22 @@ def unlabelled_texts(data: Path) -> list[tuple[str, str]]:
     with datasets._need(data / "sentfin_v1" / "SEntFiN-v1.0.csv").open(encoding="utf-8", newline="") as f:
         found += [("sentfin_v1 (headlines with 2+ entities)", r["Title"]) for r in csv.DictReader(f)
                   if len(json.loads(r["Decisions"])) > 1]
-    fpb = datasets.fpb_splits(data)
-    held_out = {t.casefold().strip() for t in [*fpb["val"].texts, *fpb["test"].texts,
-                                               *datasets.twitter_split(data, "valid").texts,
-                                               *datasets.sentfin_single_entity(data).texts]}
-    labelled = {t.casefold().strip() for _, t in labelled_texts(data)}  # already rows of their own
-    seen, out = held_out | labelled, []
+    seen, out = _taken_texts(data), []
     for source, text in found:
         key = text.casefold().strip()
         if key and key not in seen:
             seen.add(key)
             out.append((source, text.strip()))
     return out
+
+
+def _taken_texts(data: Path) -> set[str]:
+    """Casefolded texts no new distillation row may repeat: every evaluation text, and the labelled
+    training texts (already rows of their own)."""
+    fpb = datasets.fpb_splits(data)
+    held_out = [*fpb["val"].texts, *fpb["test"].texts, *datasets.twitter_split(data, "valid").texts,
+                *datasets.sentfin_single_entity(data).texts]
+    return {t.casefold().strip() for t in [*held_out, *(t for _, t in labelled_texts(data))]}
 
 
 def labelled_texts(data: Path) -> list[tuple[str, str]]:
@@ -89,6 +93,9 @@ class WordReplacer:
         # the tokens that are a whole word after a space (byte-level BPE marks the space with "Ġ")
         self.word_start = torch.tensor([bool(p) and p.startswith("Ġ") and p[1:].isalpha() for p in pieces])
         self.spaced = [bool(p) and p.startswith("Ġ") for p in pieces]
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"  # a causal model's scores before the padding stay as they are
 
     @classmethod
     def from_settings(cls, settings=None, **kwargs) -> "WordReplacer":
@@ -103,9 +110,6 @@ class WordReplacer:
     @torch.inference_mode()
     def variants(self, texts: list[str], n: int) -> list[list[str]]:
         """Up to ``n`` variants of each text (one batched forward pass for all of them)."""
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"  # a causal model's scores before the padding stay as they are
         enc = self.tokenizer(list(texts), return_offsets_mapping=True, return_tensors="pt", truncation=True,
                              max_length=128, padding=True)
         logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
@@ -141,11 +145,7 @@ def augmented_texts(data: Path, replacer: WordReplacer, per_text: int, batch: in
     from infra.progress import progress
 
     fpb = datasets.fpb_splits(data)
-    seen = {t.casefold().strip() for t in [*fpb["val"].texts, *fpb["test"].texts,
-                                           *datasets.twitter_split(data, "valid").texts,
-                                           *datasets.sentfin_single_entity(data).texts,
-                                           *(t for _, t in labelled_texts(data))]}
-    out = []
+    seen, out = _taken_texts(data), []
     with progress() as bar:
         task = bar.add_task("augmenting FPB train", total=len(fpb["train"].texts), info="")
         texts = list(fpb["train"].texts)
