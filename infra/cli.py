@@ -140,6 +140,9 @@ def train(
     soft_labels: Annotated[Optional[Path], typer.Option(
         help="trunk: distil the sentiment head from the teacher's probabilities in this file "
              "(written by `sentinel teacher-labels`).")] = None,
+    temperature: Annotated[float, typer.Option(
+        min=1.0, help="trunk with --soft-labels: the distillation temperature (1 = the teacher's probabilities "
+                      "as written; higher softens them and the student's alike).")] = 1.0,
     state_repeat: Annotated[int, typer.Option(
         min=1, help="trunk: times the customer-state set is repeated per epoch (weighs the state head).")] = 1,
     entity_repeat: Annotated[int, typer.Option(
@@ -161,7 +164,8 @@ def train(
     rank = rank or d.get("rank", 16)
     config = training.TrainConfig(epochs=epochs, lr=lr or d["lr"], rank=rank, alpha=2 * rank,
                                   batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
-                                  init=str(init) if init else "", balance=balance, average_from=average_from)
+                                  init=str(init) if init else "", balance=balance, average_from=average_from,
+                                  temperature=temperature)
     if init is not None and not (init / "sentinel.json").is_file():
         fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
     base = "teacher" if teacher else get_settings().base_encoder
@@ -176,6 +180,8 @@ def train(
         except TeacherMissing as exc:
             fail(str(exc), 'install the teacher with `pip install -e ".[teacher]"`')
         out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
+    if temperature != 1.0 and (task is not TrainTask.trunk or soft_labels is None):
+        fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
     for option, value in (("--state-repeat", state_repeat), ("--entity-repeat", entity_repeat)):
         if value > 1 and task is not TrainTask.trunk:
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")

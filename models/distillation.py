@@ -199,10 +199,17 @@ def read_teacher_labels(path: Path) -> tuple[dict[str, list[float]], list[str]]:
 
 
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor, ignore_index: int,
-                      mix: float = 0.5) -> torch.Tensor:
+                      mix: float = 0.5, temperature: float = 1.0) -> torch.Tensor:
     """``mix`` of the KL divergence to the teacher's probabilities and the rest of cross-entropy on the
-    hard labels (rows without one, ``ignore_index``, learn from the teacher alone)."""
-    kd = F.kl_div(F.log_softmax(logits, dim=-1), soft, reduction="batchmean")
+    hard labels (rows without one, ``ignore_index``, learn from the teacher alone).
+
+    ``temperature`` T > 1 softens both sides (Hinton et al.): the teacher's stored probabilities p become
+    p^(1/T), renormalised, which is its softmax at T; the KL term is scaled by T^2 so its gradients keep
+    their size against the cross-entropy."""
+    if temperature != 1.0:
+        soft = soft.pow(1.0 / temperature)
+        soft = soft / soft.sum(-1, keepdim=True)
+    kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), soft, reduction="batchmean") * temperature ** 2
     has_label = labels != ignore_index
     if not has_label.any():
         return kd

@@ -54,6 +54,7 @@ class TrainConfig:
     balance: bool = False  # weight the loss by inverse square-root class frequency (sequence tasks)
     average_from: int = 0  # from this epoch on, also keep a running average of the weights (SWA); 0 = off
     average_per_epoch: int = 4  # snapshots added to the average per epoch
+    temperature: float = 1.0  # trunk with soft labels: the distillation temperature (distillation_loss)
 
 
 @dataclass
@@ -557,7 +558,8 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                 out = model(**batch, heads=wanted)
                 logits = out[task.name]
                 if "soft" in rows[0]:
-                    loss = distillation_loss(logits, labels, torch.tensor([r["soft"] for r in rows]), IGNORE)
+                    loss = distillation_loss(logits, labels, torch.tensor([r["soft"] for r in rows]), IGNORE,
+                                             temperature=config.temperature)
                 else:
                     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
                                            ignore_index=IGNORE)

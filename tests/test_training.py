@@ -97,6 +97,23 @@ def test_distillation_mixes_the_teachers_probabilities_and_the_hard_label():
     assert torch.isfinite(only_teacher) and torch.isclose(only_teacher, kd)
 
 
+def test_distillation_temperature_softens_teacher_and_student_alike():
+    from torch.nn import functional as F
+
+    from models.distillation import distillation_loss
+    from models.entities import IGNORE
+
+    logits = torch.tensor([[3.0, 1.0, 0.0]])
+    teacher_logits = torch.tensor([[2.0, 0.5, -1.0]])
+    soft = teacher_logits.softmax(-1)
+    t = 2.0
+    # the teacher's softmax at T, from its stored probabilities; the student's too; scaled by T^2
+    want = F.kl_div(F.log_softmax(logits / t, -1), (teacher_logits / t).softmax(-1), reduction="batchmean") * t * t
+    got = distillation_loss(logits, torch.tensor([IGNORE]), soft, IGNORE, temperature=t)
+    assert torch.isclose(got, want, atol=1e-6)
+    assert not torch.isclose(got, distillation_loss(logits, torch.tensor([IGNORE]), soft, IGNORE))
+
+
 def test_a_missing_teacher_says_how_to_install_it(tmp_path, monkeypatch):
     from models import teacher
 
