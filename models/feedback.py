@@ -73,7 +73,6 @@ def intent_job(data: Path, base_setting: str, max_length: int, corrections: Iter
 
     from models import datasets, training
     from models.encoder import base_encoder_path
-    from models.intent import IntentClassifier
 
     names = datasets.banking77_labels(data)
     splits = datasets.banking77_splits(data)
@@ -82,7 +81,7 @@ def intent_job(data: Path, base_setting: str, max_length: int, corrections: Iter
     job = training.TrainJob(
         "intent", names, "sequence", False,
         training._sequence_features(tokenizer, merged.texts, merged.labels, names, max_length),
-        training._accuracy_validator(IntentClassifier, splits["val"].texts, splits["val"].labels),
+        training.intent_validator(data),
         "accuracy", ["banking77/train.csv (90% stratified part)",
                      f"desk feedback: {report.added} corrected intents from reply_reviews "
                      f"({report.replaced} replacing banking77 rows)"])

@@ -283,23 +283,33 @@ def _accuracy_validator(model_cls: type[BatchedModel], texts: list[str], gold: l
 def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fraction: float = 1.0,
                   fpb_repeat: int = 1) -> TrainJob:
     """FPB train (``fpb_repeat`` times) plus a fixed ``twitter_fraction`` of twitter-financial-news train."""
-    from models.sentiment import LABELS, SentimentClassifier
+    from models.sentiment import LABELS
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
     fpb = datasets.fpb_splits(data)
     texts, labels = list(fpb["train"].texts) * fpb_repeat, list(fpb["train"].labels) * fpb_repeat
-    sources = [f"financial_phrasebank/Sentences_50Agree.txt (train part) x{fpb_repeat}"]
     if twitter_fraction > 0:
         tw = datasets.twitter_split(data, "train")
         keep = sorted(random.Random(datasets.SPLIT_SEED).sample(range(len(tw.texts)),
                                                                  int(round(twitter_fraction * len(tw.texts)))))
         texts += [tw.texts[i] for i in keep]
         labels += [tw.labels[i] for i in keep]
-        sources.append(f"twitter_financial_news_sentiment/sent_train.csv ({twitter_fraction:.0%})")
     return TrainJob("sentiment", LABELS, "sequence", False,
                     _sequence_features(tokenizer, texts, labels, LABELS, max_length),
-                    _accuracy_validator(SentimentClassifier, fpb["val"].texts, fpb["val"].labels),
-                    "accuracy", sources)
+                    _sentiment_validator(data), "accuracy", _sentiment_sources(fpb_repeat, twitter_fraction))
+
+
+def _sentiment_sources(fpb_repeat: int, twitter_fraction: float) -> list[str]:
+    return [f"financial_phrasebank/Sentences_50Agree.txt (train part) x{fpb_repeat}"] + (
+        [f"twitter_financial_news_sentiment/sent_train.csv ({twitter_fraction:.0%})"] if twitter_fraction > 0 else [])
+
+
+def _sentiment_validator(data: Path) -> Callable[[LoadedModel, int], float]:
+    """Accuracy on FPB's validation part."""
+    from models.sentiment import SentimentClassifier
+
+    fpb = datasets.fpb_splits(data)
+    return _accuracy_validator(SentimentClassifier, fpb["val"].texts, fpb["val"].labels)
 
 
 def entities_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
@@ -324,34 +334,44 @@ def entities_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
 
 
 def intent_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
-    from models.intent import IntentClassifier
-
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
     names = datasets.banking77_labels(data)
     splits = datasets.banking77_splits(data)
     return TrainJob("intent", names, "sequence", False,
                     _sequence_features(tokenizer, splits["train"].texts, splits["train"].labels, names, max_length),
-                    _accuracy_validator(IntentClassifier, splits["val"].texts, splits["val"].labels),
-                    "accuracy", ["banking77/train.csv (90% stratified part)"])
+                    intent_validator(data), "accuracy", ["banking77/train.csv (90% stratified part)"])
+
+
+def intent_validator(data: Path) -> Callable[[LoadedModel, int], float]:
+    """Accuracy on banking77's 10% validation part."""
+    from models.intent import IntentClassifier
+
+    splits = datasets.banking77_splits(data)
+    return _accuracy_validator(IntentClassifier, splits["val"].texts, splits["val"].labels)
 
 
 def customer_state_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
     """calm / frustrated / angry / leaving (``models.datasets.customer_state_sets``); selected on macro-F1."""
-    from sklearn.metrics import f1_score
-
-    from models.customer_state import LABELS, CustomerStateClassifier
+    from models.customer_state import LABELS
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
     sets = datasets.customer_state_sets(data)
-    val = sets["val"]
+    return TrainJob("customer_state", LABELS, "sequence", False,
+                    _sequence_features(tokenizer, sets["train"].texts, sets["train"].labels, LABELS, max_length),
+                    _customer_state_validator(sets["val"]), "macro_f1", sets["sources"]["train"])
+
+
+def _customer_state_validator(val: datasets.TextSplit) -> Callable[[LoadedModel, int], float]:
+    """Macro-F1 on the customer-state validation set."""
+    from sklearn.metrics import f1_score
+
+    from models.customer_state import LABELS, CustomerStateClassifier
 
     def validate(loaded: LoadedModel, max_length: int) -> float:
         predicted = [p.label for p in CustomerStateClassifier(loaded, max_length=max_length).predict(val.texts)]
         return f1_score(val.labels, predicted, labels=LABELS, average="macro")
 
-    return TrainJob("customer_state", LABELS, "sequence", False,
-                    _sequence_features(tokenizer, sets["train"].texts, sets["train"].labels, LABELS, max_length),
-                    validate, "macro_f1", sets["sources"]["train"])
+    return validate
 
 
 # --- the trunk: every task in one adapter (models/trunk.py) ---------------------------
@@ -388,9 +408,6 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
 
     base = base_encoder_path(base_setting)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    sentiment = sentiment_job(data, base_setting, 64, twitter_fraction=1.0, fpb_repeat=2)
-    state = customer_state_job(data, base_setting, 64)
-    intent = intent_job(data, base_setting, 64)
     entities = entities_job(data, base_setting, 128)
 
     def features(texts, labels, names, max_length=64):
@@ -409,6 +426,8 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     banking = datasets.banking77_splits(data)
     names = datasets.banking77_labels(data)
     states = datasets.customer_state_sets(data)
+    validate_sentiment, validate_intent = _sentiment_validator(data), intent_validator(data)
+    validate_state = _customer_state_validator(states["val"])
     embed = _base_embedder(base)
     console.print("embedding the chat training texts with the base encoder (targets of the embedding head)")
     intent_rows = features(banking["train"].texts, banking["train"].labels, names)
@@ -428,7 +447,7 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
 
     sentiment_texts = list(fpb["train"].texts) * 2 + list(tw.texts)
     sentiment_rows = features(sentiment_texts, list(fpb["train"].labels) * 2 + list(tw.labels), SENTIMENT_LABELS)
-    sentiment_sources = list(sentiment.sources)
+    sentiment_sources = _sentiment_sources(2, 1.0)
     if soft_labels is not None:
         from models.distillation import read_teacher_labels
 
@@ -448,16 +467,16 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
                                  "unlabelled in-domain texts")
     tasks = [
         TrunkTask("sentiment", "sequence", SENTIMENT_LABELS, sentiment_rows,
-                  lambda m: sentiment.validate(m, 64), "accuracy", sentiment_sources),
+                  lambda m: validate_sentiment(m, 64), "accuracy", sentiment_sources),
         TrunkTask("entities", "token", ENTITY_LABELS, entities.train_features[: limit or None] * entity_repeat,
                   lambda m: entities.validate(m, 128), "f1",
                   entities.sources + ([f"(every row x{entity_repeat})"] if entity_repeat > 1 else [])),
         TrunkTask("intent", "sequence", names, intent_rows * intent_repeat,
-                  lambda m: intent.validate(m, 64), "accuracy",
+                  lambda m: validate_intent(m, 64), "accuracy",
                   [f"banking77/train.csv (90% stratified part) x{intent_repeat}"]),
         TrunkTask("customer_state", "sequence", STATE_LABELS, state_rows * state_repeat,
-                  lambda m: state.validate(m, 64), "macro_f1",
-                  state.sources + ([f"(every row x{state_repeat})"] if state_repeat > 1 else [])),
+                  lambda m: validate_state(m, 64), "macro_f1",
+                  states["sources"]["train"] + ([f"(every row x{state_repeat})"] if state_repeat > 1 else [])),
     ]
     return tasks, validate_embedding
 
