@@ -445,9 +445,11 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         got = Trunk(trunk, {}).read(val_texts, [EMBEDDING])[EMBEDDING]
         return float((got * val_targets).sum(-1).mean())
 
-    sentiment_texts = list(fpb["train"].texts) * 2 + list(tw.texts)
-    sentiment_rows = features(sentiment_texts, list(fpb["train"].labels) * 2 + list(tw.labels), SENTIMENT_LABELS)
-    sentiment_sources = _sentiment_sources(2, 1.0)
+    fpb_repeat = 2  # as the separate sentiment model is trained (`sentinel train sentiment`): FPB twice, all of twitter
+    sentiment_texts = list(fpb["train"].texts) * fpb_repeat + list(tw.texts)
+    sentiment_rows = features(sentiment_texts, list(fpb["train"].labels) * fpb_repeat + list(tw.labels),
+                              SENTIMENT_LABELS)
+    sentiment_sources = _sentiment_sources(fpb_repeat, 1.0)
     if soft_labels is not None:
         from models.distillation import read_teacher_labels
 
