@@ -118,12 +118,15 @@ class Worker:
         return self.process.returncode if self.process else 0
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
+def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None,
+            partitions: list[int | None] | None = None) -> None:
+    """Send ``values`` in order; a ``partitions`` entry pins its record, ``None`` leaves it to the partitioner."""
     from agents.replay import make_producer
 
     producer = make_producer(bootstrap)
     for i, value in enumerate(values):
-        producer.send(topic, key=keys[i] if keys else None, value=value)
+        producer.send(topic, key=keys[i] if keys else None, value=value,
+                      partition=partitions[i] if partitions else None)
     producer.flush()
     producer.close()
 
