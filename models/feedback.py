@@ -81,7 +81,7 @@ def intent_job(data: Path, base_setting: str, max_length: int, corrections: Iter
     job = training.TrainJob(
         "intent", names, "sequence", False,
         training._sequence_features(tokenizer, merged.texts, merged.labels, names, max_length),
-        training.intent_validator(data),
+        training.intent_validator(splits["val"]),
         "accuracy", ["banking77/train.csv (90% stratified part)",
                      f"desk feedback: {report.added} corrected intents from reply_reviews "
                      f"({report.replaced} replacing banking77 rows)"])

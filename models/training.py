@@ -296,7 +296,7 @@ def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fracti
         labels += [tw.labels[i] for i in keep]
     return TrainJob("sentiment", LABELS, "sequence", False,
                     _sequence_features(tokenizer, texts, labels, LABELS, max_length),
-                    _sentiment_validator(data), "accuracy", _sentiment_sources(fpb_repeat, twitter_fraction))
+                    _sentiment_validator(fpb["val"]), "accuracy", _sentiment_sources(fpb_repeat, twitter_fraction))
 
 
 def _sentiment_sources(fpb_repeat: int, twitter_fraction: float) -> list[str]:
@@ -304,12 +304,11 @@ def _sentiment_sources(fpb_repeat: int, twitter_fraction: float) -> list[str]:
         [f"twitter_financial_news_sentiment/sent_train.csv ({twitter_fraction:.0%})"] if twitter_fraction > 0 else [])
 
 
-def _sentiment_validator(data: Path) -> Callable[[LoadedModel, int], float]:
+def _sentiment_validator(val: datasets.TextSplit) -> Callable[[LoadedModel, int], float]:
     """Accuracy on FPB's validation part."""
     from models.sentiment import SentimentClassifier
 
-    fpb = datasets.fpb_splits(data)
-    return _accuracy_validator(SentimentClassifier, fpb["val"].texts, fpb["val"].labels)
+    return _accuracy_validator(SentimentClassifier, val.texts, val.labels)
 
 
 def entities_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
@@ -339,15 +338,14 @@ def intent_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
     splits = datasets.banking77_splits(data)
     return TrainJob("intent", names, "sequence", False,
                     _sequence_features(tokenizer, splits["train"].texts, splits["train"].labels, names, max_length),
-                    intent_validator(data), "accuracy", ["banking77/train.csv (90% stratified part)"])
+                    intent_validator(splits["val"]), "accuracy", ["banking77/train.csv (90% stratified part)"])
 
 
-def intent_validator(data: Path) -> Callable[[LoadedModel, int], float]:
+def intent_validator(val: datasets.TextSplit) -> Callable[[LoadedModel, int], float]:
     """Accuracy on banking77's 10% validation part."""
     from models.intent import IntentClassifier
 
-    splits = datasets.banking77_splits(data)
-    return _accuracy_validator(IntentClassifier, splits["val"].texts, splits["val"].labels)
+    return _accuracy_validator(IntentClassifier, val.texts, val.labels)
 
 
 def customer_state_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
@@ -426,7 +424,7 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     banking = datasets.banking77_splits(data)
     names = datasets.banking77_labels(data)
     states = datasets.customer_state_sets(data)
-    validate_sentiment, validate_intent = _sentiment_validator(data), intent_validator(data)
+    validate_sentiment, validate_intent = _sentiment_validator(fpb["val"]), intent_validator(banking["val"])
     validate_state = _customer_state_validator(states["val"])
     embed = _base_embedder(base)
     console.print("embedding the chat training texts with the base encoder (targets of the embedding head)")
