@@ -10,8 +10,9 @@ factory ``agents.chat:load_models``): the pipeline only sees ``infer(texts)``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from agents import clock
 from agents.alerts.records import AlertRecord
 from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
@@ -122,7 +123,8 @@ class ChatPipeline:
     parent = ChatMessage.__table__
     children = frozenset({ReplyDraft.__table__, Alert.__table__, ReplyReview.__table__, OutboundReply.__table__})
 
-    def __init__(self, models, generator_name: str, auto_reply=None, history: ConversationHistory | None = None):
+    def __init__(self, models, generator_name: str, auto_reply=None, history: ConversationHistory | None = None,
+                 future_tolerance: float = 300.0):
         """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``);
         ``auto_reply``: the ``AutoReplyPolicy`` that sends confident drafts by themselves (None: never);
         ``history``: where each message's earlier messages are read (None: each message is read alone)."""
@@ -130,6 +132,7 @@ class ChatPipeline:
         self.generator_name = generator_name
         self.auto_reply = auto_reply
         self.history = history
+        self.future_tolerance = timedelta(seconds=future_tolerance)
 
     @staticmethod
     def parse(raw: bytes | None) -> ChatEvent:
@@ -144,7 +147,7 @@ class ChatPipeline:
 
     def build(self, m: Received, event: ChatEvent, result) -> Built:
         sentiment, entities, state, draft = result
-        when = event.ts or datetime.fromtimestamp(m.timestamp, tz=UTC)
+        when, _ = clock.event_time(event.ts, m.timestamp, self.future_tolerance)
         auto = self.auto_reply is not None and self.auto_reply.allows(draft.intent, draft.intent_score,
                                                                       draft.escalate)
         decided = datetime.now(UTC) if auto else None

@@ -10,10 +10,11 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from agents import clock
 from agents.alerts import stories
 from agents.alerts.records import AlertRecord
 from agents.alerts.stories import StoryIndex
@@ -21,7 +22,6 @@ from agents.pipeline import Built, Received
 from models.analysis import Analyzer
 from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
 from schemas.events import NewsEvent, parse_news
-from infra import metrics
 from infra.settings import Settings
 from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
 
@@ -66,7 +66,7 @@ class ArticleFacts:
     partition: int
     learned: list[tuple[str, str]]
     story_id: str | None = None
-    trusted: bool = True  # False: published_at lay too far ahead, the record time stands in (moves no watermark)
+    trusted: bool = True  # False: a time lay too far ahead and was replaced (moves no watermark; agents/clock.py)
 
 
 class NewsPipeline:
@@ -94,16 +94,8 @@ class NewsPipeline:
             self.stories.load(engine)  # a restart must not split the stories under way
 
     def event_time(self, m: Received, event: NewsEvent) -> tuple[datetime, bool]:
-        """The article's event time and whether it can move watermarks: ``published_at`` unless it lies
-        beyond the future tolerance of the record time (or of now), then the record time."""
-        record = datetime.fromtimestamp(m.timestamp, tz=UTC)
-        if event.published_at is None:
-            return record, True
-        reference = min(record, datetime.now(UTC))
-        if event.published_at > reference + self.future_tolerance:
-            metrics.FUTURE_TIMESTAMPS.inc()
-            return reference, False
-        return event.published_at, True
+        """The article's event time and whether it can move watermarks (``agents/clock.py``)."""
+        return clock.event_time(event.published_at, m.timestamp, self.future_tolerance)
 
     @staticmethod
     def parse(raw: bytes | None) -> NewsEvent:

@@ -44,6 +44,12 @@ class ClusterReset(RuntimeError):
     """The Kafka cluster the worker started on is gone (a new cluster answers at the same address)."""
 
 
+def alert_tick_interval(settings: Settings) -> float:
+    """How often the detector looks at a quiet wire: a sixth of the idle timeout, between 1 and 10 s, so a
+    burst followed by silence is decided within about 1.2 idle timeouts of its last event."""
+    return min(10.0, max(1.0, settings.alert_idle_timeout / 6))
+
+
 def enabled_agents(settings: Settings) -> set[str]:
     names = {a.strip() for a in settings.agents.split(",") if a.strip()}
     unknown = names - {"news", "chat"}
@@ -66,7 +72,7 @@ def build_app(settings: Settings) -> faust.App:
     loops: list[AgentLoop] = []
     model_versions: list[str] = []
 
-    def add_agent(pipeline, lane: Lane, max_batch: int) -> None:
+    def add_agent(pipeline, lane: Lane, max_batch: int) -> PostgresSink:
         sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
         sinks.append(sink)
         loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
@@ -74,6 +80,7 @@ def build_app(settings: Settings) -> faust.App:
         loops.append(loop)
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
+        return sink
 
     if "chat" in agents:
         # Chat's models (generation takes seconds a batch) run in a child process at a lower CPU
@@ -101,7 +108,7 @@ def build_app(settings: Settings) -> faust.App:
         from agents.desk.auto_reply import AutoReplyPolicy
 
         add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings),
-                               ConversationHistory.from_settings(engine, settings)),
+                               ConversationHistory.from_settings(engine, settings), settings.future_tolerance),
                   Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
@@ -117,8 +124,17 @@ def build_app(settings: Settings) -> faust.App:
         model_versions.append(f"news:{analyzer.version}")
         detector = SpikeDetector(engine, settings)
         news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine)
-        add_agent(news, Lane(model_thread_pool(1, threads, "news-models"),
-                             ThreadPoolExecutor(1, thread_name_prefix="news-db")), settings.max_batch)
+        news_lane = Lane(model_thread_pool(1, threads, "news-models"),
+                         ThreadPoolExecutor(1, thread_name_prefix="news-db"))
+        news_sink = add_agent(news, news_lane, settings.max_batch)
+
+        @app.timer(alert_tick_interval(settings))
+        async def decide_quiet_windows(app):
+            """Idle partitions and a quiet wire decide windows without waiting for the next event
+            (in the news lane's database thread, where the batches' decisions run too)."""
+            alerts = await asyncio.get_running_loop().run_in_executor(news_lane.db, news_sink.retrying,
+                                                                      detector.tick)
+            await delivery.deliver(alerts, news_lane.db, news_sink.retrying)
 
         @app.on_partitions_assigned.connect
         async def reset_watermark(app, assigned, **kwargs):

@@ -116,7 +116,8 @@ LATE_EVENTS = Counter("sentinel_late_events_total",
                       "Articles whose spike window was already final when they arrived (stored, decide nothing).",
                       registry=REGISTRY)
 FUTURE_TIMESTAMPS = Counter("sentinel_future_timestamps_total",
-                            "Articles whose published_at lay beyond the future tolerance (the record time is used).",
+                            "Event times (published_at, chat ts or the Kafka record time) beyond the future tolerance, replaced "
+                            "(agents/clock.py).",
                             registry=REGISTRY)
 SPIKE_ALERTS_OPEN = Gauge("sentinel_spike_alert_open",
                           "Open sentiment-spike episodes as stored in PostgreSQL (1 each), with the alert's key and "

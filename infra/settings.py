@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     )
     future_tolerance: float = Field(
         300.0, ge=0,
-        description="Seconds a published_at may lie ahead of the Kafka record time; beyond it the record time is "
-                    "used, the event moves no watermark and is counted (sentinel_future_timestamps_total).",
+        description="Seconds an event time may lie ahead: the Kafka record time ahead of now (else the receive time "
+                    "is used), published_at or a chat ts ahead of the record time (else the record time is used); a "
+                    "replaced time moves no watermark and is counted (sentinel_future_timestamps_total).",
     )
     story_horizon: float = Field(
         48 * 3600.0, gt=0, description="Seconds of event time within which near-duplicate articles form one story."

@@ -52,7 +52,19 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _plausible(value: datetime) -> datetime:
+    """An event time from 1970 up to 2100: outside it is a broken clock (year 1 overflows the window
+    arithmetic downstream), refused here so that it dead-letters this event alone."""
+    if not EARLIEST <= value < LATEST:
+        raise PydanticCustomError("out_of_range", "time must lie between 1970-01-01 and 2100-01-01 (UTC)")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc), AfterValidator(_plausible)]
 Id = Bounded(128, min_length=1, strip=True)
 Ticker = Bounded(16, min_length=1, strip=True)
 

@@ -151,6 +151,8 @@ class Replay:
         self.alerts = []
 
     def record_time(self, e: dict) -> float:
+        if "record_time" in e:  # a producer's own CreateTime
+            return e["record_time"]
         t = datetime.fromisoformat(e["published_at"])
         return (t if t.year < 2090 else DAY + timedelta(hours=7)).timestamp() + 1
 
@@ -160,7 +162,8 @@ class Replay:
             built = []
             for e in events[at:at + batch_size]:
                 p = partition_of(e)
-                m = Received("news", p, self.offsets[p], e["id"].encode(), json.dumps(e).encode(), self.record_time(e))
+                value = json.dumps({k: v for k, v in e.items() if k != "record_time"}).encode()
+                m = Received("news", p, self.offsets[p], e["id"].encode(), value, self.record_time(e))
                 self.offsets[p] += 1
                 ev = self.pipeline.parse(m.value)
                 b = self.pipeline.build(m, ev, self.pipeline.infer([ev])[0])
@@ -239,6 +242,54 @@ def test_an_idle_partition_stops_holding_the_watermark_back(engine):
                                                                   DAY + timedelta(hours=14), "Outlet A")) != 3)
     replay.feed([probe], 1)  # partition 3 has been silent past the idle timeout: it holds nothing back now
     assert replay.detector.watermark is not None
+    assert [a[1] for a in stored_alerts(engine)] == ["ticker:HRWL"]
+
+
+def test_a_burst_followed_by_silence_alerts_on_the_timer_without_a_later_event(engine):
+    """The wire goes quiet right after the burst: no event will ever make its windows final, so the
+    worker's timer (``tick``) decides them once every partition has been idle for the idle timeout."""
+    clear(engine)
+    clock = FrozenClock()
+    replay = Replay(engine, clock=clock)
+    last = DAY + timedelta(hours=9, minutes=37)  # the burst's twelfth story is at 9:36:40; nothing comes after
+    replay.feed([e for e in scenario() if e["published_at"] < last.isoformat()], 32)
+    assert stored_alerts(engine) == []  # the grace still holds the burst's windows open
+    assert replay.detector.tick() == []  # the partitions are not idle yet: the wire is merely between events
+    clock.now += Settings().alert_idle_timeout + 1
+    opened = replay.detector.tick()
+    assert [a.key for a in opened] == ["ticker:HRWL"] and [a[1] for a in stored_alerts(engine)] == ["ticker:HRWL"]
+    assert opened[0].opened_at <= last + timedelta(seconds=Settings().alert_hop)
+    assert replay.detector.tick() == []  # evaluated once for this quiet spell
+    # the early windows were not final: a later event in them is not late, and the rest of the day decides
+    # them again without a second alert
+    late = metrics.LATE_EVENTS._value.get()
+    replay.feed([e for e in scenario() if e["published_at"] >= last.isoformat()], 32)
+    assert metrics.LATE_EVENTS._value.get() == late
+    assert [a[1] for a in stored_alerts(engine)] == ["ticker:HRWL"]
+
+
+def test_a_record_time_in_2099_is_replaced_by_the_receive_time_and_moves_no_watermark(engine):
+    """Articles without published_at whose Kafka record time says 2099, on every partition: counted as future
+    times, stored, and the burst still decided as without them."""
+    clear(engine)
+    events = scenario()
+    cut = next(i for i, e in enumerate(events) if e["published_at"] >= (DAY + timedelta(hours=7)).isoformat())
+    poisoned = []
+    for k in range(2 * PARTITIONS):
+        e = event(f"stamped-{k:02d}", "JADE " + " ".join(random.Random(k).sample(VOCAB, 6)), "JADE", DAY, "Outlet A")
+        del e["published_at"]
+        e["record_time"] = datetime(2099, 1, 1, tzinfo=UTC).timestamp() + k
+        poisoned.append(e)
+    assert {partition_of(e) for e in poisoned} == set(range(PARTITIONS))
+    events[cut:cut] = poisoned
+    future_before = metrics.FUTURE_TIMESTAMPS._value.get()
+    replay = Replay(engine)
+    replay.feed(events, 16)
+    assert metrics.FUTURE_TIMESTAMPS._value.get() - future_before == 2 * PARTITIONS
+    assert replay.detector.watermark < DAY + timedelta(days=1)
+    with engine.connect() as conn:
+        times = conn.execute(text("select event_time from news_articles where id like 'stamped-%'")).scalars().all()
+    assert len(times) == 2 * PARTITIONS and all(t.year < 2090 for t in times)  # the receive time stands in
     assert [a[1] for a in stored_alerts(engine)] == ["ticker:HRWL"]
 
 

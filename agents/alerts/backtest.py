@@ -17,8 +17,9 @@ the ``news`` topic takes and runs them through the worker's own code, without a 
   the Kafka record time) when it has one, else at its ``published_at``, and a line without
   either, or dated after the backtest started, arrives with the line before it. Partition
   idleness is measured on that arrival clock, so a partition silent for
-  ``alert_idle_timeout`` seconds of the history stops holding the watermark back, as it would
-  in a live worker.
+  ``alert_idle_timeout`` seconds of the history stops holding the watermark back, and a gap
+  in the history (or its end) longer than that lets the detector decide the quiet wire's
+  windows, as the live worker's timer does.
 
 The detector keeps its state in PostgreSQL: a fresh schema in ``DATABASE_URL`` (dropped
 afterwards) when it is set, else a throwaway embedded PostgreSQL in a temporary folder.
@@ -317,6 +318,11 @@ def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show
                 from_models += len(unread)
             batch = Batch(pipeline.parent, pipeline.children)
             built = {}
+            first = part[0]
+            coming = first.received_at or (first.event.published_at if first.event.published_at is not None
+                                           and first.event.published_at <= started else None)
+            if clock.now and coming is not None and coming.timestamp() - clock.now > settings.alert_idle_timeout:
+                quiet_until(clock, detector, clock.now + settings.alert_idle_timeout + 1)  # a gap in the history
             for ln in part:
                 published = ln.event.published_at
                 arrival = ln.received_at or (published if published is not None and published <= started else None)
@@ -339,11 +345,20 @@ def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show
             pipeline.after_commit([b for m, (_, b) in built.items() if m not in refused])
             if bar:
                 bar.update(task, advance=len(part), info=f"{at + len(part)} lines")
+        if clock.now:
+            quiet_until(clock, detector, clock.now + settings.alert_idle_timeout + 1)  # the wire goes quiet at the end
     finally:
         if bar:
             bar.__exit__(None, None, None)
     return Result(len(lines), len(lines) - from_models, from_models, analyzer.version if analyzer else None,
                   partitions, rejected, stored_alerts(engine, settings), thresholds(settings))
+
+
+def quiet_until(clock: ArrivalClock, detector, then: float) -> None:
+    """What the worker's timer does while nothing arrives: at ``then`` every partition is idle and the
+    detector decides the quiet wire's windows (``SpikeDetector.tick``)."""
+    clock.now = then
+    detector.tick()
 
 
 def _load_models(factory):

@@ -9,8 +9,18 @@ Method (documented in the README's "Spike alerts"):
 - Event time cannot be poisoned: each partition has its own watermark (its newest trusted
   event time); the detector's watermark is the smallest of the active partitions', and a
   partition silent for ``alert_idle_timeout`` seconds stops holding it back (Flink's
-  ``withIdleness``). An event whose ``published_at`` lay beyond the future tolerance carries
-  its record time and moves no watermark (``agents/news.py``). The watermark never goes back.
+  ``withIdleness``). An event whose ``published_at`` or record time lay beyond the future
+  tolerance carries its receive time and moves no watermark (``agents/clock.py``). The
+  watermark never goes back.
+- The wire going quiet decides too. The worker calls ``tick`` on a timer, so an idle partition
+  stops holding the watermark back without waiting for a new event. When every partition has
+  been idle for ``alert_idle_timeout`` no event is in flight, and the windows up to the one
+  holding the newest event are evaluated early (``early_windows``, Beam's early firing on a
+  processing-time trigger): an early window can open an alert, and nothing else. It is not
+  final: it updates or closes no episode, marks nothing decided, and makes no later event
+  late; it is decided again once final, where the episode it opened makes that decision
+  ``stale``. A burst followed by silence alerts about ``alert_idle_timeout`` after its last
+  event instead of at the next morning's first headline.
 - Decisions only on final windows: a window is final once it ends ``alert_grace`` or more
   before the watermark, and every final window is decided once, in end order per key. A late
   event (its window already final) is stored and counted in the later windows still open,
@@ -30,7 +40,8 @@ Method (documented in the README's "Spike alerts"):
   window's end, so a replay, a restart or a second worker never opens an episode twice.
 
 Nothing here reads the wall clock except the idleness of a partition, so the same history
-replayed at any speed and batch size gives the same alerts.
+replayed at any speed and batch size gives the same alerts (the backtest measures idleness on
+the history's arrival clock and ticks where a live worker's timer would).
 """
 
 from __future__ import annotations
@@ -206,6 +217,13 @@ class Watermarks:
         expected = self.assigned if self.assigned is not None else set(self.newest)
         return {p for p in expected if now - self.active_at.get(p, now) > self.idle_timeout}
 
+    def quiet(self) -> datetime | None:
+        """The newest event time of all when every partition is idle (the wire went quiet), else None."""
+        expected = self.assigned if self.assigned is not None else set(self.newest)
+        if not self.newest or not expected or self.idle() != expected:
+            return None
+        return max(self.newest.values())
+
 
 class SpikeDetector:
     def __init__(self, engine: Engine, settings: Settings, clock=time.monotonic):
@@ -216,6 +234,7 @@ class SpikeDetector:
         self.generation = 0  # counts rebalances (the story index reloads after one)
         self._earliest: datetime | None = None  # the earliest event time this process has stored
         self._current: dict[str, tuple[float, int, float]] = {}  # key -> (window end, stories, share)
+        self._early_through: tuple[datetime, datetime] | None = None  # the last early evaluation's span
         self._exported: set[str] = set()
         # assign() runs on the event loop during a rebalance, evaluate() in the database thread
         self._lock = threading.Lock()
@@ -253,14 +272,41 @@ class SpikeDetector:
                     self.marks.observe(partition, t)
                 if self._earliest is None or t < self._earliest:
                     self._earliest = t
-            earliest = self._earliest
-            watermark = self.marks.current()
             done = self.decided_through
-            assigned = self.marks.assigned
         if done is not None:
             late = sum(1 for _, t, _ in events if self.window_end(t) <= done)
             if late:
                 metrics.LATE_EVENTS.inc(late)
+        return self._decide_final()
+
+    def tick(self) -> list[AlertRecord]:
+        """On the worker's timer, without a new event: idle partitions stop holding the watermark back, and a
+        quiet wire evaluates the windows up to the newest event's early (``early_windows``)."""
+        alerts = self._decide_final()
+        with self._lock:
+            quiet = self.marks.quiet()
+            done = self.decided_through
+            assigned = self.marks.assigned
+        if quiet is None:
+            return alerts
+        through = self.window_end(quiet)
+        if done is None:  # nothing final yet (a short history): from where deciding would resume
+            done = self._resume_point(assigned, through, self._earliest or through)
+        if through <= done or self._early_through == (done, through):
+            return alerts  # nothing open, or these windows were already evaluated early for this quiet spell
+        self._early_through = (done, through)
+        return alerts + self.early_windows(done, through)
+
+    def early_windows(self, after: datetime, through: datetime) -> list[AlertRecord]:
+        """The windows ending in (after, through] evaluated before they are final: the alerts they open."""
+        return self.decide_windows(after, through, early=True)
+
+    def _decide_final(self) -> list[AlertRecord]:
+        with self._lock:
+            earliest = self._earliest
+            watermark = self.marks.current()
+            done = self.decided_through
+            assigned = self.marks.assigned
         if watermark is None:
             return []
         final = self.frontier(watermark)
@@ -291,8 +337,9 @@ class SpikeDetector:
         return min(final, _at(math.floor(_epoch(start) / hop) * hop))
 
     # -- windows -----------------------------------------------------------------------------------------
-    def decide_windows(self, after: datetime, through: datetime) -> list[AlertRecord]:
-        """Decide every window ending in (after, through], per key in end order."""
+    def decide_windows(self, after: datetime, through: datetime, early: bool = False) -> list[AlertRecord]:
+        """Decide every window ending in (after, through], per key in end order. ``early``: the windows are not
+        final yet, so only an alerting window of a key without an open episode acts (it opens one)."""
         hop = timedelta(seconds=self.s.alert_hop)
         window = timedelta(seconds=self.s.alert_window)
         first_end = after + hop
@@ -315,7 +362,11 @@ class SpikeDetector:
             windows = self.windows(conn, sorted(pairs, key=lambda p: (p[1], p[0])))
         new_alerts = []
         for w in sorted(windows, key=lambda w: (w.key, w.end)):
-            self._current[w.key] = (_epoch(w.end), w.stories, w.share)
+            if early:
+                if w.key in open_keys or not alerting(w, self.s):
+                    continue
+            else:
+                self._current[w.key] = (_epoch(w.end), w.stories, w.share)
             if not alerting(w, self.s) and w.key not in open_keys:
                 continue
             with self.engine.begin() as conn:
