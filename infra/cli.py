@@ -604,7 +604,7 @@ def _read_password() -> str:
 @desk_app.command("add-user")
 def desk_add_user(
     name: Annotated[str, typer.Argument(help="Username (1 to 64 characters, no spaces).")],
-    role: Annotated[DeskRole, typer.Option(help="agent reviews drafts; supervisor also resolves alerts.")],
+    role: Annotated[DeskRole, typer.Option(help="agent reviews drafts; supervisor also acknowledges and resolves alerts.")],
 ) -> None:
     """Add a desk user; the password is read from stdin (asked twice on a terminal)."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -622,6 +622,71 @@ def desk_add_user(
     finally:
         engine.dispose()
     err.print(f"added desk user {name} ({role.value})")
+
+
+UserArgument = Annotated[str, typer.Argument(metavar="NAME", help="The desk user's username.")]
+
+
+def _desk_user_action(name: str, what: str, action):
+    """Run ``action(engine)`` on an existing desk user; a missing user or table is an error that says what to do."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = _database_engine(f"{what} desk users in")
+    try:
+        return action(engine)
+    except LookupError:
+        fail(f"there is no desk user {name!r}",
+             "check the name (usernames are case-sensitive), or add it with "
+             "`sentinel desk add-user NAME --role agent|supervisor`")
+    except ValueError as exc:
+        fail(str(exc), "run the command again with a password of 8 to 1024 characters")
+    except SQLAlchemyError as exc:
+        fail(f"cannot {what} desk user {name!r}: {_reason(exc)}", "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+
+
+@desk_app.command("remove-user")
+def desk_remove_user(name: UserArgument) -> None:
+    """Remove a desk user and every session and token of theirs (their past decisions keep their name)."""
+    from agents.desk import store
+
+    _desk_user_action(name, "remove", lambda engine: store.remove_user(engine, name))
+    err.print(f"removed desk user {name}")
+
+
+@desk_app.command("disable-user")
+def desk_disable_user(
+    name: UserArgument,
+    enable: Annotated[bool, typer.Option("--enable", help="Allow the user to sign in again.")] = False,
+) -> None:
+    """Stop a desk user from signing in and revoke every session and token of theirs (--enable undoes it)."""
+    from agents.desk import store
+
+    revoked = _desk_user_action(name, "enable" if enable else "disable",
+                                lambda engine: store.set_disabled(engine, name, not enable))
+    err.print(f"enabled desk user {name}" if enable
+              else f"disabled desk user {name}; revoked {revoked} session(s) and token(s)")
+
+
+@desk_app.command("reset-password")
+def desk_reset_password(name: UserArgument) -> None:
+    """Set a desk user's password (read from stdin, asked twice on a terminal) and revoke their sessions."""
+    from agents.desk import store
+
+    password = _read_password()
+    revoked = _desk_user_action(name, "reset the password of", lambda engine: store.reset_password(engine, name,
+                                                                                                  password))
+    err.print(f"new password for desk user {name}; revoked {revoked} session(s) and token(s)")
+
+
+@desk_app.command("revoke")
+def desk_revoke(name: UserArgument) -> None:
+    """Revoke every session and API token of a desk user: they must sign in again."""
+    from agents.desk import store
+
+    revoked = _desk_user_action(name, "revoke the sessions of", lambda engine: store.revoke_sessions(engine, name))
+    err.print(f"revoked {revoked} session(s) and token(s) of desk user {name}")
 
 
 @desk_app.command("serve")

@@ -230,13 +230,22 @@ class Settings(BaseSettings):
         8 * 3600.0, gt=0, description="Seconds a desk sign-in (cookie session or API token) lasts before it expires."
     )
     desk_login_window: float = Field(
-        300.0, gt=0, description="Seconds over which failed desk sign-ins are counted for the rate limit."
+        300.0, gt=0,
+        description="Seconds over which desk sign-in attempts are counted for the rate limit (from a key's first one).",
     )
     desk_login_max_per_user: int = Field(
-        5, ge=1, description="Failed sign-ins for one username within the window before further tries are refused."
+        5, ge=1,
+        description="Sign-in attempts for one username within the window before more are refused (a success clears it).",
     )
     desk_login_max_per_address: int = Field(
-        20, ge=1, description="Failed sign-ins from one client address within the window before it is refused."
+        20, ge=1,
+        description="Failed sign-ins from one client address within the window before it is refused (a success is not "
+        "counted).",
+    )
+    desk_trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or networks of reverse proxies in front of the desk whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed (the client's address for the sign-in limit, https for "
+        "Secure cookies); empty = none, the direct peer is the client."
     )
     desk_secret_key: str = Field(
         "", description="Key that signs the desk's CSRF tokens; empty = a random key per desk process."

@@ -205,6 +205,7 @@ class DeskUser(Base):
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, never the password
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # may not sign in
 
 
 class DeskSession(Base):
@@ -217,6 +218,17 @@ class DeskSession(Base):
     kind: Mapped[str] = mapped_column(String(8))  # cookie or bearer
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DeskLoginAttempt(Base):
+    """Sign-in attempts per key (``user:NAME`` or ``address:IP``) since ``window_start``, counted before the
+    password is checked, so every desk process shares one limit."""
+
+    __tablename__ = "desk_login_attempts"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class ReplyReview(Base):

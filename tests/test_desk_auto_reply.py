@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import text
 
 from agents.chat import ChatModels, ChatPipeline
@@ -61,7 +62,10 @@ def test_confident_unescalated_drafts_are_sent_by_themselves(engine):
         assert conn.execute(text("select count(*) from reply_reviews")).scalar() == 1
 
     produced = []
-    reply, decided = store.approve(engine, "c0", store.User(1, "ann", "agent"), "A different text")
+    with pytest.raises(store.DecisionError) as late:  # a person's edit of a reply already sent is refused
+        store.approve(engine, "c0", store.User(1, "ann", "agent"), "A different text")
+    assert late.value.code == 409 and late.value.sent_text == "Thank you. (16 characters)"
+    reply, decided = store.approve(engine, "c0", store.User(1, "ann", "agent"))
     assert not decided and reply.auto and reply.text == "Thank you. (16 characters)"
     assert not store.deliver(engine, produced.append, "c0") and produced == []  # a person cannot send it twice
 

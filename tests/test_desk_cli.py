@@ -1,4 +1,4 @@
-"""`sentinel desk add-user`, `sentinel alerts ack|resolve`, `sentinel desk serve` start-up errors and the
+"""`sentinel desk add-user|remove-user|disable-user|reset-password|revoke`, `sentinel alerts ack|resolve`, `sentinel desk serve` start-up errors and the
 stack's desk URL, run as commands against a real (embedded) PostgreSQL."""
 
 from __future__ import annotations
@@ -62,6 +62,43 @@ def test_add_user_reads_the_password_from_stdin(tmp_path, database):
     done = sentinel(tmp_path, "desk", "add-user", "erin", "--role", "boss", stdin="a long password\n",
                     DATABASE_URL=database)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_desk_user_commands_revoke_disable_reset_and_remove(tmp_path, database):
+    engine = make_engine(database, pool_size=1)
+    try:
+        store.add_user(engine, "gina", "gina-password-1", "agent")
+        user = store.check_password(engine, "gina", "gina-password-1")
+        tokens = [store.open_session(engine, user, kind, 600) for kind in ("cookie", "bearer")]
+
+        def signed_in() -> list:
+            return [store.session_user(engine, t, k) for t, k in zip(tokens, ("cookie", "bearer"), strict=True)]
+
+        def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+            return sentinel(tmp_path, "desk", *args, stdin=stdin, DATABASE_URL=database)
+
+        done = run("revoke", "gina")
+        assert done.returncode == 0 and "revoked 2" in done.stderr, done.stderr
+        assert signed_in() == [None, None]
+        tokens = [store.open_session(engine, user, kind, 600) for kind in ("cookie", "bearer")]
+        assert run("disable-user", "gina").returncode == 0
+        assert signed_in() == [None, None] and store.check_password(engine, "gina", "gina-password-1") is None
+        assert run("disable-user", "gina", "--enable").returncode == 0
+        assert store.check_password(engine, "gina", "gina-password-1") is not None
+        tokens = [store.open_session(engine, user, kind, 600) for kind in ("cookie", "bearer")]
+        one_line_error(run("reset-password", "gina", stdin="short\n"), "8 to 1024")
+        assert run("reset-password", "gina", stdin="gina-password-2\n").returncode == 0
+        assert signed_in() == [None, None]
+        assert store.check_password(engine, "gina", "gina-password-1") is None
+        assert store.check_password(engine, "gina", "gina-password-2") is not None
+        assert run("remove-user", "gina").returncode == 0
+        assert store.check_password(engine, "gina", "gina-password-2") is None
+        for args in (("remove-user", "gina"), ("disable-user", "gina"), ("revoke", "gina")):
+            one_line_error(run(*args), "no desk user 'gina'")
+        one_line_error(run("reset-password", "gina", stdin="gina-password-3\n"), "no desk user 'gina'")
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.integration

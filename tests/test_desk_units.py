@@ -11,16 +11,8 @@ import pytest
 
 from agents.desk.auto_reply import NEVER, AutoReplyPolicy, read_overrides
 from agents.desk.evaluate_auto_reply import curve
-from agents.desk.security import Csrf, RateLimiter, hash_password, token_digest, verify_password
+from agents.desk.security import Csrf, hash_password, token_digest, verify_password
 from infra.settings import Settings
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 # -- passwords ------------------------------------------------------------------------------------------
@@ -64,46 +56,6 @@ def test_csrf_token_expires():
     token = csrf.token(cookie)
     time.sleep(2.1)  # itsdangerous counts whole seconds
     assert not csrf.valid(token, cookie)
-
-
-# -- rate limit --------------------------------------------------------------------------------------------
-def test_rate_limit_blocks_after_the_limit_and_lets_go_after_the_window():
-    clock = FakeClock()
-    limiter = RateLimiter(limit=3, window=60, clock=clock)
-    for _ in range(2):
-        limiter.fail("user:ann")
-    assert not limiter.blocked("user:ann")
-    limiter.fail("user:ann")
-    assert limiter.blocked("user:ann")
-    assert limiter.retry_after("user:ann") == pytest.approx(60)
-    assert not limiter.blocked("user:bob")  # per key
-    clock.t += 30
-    assert limiter.retry_after("user:ann") == pytest.approx(30)
-    clock.t += 30.01
-    assert not limiter.blocked("user:ann")
-
-
-def test_rate_limit_is_a_sliding_window_and_clear_resets_it():
-    clock = FakeClock()
-    limiter = RateLimiter(limit=2, window=10, clock=clock)
-    limiter.fail("k")
-    clock.t += 6
-    limiter.fail("k")
-    assert limiter.blocked("k")
-    clock.t += 5  # the first failure left the window, the second has not
-    assert not limiter.blocked("k")
-    limiter.fail("k")
-    assert limiter.blocked("k")
-    limiter.clear("k")
-    assert not limiter.blocked("k")
-
-
-def test_rate_limit_memory_is_bounded():
-    limiter = RateLimiter(limit=1, window=60, clock=FakeClock(), max_keys=100)
-    for i in range(1000):
-        limiter.fail(f"address:{i}")
-    assert len(limiter._failures) <= 100
-    assert limiter.blocked("address:999")
 
 
 # -- auto-reply policy -------------------------------------------------------------------------------------

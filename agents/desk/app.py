@@ -12,10 +12,12 @@ import csv
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import jinja2
 from fastapi import Body, FastAPI, Form, Request
@@ -28,7 +30,7 @@ from agents.alerts import lifecycle
 from agents.desk import feedback, store
 from agents.desk.charts import sentiment_chart
 from agents.desk.outbound import OutboundProducer
-from agents.desk.security import Csrf, RateLimiter
+from agents.desk.security import Csrf, token_digest
 from agents.desk.store import DecisionError, User
 from infra.settings import PROJECT_ROOT, Settings
 
@@ -68,7 +70,9 @@ class RejectBody(BaseModel):
 
 # -- ASGI middleware ------------------------------------------------------------------------------------
 class Guard:
-    """Security headers on every response, and a cap on request bodies (413 beyond ``max_body``)."""
+    """Security headers on every response, and an early 413 for a declared ``Content-Length`` beyond
+    ``max_body`` (a body that turns out larger as it streams, chunked or not, is cut off by the app's own
+    ``max_body_size``: FastAPI answers 413 there too)."""
 
     def __init__(self, app, max_body: int):
         self.app = app
@@ -84,40 +88,19 @@ class Guard:
             declared = self.max_body + 1
         if declared > self.max_body:
             return await self._too_large(send)
-        seen = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge
-            return message
 
         async def guarded_send(message):
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 message = {**message, "headers": list(message.get("headers", [])) + SECURITY_HEADERS}
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except BodyTooLarge:
-            if not started:
-                await self._too_large(send)
+        await self.app(scope, receive, guarded_send)
 
     async def _too_large(self, send):
         body = json.dumps({"detail": f"request body larger than {self.max_body} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS]})
         await send({"type": "http.response.body", "body": body})
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 # -- the knowledge base's answers, to show what a draft was built from ---------------------------------
@@ -139,9 +122,20 @@ def knowledge_answers(settings: Settings) -> dict[str, dict]:
 
 
 # -- the app --------------------------------------------------------------------------------------------
+def trusted_proxies(settings: Settings) -> list[str]:
+    """The addresses or networks in ``SENTINEL_DESK_TRUSTED_PROXIES`` (comma-separated; empty: none)."""
+    return [p.strip() for p in settings.desk_trusted_proxies.split(",") if p.strip()]
+
+
+def url_part(value) -> str:
+    """A value quoted to be one segment of a URL path: ``/``, ``?``, ``#``, ``..`` and the rest stay data."""
+    return quote(str(value), safe="")
+
+
 def create_app(settings: Settings, engine: Engine | None = None,
                producer: OutboundProducer | None = None) -> Guard:
-    """The desk as an ASGI app: the FastAPI app inside ``Guard`` (headers and body cap on every response)."""
+    """The desk as an ASGI app: the FastAPI app inside ``Guard`` (headers and body cap on every response),
+    behind uvicorn's ``ProxyHeadersMiddleware`` when proxies are trusted (``SENTINEL_DESK_TRUSTED_PROXIES``)."""
     from infra.db import make_engine
 
     if engine is None:
@@ -150,13 +144,12 @@ def create_app(settings: Settings, engine: Engine | None = None,
         producer = OutboundProducer(settings.kafka_bootstrap)
     lifetime = settings.desk_session_lifetime
     csrf = Csrf(settings.desk_secret_key or secrets.token_urlsafe(32), lifetime)
-    by_user = RateLimiter(settings.desk_login_max_per_user, settings.desk_login_window)
-    by_address = RateLimiter(settings.desk_login_max_per_address, settings.desk_login_window)
     answers = knowledge_answers(settings)
     intents = feedback.known_intents(settings)  # a corrected intent is one of the intent model's labels
     reviews = feedback.ReviewCounters(intents)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
+    env.filters["url_part"] = url_part
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
 
     @asynccontextmanager
@@ -164,26 +157,35 @@ def create_app(settings: Settings, engine: Engine | None = None,
         yield
         producer.close()
 
-    app = FastAPI(title="Sentinel desk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="Sentinel desk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                  max_body_size=settings.desk_max_body)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.state.engine = engine
     app.state.producer = producer
-    app.state.limiters = (by_user, by_address)
 
     # -- helpers ------------------------------------------------------------------------------------
     def client_address(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
-    def render(request: Request, name: str, code: int = 200, user: User | None = None, **ctx) -> HTMLResponse:
+    def csrf_binding(request: Request) -> str | None:
+        """What the request's CSRF token must be bound to: its session (a digest of the session cookie, so a
+        token from another session or from before sign-in is refused), or before sign-in the CSRF cookie."""
+        session = request.cookies.get(SESSION_COOKIE)
+        if session and len(session) <= 256:
+            return "session:" + token_digest("csrf:" + session)
         cookie = request.cookies.get(CSRF_COOKIE)
-        fresh = not cookie or len(cookie) > 64
-        if fresh:
-            cookie = Csrf.new_cookie_value()
-        html = env.get_template(name).render(csrf_token=csrf.token(cookie), user=user, request_path=request.url.path,
-                                             **ctx)
+        return "browser:" + cookie if cookie and len(cookie) <= 64 else None
+
+    def render(request: Request, name: str, code: int = 200, user: User | None = None, **ctx) -> HTMLResponse:
+        binding, fresh = csrf_binding(request), None
+        if binding is None:
+            fresh = Csrf.new_cookie_value()
+            binding = "browser:" + fresh
+        html = env.get_template(name).render(csrf_token=csrf.token(binding), user=user,
+                                             request_path=request.url.path, **ctx)
         response = HTMLResponse(html, status_code=code)
         if fresh:
-            set_cookie(request, response, CSRF_COOKIE, cookie)
+            set_cookie(request, response, CSRF_COOKIE, fresh)
         return response
 
     def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
@@ -191,7 +193,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
                             secure=request.url.scheme == "https", path="/")
 
     def csrf_ok(request: Request, token: str | None) -> bool:
-        return csrf.valid(token, request.cookies.get(CSRF_COOKIE))
+        return csrf.valid(token, csrf_binding(request))
 
     def page_user(request: Request) -> User | None:
         return store.session_user(engine, request.cookies.get(SESSION_COOKIE), "cookie")
@@ -204,34 +206,51 @@ def create_app(settings: Settings, engine: Engine | None = None,
 
     def api_user(request: Request, writes: bool) -> User | JSONResponse:
         """The caller of an API request, or the error response (401; 403 for a cookie write without CSRF)."""
+        auth = api_auth(request, writes)
+        return auth[0] if isinstance(auth, tuple) else auth
+
+    def login_check(request: Request, username: str, password: str) -> tuple[User | None, float]:
+        """The user, or None and the seconds to wait when rate-limited (0: the password was wrong).
+
+        The attempt is counted in PostgreSQL before the password is checked (one atomic statement per
+        attempt, shared by every desk process), so parallel guesses cannot get more password checks than
+        the limit. A success clears the username's count and takes its attempt back from the address's."""
+        by_user, by_address = f"user:{username[:64].casefold()}", f"address:{client_address(request)}"[:128]
+        counts = store.count_attempt(engine, [by_user, by_address], settings.desk_login_window)
+        over = [counts[key][1] for key, limit in ((by_user, settings.desk_login_max_per_user),
+                                                  (by_address, settings.desk_login_max_per_address))
+                if counts[key][0] > limit]
+        if over:
+            return None, max(max(over), 0.001)
+        user = store.check_password(engine, username, password)
+        if user is not None:
+            store.forgive_attempt(engine, clear=[by_user], refund=[by_address])
+        return user, 0.0
+
+    def api_auth(request: Request, writes: bool) -> tuple[User, str, str | None] | JSONResponse:
+        """Like ``api_user``, also with how the caller signed in and its token (bearer or cookie)."""
         header = request.headers.get("authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return unauthorized("the Authorization header must be: Bearer TOKEN")
             user = store.session_user(engine, token.strip(), "bearer")
-            return user or unauthorized("the token is unknown or expired: POST /api/login for a new one")
+            return (user, "bearer", token.strip()) if user else unauthorized(
+                "the token is unknown or expired: POST /api/login for a new one")
         user = page_user(request)
         if user is None:
             return unauthorized()
         if writes and not csrf_ok(request, request.headers.get(CSRF_HEADER)):
             return JSONResponse({"detail": "a session-cookie write needs the page's X-CSRF-Token header"},
                                 status_code=403)
-        return user
+        return user, "cookie", request.cookies.get(SESSION_COOKIE)
 
-    def login_check(request: Request, username: str, password: str) -> tuple[User | None, float]:
-        """The user, or None and the seconds to wait when rate-limited (0: the password was wrong)."""
-        keys = (f"user:{username[:64].casefold()}", f"address:{client_address(request)}")
-        wait = max(by_user.retry_after(keys[0]), by_address.retry_after(keys[1]))
-        if wait > 0:
-            return None, wait
-        user = store.check_password(engine, username, password)
-        if user is None:
-            by_user.fail(keys[0])
-            by_address.fail(keys[1])
-            return None, 0.0
-        by_user.clear(keys[0])
-        return user, 0.0
+    def supervisor_only(user: User, action: Callable) -> str | None:
+        """Why ``user`` may not take this alert action (None: they may)."""
+        if user.role != "supervisor":
+            verb = "resolve" if action is lifecycle.resolve else "acknowledge"
+            return f"only a supervisor can {verb} an alert"
+        return None
 
     def corrected(intent: str | None) -> str | None:
         """A corrected intent as given (None or empty: none), or DecisionError (422) when the model lacks it."""
@@ -280,6 +299,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return render(request, "login.html", 401, error="Wrong username or password.")
         response = RedirectResponse("/drafts", status_code=303)
         set_cookie(request, response, SESSION_COOKIE, store.open_session(engine, user, "cookie", lifetime))
+        # a new CSRF cookie too: the pages' tokens are bound to the new session, the sign-in form's no longer work
+        set_cookie(request, response, CSRF_COOKIE, Csrf.new_cookie_value())
         return response
 
     @app.post("/logout")
@@ -386,8 +407,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return to_login()
         if not csrf_ok(request, csrf_token):
             return render(request, "error.html", 403, user=user, error="The form has expired: reload the page.")
-        if action is lifecycle.resolve and user.role != "supervisor":
-            return render(request, "error.html", 403, user=user, error="Only a supervisor can resolve an alert.")
+        if refused := supervisor_only(user, action):
+            return render(request, "error.html", 403, user=user, error=refused[0].upper() + refused[1:] + ".")
         if action(engine, alert_id, user.username) is None:
             return render(request, "error.html", 404, user=user, error="No such alert.")
         return RedirectResponse("/alerts", status_code=303)
@@ -411,6 +432,18 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return unauthorized("wrong username or password")
         return {"token": store.open_session(engine, user, "bearer", lifetime), "expires_in": int(lifetime)}
 
+    @app.post("/api/logout")
+    def api_logout(request: Request):
+        """Revoke the caller's own token (or cookie session): it is refused from now on."""
+        auth = api_auth(request, writes=True)
+        if not isinstance(auth, tuple):
+            return auth
+        store.close_session(engine, auth[2])
+        response = JSONResponse({"detail": "signed out: the token is revoked"})
+        if auth[1] == "cookie":
+            response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
     @app.get("/api/drafts")
     def api_drafts(request: Request, status: str = "pending", limit: int = 100):
         user = api_user(request, writes=False)
@@ -429,7 +462,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
         try:
             reply, decided_now = store.approve(engine, message_id, user, body.text, corrected(body.intent))
         except DecisionError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=exc.code)
+            sent = {"sent_text": exc.sent_text} if exc.sent_text is not None else {}
+            return JSONResponse({"detail": str(exc), **sent}, status_code=exc.code)
         if decided_now:
             count_review(message_id, "edit" if reply.edited else "approve")
         produced, error = send_reply(message_id)
@@ -470,8 +504,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
         user = api_user(request, writes=True)
         if not isinstance(user, User):
             return user
-        if action is lifecycle.resolve and user.role != "supervisor":
-            return JSONResponse({"detail": "only a supervisor can resolve an alert"}, status_code=403)
+        if refused := supervisor_only(user, action):
+            return JSONResponse({"detail": refused}, status_code=403)
         row = action(engine, alert_id, user.username)
         if row is None:
             return JSONResponse({"detail": f"no alert {alert_id!r}"}, status_code=404)
@@ -485,6 +519,12 @@ def create_app(settings: Settings, engine: Engine | None = None,
     def api_resolve(request: Request, alert_id: str):
         return api_alert(request, alert_id, lifecycle.resolve)
 
+    proxies = trusted_proxies(settings)
+    if proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        # X-Forwarded-For / -Proto are believed only from these peers; from anyone else they are ignored
+        return Guard(ProxyHeadersMiddleware(app, trusted_hosts=proxies), settings.desk_max_body)
     return Guard(app, settings.desk_max_body)
 
 

@@ -1,14 +1,16 @@
-"""The desk's security parts, each small enough to test alone: password hashing, tokens, CSRF and
-the sign-in rate limit.
+"""The desk's security parts, each small enough to test alone: password hashing, tokens and CSRF
+(the sign-in rate limit is counted in PostgreSQL: ``store.count_attempt``).
 
-CSRF: a signed double-submit token (itsdangerous). The desk sets a random value in an HttpOnly,
-SameSite=Strict cookie and puts the same value, signed with the desk's key and timed, in every
-form and in the ``X-CSRF-Token`` header of its scripts' requests. A write is accepted only when the
-signature is good, not older than the session lifetime, and the signed value equals the cookie.
-Why this one: it needs no extra table or middleware library, covers the sign-in form (before any
-session exists) as well as the signed-in forms, and a page from another site can neither read the
-cookie nor forge the signature. Requests authenticated by ``Authorization: Bearer`` carry no ambient
-credential and need no CSRF token.
+CSRF: a signed token (itsdangerous) bound to the session. Signed in, the desk puts in every form and
+in the ``X-CSRF-Token`` header of its scripts' requests a value derived from the session cookie,
+signed with the desk's key and timed; before sign-in (the sign-in form) the value is a random one it
+sets in an HttpOnly, SameSite=Strict cookie (double submit), and sign-in rotates it. A write is
+accepted only when the signature is good, not older than the session lifetime, and the signed value
+is the one the request's own cookies give: a token from another session, or from before sign-in,
+is refused. Why this one: it needs no extra table or middleware library, covers the sign-in form
+(before any session exists) as well as the signed-in forms, and a page from another site can neither
+read the cookies nor forge the signature. Requests authenticated by ``Authorization: Bearer`` carry
+no ambient credential and need no CSRF token.
 """
 
 from __future__ import annotations
@@ -16,10 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -61,7 +59,8 @@ def token_digest(token: str) -> str:
 
 
 class Csrf:
-    """Signed double-submit tokens bound to a per-browser cookie value."""
+    """Signed tokens bound to a value of the request's cookies (its session, or before sign-in a per-browser
+    random value)."""
 
     def __init__(self, secret: str, max_age: float):
         self.serializer = URLSafeTimedSerializer(secret, salt="sentinel-desk-csrf")
@@ -82,58 +81,3 @@ class Csrf:
         except BadSignature:  # also SignatureExpired
             return False
         return isinstance(signed, str) and hmac.compare_digest(signed, cookie_value)
-
-
-class RateLimiter:
-    """At most ``limit`` failures per key within ``window`` seconds (a sliding window, in memory).
-
-    Sign-ins count failures under two keys, the username and the client address; a key over its
-    limit is refused until its oldest failure leaves the window. A success clears the username's count.
-    """
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000):
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.get(key)
-        if q is None:
-            return deque()
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        if not q:
-            del self._failures[key]
-        return q
-
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._recent(key, self.clock())) >= self.limit
-
-    def retry_after(self, key: str) -> float:
-        """Seconds until ``key`` may try again (0 when it may now)."""
-        with self._lock:
-            now = self.clock()
-            q = self._recent(key, now)
-            if len(q) < self.limit:
-                return 0.0
-            return max(0.0, q[len(q) - self.limit] + self.window - now)
-
-    def fail(self, key: str) -> None:
-        with self._lock:
-            now = self.clock()
-            if key not in self._failures and len(self._failures) >= self.max_keys:
-                # bounded memory under a flood of new keys: forget the oldest key first
-                self._failures.pop(next(iter(self._failures)))
-            q = self._failures.setdefault(key, deque())
-            q.append(now)
-            while len(q) > self.limit:  # more than the limit is never needed to decide
-                q.popleft()
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)

@@ -4,7 +4,8 @@ A decision is one transaction: the draft's status moves from ``pending`` (under 
 reviewers or two clicks cannot both move it), the decision is stored in ``reply_reviews`` as
 training signal, and an approved reply is stored in ``outbound_replies``, the outbox that
 ``chat.outbound`` is produced from. Approving a draft that is already sent changes nothing and
-only produces its reply again if that produce never completed (``produced_at`` is empty).
+only produces its reply again if that produce never completed (``produced_at`` is empty); approving it
+with other text is refused (409, with the text that was sent).
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ MAX_INTENT = 128
 STATUSES = ("pending", "sent", "rejected")
 DRAFT_COLUMNS = ("d.message_id, d.conversation_id, m.text, d.draft, d.intent, d.intent_score, d.escalate, "
                  "d.escalation_reason, d.retrieved, d.status, d.decided_by, d.decided_at, d.created_at, "
-                 "m.customer_id, m.channel, m.sentiment_label, m.customer_state, m.event_time")
+                 "m.customer_id, m.channel, m.sentiment_label, m.customer_state, m.event_time, o.text as sent_text")
 
 
 class DecisionError(ValueError):
     """A decision that cannot be taken; ``code`` is the HTTP status that says why."""
 
-    def __init__(self, message: str, code: int):
+    def __init__(self, message: str, code: int, sent_text: str | None = None):
         super().__init__(message)
         self.code = code
+        self.sent_text = sent_text  # the reply that was sent, when an edit came too late
 
 
 @dataclass
@@ -78,11 +80,86 @@ def add_user(engine: Engine, username: str, password: str, role: str) -> int:
 
 
 def check_password(engine: Engine, username: str, password: str) -> User | None:
+    """The user when the password is theirs and they are not disabled (a disabled user's password is still
+    checked, so it costs the same time as any other)."""
     with engine.connect() as conn:
-        row = conn.execute(text("select id, username, role, password_hash from desk_users where username = :u"),
-                           {"u": username[:64]}).first()
+        row = conn.execute(text("select id, username, role, password_hash, disabled from desk_users "
+                                "where username = :u"), {"u": username[:64]}).first()
     ok = verify_password(row.password_hash if row else None, password)
-    return User(row.id, row.username, row.role) if ok and row else None
+    return User(row.id, row.username, row.role) if ok and row and not row.disabled else None
+
+
+def _user_id(conn, username: str) -> int:
+    row = conn.execute(text("select id from desk_users where username = :u for update"), {"u": username}).first()
+    if row is None:
+        raise LookupError(f"no desk user {username!r}")
+    return row.id
+
+
+def remove_user(engine: Engine, username: str) -> None:
+    """Delete the user and (by cascade) every session and token of theirs; their decisions keep their name."""
+    with engine.begin() as conn:
+        conn.execute(text("delete from desk_users where id = :id"), {"id": _user_id(conn, username)})
+
+
+def set_disabled(engine: Engine, username: str, disabled: bool) -> int:
+    """Disable the user (no sign-in; every session and token revoked) or enable them again; the sessions
+    revoked."""
+    with engine.begin() as conn:
+        user_id = _user_id(conn, username)
+        conn.execute(text("update desk_users set disabled = :d where id = :id"), {"d": disabled, "id": user_id})
+        if not disabled:
+            return 0
+        return conn.execute(text("delete from desk_sessions where user_id = :id"), {"id": user_id}).rowcount
+
+
+def reset_password(engine: Engine, username: str, password: str) -> int:
+    """Set a new password and revoke every session and token of the user (the sessions revoked)."""
+    hashed = hash_password(password)
+    with engine.begin() as conn:
+        user_id = _user_id(conn, username)
+        conn.execute(text("update desk_users set password_hash = :h where id = :id"), {"h": hashed, "id": user_id})
+        return conn.execute(text("delete from desk_sessions where user_id = :id"), {"id": user_id}).rowcount
+
+
+def revoke_sessions(engine: Engine, username: str) -> int:
+    """Revoke every session and token of the user (the sessions revoked)."""
+    with engine.begin() as conn:
+        user_id = _user_id(conn, username)
+        return conn.execute(text("delete from desk_sessions where user_id = :id"), {"id": user_id}).rowcount
+
+
+# -- sign-in attempts -----------------------------------------------------------------------------------
+# One row per key: the attempts since ``window_start``; a key whose window has passed starts again at 1.
+# The increment and its result are one statement, so parallel attempts (from any desk process) each get
+# their own count and no more than the limit get past it.
+_COUNT_ATTEMPTS = text(
+    "insert into desk_login_attempts as a (key, window_start, count) "
+    "select k, now(), 1 from unnest(cast(:keys as text[])) as k order by k "
+    "on conflict (key) do update set "
+    "count = case when a.window_start <= now() - make_interval(secs => :w) then 1 else a.count + 1 end, "
+    "window_start = case when a.window_start <= now() - make_interval(secs => :w) then now() "
+    "else a.window_start end "
+    "returning key, count, extract(epoch from a.window_start + make_interval(secs => :w) - now()) as retry_after")
+
+
+def count_attempt(engine: Engine, keys: list[str], window: float) -> dict[str, tuple[int, float]]:
+    """Count one sign-in attempt under each key: key → (attempts in its window, this one included; seconds
+    until its window ends). Stale rows of any key are deleted as they are passed."""
+    with engine.begin() as conn:
+        conn.execute(text("delete from desk_login_attempts where window_start <= now() - make_interval(secs => :w)"),
+                     {"w": window})
+        rows = conn.execute(_COUNT_ATTEMPTS, {"keys": sorted(keys), "w": window}).all()
+    return {r.key: (r.count, max(0.0, float(r.retry_after))) for r in rows}
+
+
+def forgive_attempt(engine: Engine, clear: list[str], refund: list[str]) -> None:
+    """After a successful sign-in: forget the attempts of the keys in ``clear`` and take this attempt back
+    from those in ``refund``."""
+    with engine.begin() as conn:
+        conn.execute(text("delete from desk_login_attempts where key = any(cast(:k as text[]))"), {"k": clear})
+        conn.execute(text("update desk_login_attempts set count = greatest(count - 1, 0) "
+                          "where key = any(cast(:k as text[]))"), {"k": refund})
 
 
 def open_session(engine: Engine, user: User, kind: str, lifetime: float) -> str:
@@ -103,7 +180,7 @@ def session_user(engine: Engine, token: str | None, kind: str) -> User | None:
     with engine.connect() as conn:
         row = conn.execute(text(
             "select u.id, u.username, u.role from desk_sessions s join desk_users u on u.id = s.user_id "
-            "where s.token_sha256 = :t and s.kind = :k and s.expires_at > now()"),
+            "where s.token_sha256 = :t and s.kind = :k and s.expires_at > now() and not u.disabled"),
             {"t": token_digest(token), "k": kind}).first()
     return User(row.id, row.username, row.role) if row else None
 
@@ -120,13 +197,14 @@ def draft_dict(row) -> dict:
     return {"message_id": row.message_id, "conversation_id": row.conversation_id, "text": row.text,
             "draft": row.draft, "intent": row.intent, "intent_score": row.intent_score, "escalate": row.escalate,
             "escalation_reason": row.escalation_reason, "retrieved": row.retrieved, "status": row.status,
-            "decided_by": row.decided_by,
+            "sent_text": row.sent_text, "decided_by": row.decided_by,
             "decided_at": row.decided_at.isoformat() if row.decided_at else None}
 
 
 # Statements joined from fixed fragments only (values always travel as bound parameters); keyed by
 # (pending: the oldest waits first, else the latest decision first; filtered on escalation or not).
-_DRAFTS_FROM = f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
+_DRAFTS_FROM = (f"select {DRAFT_COLUMNS} from reply_drafts d join chat_messages m on m.id = d.message_id "
+                "left join outbound_replies o on o.message_id = d.message_id ")
 SELECT_DRAFT = _DRAFTS_FROM + "where d.message_id = :id"
 SELECT_DRAFTS = {
     (pending, filtered): _DRAFTS_FROM + "where d.status = :s" + (" and d.escalate = :e" if filtered else "")
@@ -185,6 +263,9 @@ def approve(engine: Engine, message_id: str, user: User, text_: str | None = Non
                                {"id": message_id}).first()
             if out is None:  # sent by another path that keeps no outbox row: nothing more to send
                 raise DecisionError(f"the reply to message {message_id!r} was already sent", 409)
+            if text_ is not None and text_.strip() != out.text:  # an edit that came too late is not dropped silently
+                raise DecisionError(f"the reply to message {message_id!r} was already sent, as: {out.text}", 409,
+                                    sent_text=out.text)
             return _outbound(out), False
         if row.status == "rejected":
             raise DecisionError(f"the draft for message {message_id!r} was rejected", 409)
