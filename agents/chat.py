@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from agents import clock
 from agents.alerts.records import AlertRecord
+from agents.outbox import OUTBOUND
 from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
 from infra import metrics
@@ -24,6 +25,7 @@ from models.intent import IntentClassifier
 from models.replies import ReplyComposer
 from models.trunk import EMBEDDING, shared_trunk
 from schemas.events import ChatEvent, parse_chat
+from schemas.records import OutboundReply as OutboundRecord
 from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
 ESCALATION = "escalation"
@@ -171,13 +173,11 @@ class ChatPipeline:
             rows.append((ReplyReview.__table__, {
                 "message_id": event.id, "action": "auto", "final_text": draft.text, "reason": None,
                 "reviewer": "auto", "intent": draft.intent, "corrected_intent": None, "reviewed_at": decided}))
-            # produced by this loop right after the commit (a crash in between replays the event)
-            rows.append((OutboundReply.__table__, {
-                "message_id": event.id, "conversation_id": event.conversation_id, "text": draft.text,
-                "sent_by": "auto", "auto": True, "edited": False, "produced_at": decided}))
-            others["chat.outbound"] = [(event.conversation_id.encode(), json.dumps({
-                "message_id": event.id, "conversation_id": event.conversation_id, "text": draft.text,
-                "sent_by": "auto", "auto": True, "edited": False}, ensure_ascii=False).encode())]
+            # produced through the outbox by this loop right after the commit, which marks the row produced
+            reply = OutboundRecord(message_id=event.id, conversation_id=event.conversation_id, text=draft.text,
+                                   sent_by="auto", auto=True, edited=False)
+            rows.append((OutboundReply.__table__, {**reply.model_dump(), "produced_at": None}))
+            others[OUTBOUND] = [(reply.key(), reply.value())]
         reply = json.dumps({
             "message_id": event.id, "conversation_id": event.conversation_id, "draft": draft.text,
             "intent": draft.intent, "intent_score": draft.intent_score, "answer_id": draft.answer_id,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import faust
 
-from agents import dead_letters
+from agents import dead_letters, outbox
 from agents.alerts.delivery import AlertDelivery
 from agents.app import produce
 from agents.commit_stage import CommitStage
@@ -72,7 +72,7 @@ class Lane:
 class AgentLoop:
     def __init__(self, app: faust.App, pipeline: Pipeline, sink: PostgresSink, lane: Lane,
                  alerts: AlertDelivery, health: Health, *, max_batch: int, max_wait: float,
-                 model_timeout: float):
+                 model_timeout: float, outbox_lease: float = 30.0):
         self.app = app
         self.pipeline = pipeline
         self.sink = sink
@@ -82,6 +82,7 @@ class AgentLoop:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.model_timeout = model_timeout
+        self.outbox_lease = outbox_lease  # the sweep sends this loop's records only if it has not by then
         self.output_topic = app.topic(pipeline.output_topic, partitions=app.conf.topic_partitions)
         self.dead_topic = app.topic("deadletter", partitions=1)
         self._other_topics: dict[str, faust.TopicT] = {}
@@ -193,12 +194,25 @@ class AgentLoop:
             return out
 
     # -- commit: store, after-commit work, produce (on the commit stage) --------------------------------
+    def _source_id(self, b: Built) -> str:
+        """The id of the event's parent row: what its outbox rows belong to."""
+        (key,) = self.pipeline.parent.primary_key.columns
+        return next(str(row[key.name]) for table, row in b.rows if table is self.pipeline.parent)
+
+    def _outputs(self, b: Built) -> list[tuple[str, bytes, bytes]]:
+        """Every output record of an event as (topic, key, value)."""
+        return [(self.pipeline.output_topic, k, v) for k, v in b.records] + [
+            (topic, k, v) for topic, records in b.other_records.items() for k, v in records]
+
     async def commit(self, prepared: Prepared) -> None:
         run = functools.partial(asyncio.get_running_loop().run_in_executor, self.lane.db)
-        batch = Batch(self.pipeline.parent, self.pipeline.children)
+        batch = Batch(self.pipeline.parent, self.pipeline.children | {outbox.OUTBOX})
         for m, b in prepared.built:
             for table, row in b.rows:
                 batch.add(table, row, m)
+            source = self._source_id(b)
+            for topic, key, value in self._outputs(b):  # rows of the parent: a replayed event writes none
+                batch.add(outbox.OUTBOX, outbox.row(topic, source, key, value, self.outbox_lease), m)
         for row in prepared.dead:
             batch.add(DeadLetter.__table__, row)
         rejected = dict(await run(self.sink.write, batch))
@@ -208,6 +222,9 @@ class AgentLoop:
             await run(self.sink.write, Batch(rows={DeadLetter.__table__: [(None, row) for row in late]}))
             dead += late
         stored = [(m, b) for m, b in prepared.built if m not in rejected]
+        # Only what this commit stored is sent now: a replayed event's records (a fresh model run) never are;
+        # its stored ones, if a crash kept them from being sent, go with the outbox sweep.
+        fresh = [(m, b) for m, b in stored if m in batch.fresh]
         committed = time.time()
         for m, _ in stored:
             metrics.END_TO_END.labels(self.agent).observe(max(0.0, committed - m.timestamp))
@@ -220,13 +237,15 @@ class AgentLoop:
             self.health.degrade(f"{self.agent}_after_commit", _describe(exc))
         if alerts:
             failpoint("alert_stored")  # the crash the alert outbox must survive
-        await produce(self.output_topic, [record for _, b in stored for record in b.records], self.agent)
+        await produce(self.output_topic, [record for _, b in fresh for record in b.records], self.agent)
         others: dict[str, list[tuple[bytes, bytes]]] = {}
-        for _, b in stored:
+        for _, b in fresh:
             for topic, records in b.other_records.items():
                 others.setdefault(topic, []).extend(records)
         for topic, records in others.items():
             await produce(self._topic(topic), records, self.agent)
+        sent = [(topic, self._source_id(b)) for _, b in fresh for topic, _, _ in self._outputs(b)]
+        await run(self.sink.retrying, outbox.mark_produced, self.sink.engine, sent)
         await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent)
         dead_letters.report(dead)
         await self.alerts.deliver(alerts, self.lane.db, self.sink.retrying)

@@ -44,6 +44,7 @@ class Batch:
     parent: Table | None = None
     children: frozenset[Table] = frozenset()
     rows: dict[Table, list[tuple[object, dict]]] = field(default_factory=dict)
+    fresh: set = field(default_factory=set)  # after the write: the sources whose parent row was new in it
 
     def add(self, table: Table, row: dict, source: object = None) -> None:
         self.rows.setdefault(table, []).append((source, row))
@@ -121,6 +122,7 @@ class PostgresSink:
         return rejected
 
     def _write_once(self, batch: Batch) -> None:
+        """One transaction; once it commits, ``batch.fresh`` holds the sources whose parent row it made."""
         with self.engine.begin() as conn:
             new_sources: set | None = None
             for table in batch.tables():
@@ -135,12 +137,15 @@ class PostgresSink:
                     values = [(s, r) for s, r in values if s in new_sources]
                 if values:
                     conn.execute(insert(table).on_conflict_do_nothing(), [row for _, row in values])
+        batch.fresh = new_sources or set()
 
     def _write_event_by_event(self, batch: Batch) -> list[tuple[object, str]]:
         rejected = []
+        batch.fresh = set()
         for unit in batch.units():
             try:
                 self._write_once(unit)
+                batch.fresh |= unit.fresh
             except CONTENT_ERRORS as exc:
                 reason = str(exc.orig or exc).splitlines()[0]
                 source = next(s for rows in unit.rows.values() for s, _ in rows)

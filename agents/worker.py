@@ -14,10 +14,11 @@ from sqlalchemy import text
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
-from agents.app import create_app
+from agents.app import create_app, produce
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
+from agents.outbox import OutboxSweep
 from agents.sinks import PostgresSink
 from infra import memory, metrics
 from infra.db import make_engine, migrate, redact
@@ -76,7 +77,8 @@ def build_app(settings: Settings) -> faust.App:
         sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
         sinks.append(sink)
         loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
-                         max_wait=settings.max_wait, model_timeout=settings.model_timeout)
+                         max_wait=settings.max_wait, model_timeout=settings.model_timeout,
+                         outbox_lease=settings.outbox_redeliver_after)
         loops.append(loop)
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
@@ -177,6 +179,24 @@ def build_app(settings: Settings) -> faust.App:
     @app.timer(max(1.0, settings.alert_redeliver_after / 3))
     async def redeliver_alerts(app):
         await delivery.sweep(service.db, service_sink.retrying)
+
+    sweep = OutboxSweep(engine, settings.outbox_redeliver_after)
+    outbox_topics: dict[str, faust.TopicT] = {}
+
+    @app.timer(settings.outbox_sweep_interval)
+    async def send_outbox(app):
+        """The one producer of the desk's replies, and of records a crash kept the agent loops from sending."""
+        run = functools.partial(asyncio.get_running_loop().run_in_executor, service.db)
+        due = await run(service_sink.retrying, sweep.take)
+        for topic in sorted({p.topic for p in due}):
+            if topic not in outbox_topics:
+                outbox_topics[topic] = app.topic(topic, partitions=settings.topic_partitions)
+            await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox")
+        await run(service_sink.retrying, sweep.done, due)
+
+    @app.timer(600.0)
+    async def prune_outbox(app):
+        await asyncio.get_running_loop().run_in_executor(service.db, service_sink.retrying, sweep.prune)
 
     if settings.malloc_trim_interval:
         @app.timer(settings.malloc_trim_interval)

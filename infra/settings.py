@@ -211,6 +211,14 @@ class Settings(BaseSettings):
         30.0, gt=0,
         description="Seconds after which an alert stored but not yet delivered (a crash in between) is sent again.",
     )
+    outbox_redeliver_after: float = Field(
+        30.0, gt=0,
+        description="Seconds after which a record the agent loop stored but did not send (a crash in between) is "
+                    "sent by the outbox sweep; also the lease of a record the sweep has taken.",
+    )
+    outbox_sweep_interval: float = Field(
+        1.0, gt=0, description="Seconds between the worker's outbox sweeps (the desk's approved replies wait for one).",
+    )
     alert_webhook_url: str = Field("", description="Optional URL that receives each new alert as a JSON POST.")
     alert_webhook_token: str = Field("", description="Bearer token sent with webhook calls (never logged).")
     entity_map: Path | None = Field(

@@ -262,6 +262,27 @@ class OutboundReply(Base):
     produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class OutboxRecord(Base):
+    """A record to send (``agents/outbox.py``), written in the transaction that stores what it reports.
+
+    One per topic and source (the article or message it reports; a reply's message): a replayed event
+    writes none, so only what was stored is ever sent, and ``produced_at`` says whether it was.
+    ``due_at`` is when the worker's sweep may send it: now for the desk's replies, after a lease for
+    the records the agent loop sends itself right after its commit (the sweep sends them only when a
+    crash came in between), and again after a lease once the sweep has taken it.
+    """
+
+    __tablename__ = "outbox"
+
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Story(Base):
     """Near-duplicate articles (reprints, updates, wire copies) within the story horizon: one story.
 
@@ -282,3 +303,4 @@ class Story(Base):
 
 
 Index("ix_article_keys_event_time", ArticleKey.event_time)
+Index("ix_outbox_due", OutboxRecord.due_at, postgresql_where=OutboxRecord.produced_at.is_(None))

@@ -124,3 +124,21 @@ def score_tolerance(loaded) -> float:
     import torch
 
     return 1e-4 if loaded.dtype == torch.float32 else 3e-3
+
+
+def sweep_outbox(engine, bootstrap: str) -> int:
+    """The worker's outbox sweep, once (``agents/outbox.py``: take the due rows, send, mark them produced),
+    sent with a kafka-python producer, for tests that run the desk without a worker."""
+    from agents.outbox import OutboxSweep
+    from agents.replay import make_producer
+
+    sweep = OutboxSweep(engine, lease_s=30)
+    due = sweep.take()
+    producer = make_producer(bootstrap)
+    try:
+        for p in due:
+            producer.send(p.topic, key=p.key, value=p.value).get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+    sweep.done(due)
+    return len(due)

@@ -19,6 +19,7 @@ from agents.desk import store
 from agents.desk.app import create_app
 from infra.db import make_engine
 from infra.harness import read_topic, start_services
+from tests.helpers import sweep_outbox
 from infra.settings import Settings
 from schemas.tables import Alert, ChatMessage, ReplyDraft
 
@@ -119,9 +120,11 @@ def test_approving_an_edited_draft_sends_it_once_and_keeps_the_decision(client, 
     headers = token(client)
     r = client.post("/api/drafts/appr-1/approve", headers=headers, json={"text": "Your card is on its way."})
     assert r.status_code == 200, r.text
-    assert r.json()["decided"] is True and r.json()["produced"] is True
+    assert r.json()["decided"] is True and r.json()["produced"] is False  # the desk only writes the outbox row
+    assert sweep_outbox(engine, services.bootstrap) == 1  # the worker's sweep sends it
     again = client.post("/api/drafts/appr-1/approve", headers=headers)
-    assert again.status_code == 200 and again.json()["decided"] is False and again.json()["produced"] is False
+    assert again.status_code == 200 and again.json()["decided"] is False and again.json()["produced"] is True
+    assert sweep_outbox(engine, services.bootstrap) == 0
     records = [r for r in outbound(services, 1) if json.loads(r.value)["message_id"] == "appr-1"]
     assert len(records) == 1
     assert records[0].key == b"conv-appr"
@@ -156,7 +159,7 @@ def test_concurrent_approvals_send_once(client, engine, services):
         t.join()
     assert len(results) == 6 and all("decided" in r for r in results), results
     assert sum(r["decided"] for r in results) == 1
-    assert sum(r["produced"] for r in results) == 1
+    assert sweep_outbox(engine, services.bootstrap) == 1  # one outbox row: one record
     records = [r for r in outbound(services, 1) if json.loads(r.value)["message_id"] == "race-1"]
     assert len(records) == 1
     assert json.loads(records[0].value)["edited"] is False

@@ -18,6 +18,7 @@ from agents.desk import store
 from infra.db import make_engine
 from infra.embedded import free_port
 from infra.harness import read_topic, start_services, wait_until
+from tests.helpers import sweep_outbox
 from infra.settings import PROJECT_ROOT
 from tests.test_desk_api import HOSTILE, add_draft
 
@@ -125,7 +126,7 @@ def test_sign_in_edit_and_approve_a_draft(desk, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, services, _ = desk
+    url, services, engine = desk
     browser.get(f"{url}/drafts")
     assert browser.current_url.endswith("/login")
     browser.find_element(By.NAME, "username").send_keys("ann")
@@ -149,6 +150,7 @@ def test_sign_in_edit_and_approve_a_draft(desk, browser):
 
     violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert violations == []  # htmx and our script work within script-src 'self' and style-src 'self'
+    assert sweep_outbox(engine, services.bootstrap) == 1  # the worker's sweep sends what the desk stored
     records = [r for r in read_topic(services.bootstrap, "chat.outbound", 1, timeout=20)
                if json.loads(r.value)["message_id"] == "web-1"]
     assert len(records) == 1 and records[0].key == b"conv-web"

@@ -1,8 +1,8 @@
 """Feedback from the desk: corrected intents (checked against the intent model's labels, stored with the
 decision), the review counters per intent on the desk's /metrics, and `sentinel train intent --feedback`.
 
-The desk runs in-process on a real embedded PostgreSQL; replies go to a fake producer (named as such:
-``chat.outbound`` itself is covered by tests/test_desk_api.py).
+The desk runs in-process on a real embedded PostgreSQL; its replies wait in the outbox (``chat.outbound``
+itself is covered by tests/test_desk_api.py).
 """
 
 from __future__ import annotations
@@ -98,25 +98,11 @@ def test_review_counters_start_at_zero_for_every_intent_and_action():
 
 
 # -- the desk on a real database ---------------------------------------------------------------------------
-class FakeOutboundProducer:
-    """Stands in for the chat.outbound producer: keeps what it was given."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, reply) -> None:
-        self.sent.append(reply.record())
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def desk(engine):
     store.add_user(engine, "fay", "fay-password-1", "agent")
-    producer = FakeOutboundProducer()
     with TestClient(create_app(Settings(database_url="postgresql://unused", kafka_bootstrap="unused:9092"),
-                               engine=engine, producer=producer)) as client:
+                               engine=engine)) as client:
         token = client.post("/api/login", json={"username": "fay", "password": "fay-password-1"}).json()["token"]
         client.headers["Authorization"] = f"Bearer {token}"
         yield client

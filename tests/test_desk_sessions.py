@@ -2,7 +2,7 @@
 limit counted in the database before any password check, trusted proxies, CSRF tokens bound to the
 session, token revocation, who may work alerts, late edits, odd ids in URLs and oversized bodies.
 
-No broker: approved replies go to a fake producer that keeps them.
+No broker: approved replies wait in the outbox.
 """
 
 from __future__ import annotations
@@ -27,19 +27,6 @@ from schemas.tables import Alert, ChatMessage, ReplyDraft
 pytestmark = pytest.mark.integration
 
 
-class KeptReplies:
-    """Stands in for the Kafka producer: keeps what it is asked to send."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, reply) -> None:
-        self.sent.append(reply)
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def users(engine):
     store.add_user(engine, "ann", "ann-password-1", "agent")
@@ -57,7 +44,7 @@ def settings(engine, users):
 
 
 def app_for(settings: Settings, engine, **changes):
-    return create_app(settings.model_copy(update=changes), engine=engine, producer=KeptReplies())
+    return create_app(settings.model_copy(update=changes), engine=engine)
 
 
 def csrf_of(html: str) -> str:

@@ -31,16 +31,21 @@ MESSAGES = [
 
 
 def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tmp_path):
+    # the worker runs to the end: its outbox sweep is what sends the desk's reply too
     worker = Worker(services, tmp_path, SENTINEL_AGENTS="chat").start().wait_assigned()
     try:
-        produce(services.bootstrap, "chat",
-                [json.dumps({"id": i, "conversation_id": f"conv-{i}", "text": t}).encode() for i, t in MESSAGES],
-                keys=[i.encode() for i, _ in MESSAGES])
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") == 3, timeout=240,
-                   message="three drafts stored")
-        sent = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 2, timeout=30)]
+        desk_after_worker(services, tmp_path)
     finally:
         worker.stop()
+
+
+def desk_after_worker(services, tmp_path):
+    produce(services.bootstrap, "chat",
+            [json.dumps({"id": i, "conversation_id": f"conv-{i}", "text": t}).encode() for i, t in MESSAGES],
+            keys=[i.encode() for i, _ in MESSAGES])
+    wait_until(lambda: services.scalar("select count(*) from reply_drafts") == 3, timeout=240,
+               message="three drafts stored")
+    sent = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 2, timeout=30)]
     assert sorted(r["message_id"] for r in sent) == ["s-pin", "s-topup"]
     assert all(r["auto"] is True and r["sent_by"] == "auto" and r["edited"] is False for r in sent)
     drafts = {r.message_id: r for r in services.rows("select message_id, status, escalate, draft from reply_drafts")}
@@ -57,7 +62,8 @@ def test_worker_auto_replies_and_the_desk_sends_the_escalated_draft(services, tm
             headers = {"Authorization": f"Bearer {token}"}
             pending = client.get("/api/drafts?status=pending", headers=headers).json()
             assert [(d["message_id"], d["escalate"]) for d in pending] == [("s-lost", True)]
-            assert client.post("/api/drafts/s-pin/approve", headers=headers).json()["produced"] is False
+            again = client.post("/api/drafts/s-pin/approve", headers=headers).json()
+            assert again["decided"] is False and again["produced"] is True  # auto-sent, and sent once
     finally:
         engine.dispose()
 

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -28,6 +29,7 @@ from agents.chat import ChatModels, ChatPipeline
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
+from agents.outbox import OutboxSweep
 from agents.pipeline import Received
 from agents.sinks import Batch, PostgresSink
 from infra.db import make_engine
@@ -38,7 +40,8 @@ from models.replies import Draft
 from models.sentiment import Sentiment
 from schemas.tables import Alert, ArticleKey, EntityMention, NewsArticle
 
-TABLES = "news_articles, entity_mentions, article_keys, entity_aliases, alerts, chat_messages, reply_drafts, dead_letters"
+TABLES = ("news_articles, entity_mentions, article_keys, entity_aliases, alerts, chat_messages, reply_drafts, "
+          "dead_letters, outbox")
 
 
 def clear(engine) -> None:
@@ -273,6 +276,66 @@ def test_a_replay_under_another_model_leaves_the_stored_article_as_it_was(engine
     assert versions == {"n0": "fake-1", "n1": "fake-2"}
 
 
+class ComposerWithOtherWords(FakeComposer):
+    """A fake composer whose drafts differ from FakeComposer's (a fresh model run over a replay)."""
+
+    def compose(self, texts, *args, **kwargs):
+        return [replace(d, text=f"Other words. {d.text}") for d in super().compose(texts, *args, **kwargs)]
+
+
+def chat_values(n: int) -> list[bytes]:
+    return [json.dumps({"id": f"c{i}", "conversation_id": f"conv{i}", "text": "where is my card"}).encode()
+            for i in range(n)]
+
+
+def test_a_replayed_message_sends_nothing_its_first_run_sent(engine):
+    clear(engine)
+    first, first_app = chat_loop(engine)
+    process(first, received(chat_values(2), "chat"))
+    assert [k for k, _ in first_app.topics["chat.replies"].sent] == [b"c0", b"c1"]
+    replay, replay_app = make_loop(engine, ChatPipeline(
+        ChatModels(FakeAnalyzer(), FakeIntents(), ComposerWithOtherWords()), "fake-generator"))
+    process(replay, received(chat_values(3), "chat"))  # a crash before the offsets were committed, and a new one
+    sent = replay_app.topics["chat.replies"].sent
+    assert [k for k, _ in sent] == [b"c2"]  # only the message this run stored
+    with engine.connect() as conn:
+        drafts = dict(conn.execute(text("select message_id, draft from reply_drafts")).all())
+        stored = {r.source_id: json.loads(r.value) for r in conn.execute(text(
+            "select source_id, value from outbox where topic = 'chat.replies' and produced_at is not null"))}
+    assert drafts["c0"] == "Thank you. (16 characters)" and drafts["c2"].startswith("Other words.")
+    assert {i: r["draft"] for i, r in stored.items()} == drafts  # what was sent is what was stored
+
+
+class CrashingTopic(FakeTopic):
+    """A fake topic whose broker never acknowledges: the worker dies between its commit and its produce."""
+
+    async def send(self, key, value):
+        raise ConnectionError("the fake broker is gone")
+
+
+def test_records_a_crash_kept_from_being_sent_go_once_as_stored_with_the_outbox_sweep(engine):
+    clear(engine)
+    crashed, _ = news_loop(engine)
+    crashed.output_topic = CrashingTopic("news.enriched")
+    with pytest.raises(ConnectionError):
+        process(crashed, received([news(0, "Acme and Globex sign a deal")]))
+    replay, replay_app = make_loop(engine, NewsPipeline(FakeAnalyzer(), "fake-2", engine=engine))
+    process(replay, received([news(0, "Acme and Globex sign a deal")]))  # the restart replays it
+    assert replay_app.topics["news.enriched"].sent == []  # a replayed event's fresh records are never sent
+    sweep = OutboxSweep(engine, lease_s=30)
+    assert sweep.take() == []  # the loop's own records are due for the sweep only after the lease
+    with engine.begin() as conn:
+        conn.execute(text("update outbox set due_at = now() - interval '1 second'"))  # the lease has run out
+    due = sweep.take()
+    assert [(p.topic, p.key) for p in due] == [("news.enriched", b"n0")]
+    assert json.loads(due[0].value)["model_version"] == "fake-1"  # the first run's record, as stored
+    assert sweep.take() == []  # taken under a lease: a second worker's sweep does not take it too
+    sweep.done(due)
+    with engine.begin() as conn:
+        conn.execute(text("update outbox set due_at = now() - interval '1 second'"))
+    assert sweep.take() == []  # produced: never again
+
+
 def test_batch_units_keep_an_event_and_its_rows_together():
     batch = Batch(NewsArticle.__table__, frozenset({EntityMention.__table__}))
     a, b = object(), object()
@@ -465,3 +528,15 @@ def test_a_statement_past_its_timeout_is_retried_as_an_outage(engine):
     assert sink.retrying(query) == 7
     assert calls == ["ok", "degraded"] and health.report()["status"] == "ok"
     slow.dispose()
+
+
+def test_the_outbox_keeps_produced_rows_a_day_and_never_prunes_unsent_ones(engine):
+    clear(engine)
+    loop, _ = news_loop(engine)
+    process(loop, received([news(0), news(1)]))
+    with engine.begin() as conn:
+        conn.execute(text("update outbox set produced_at = now() - interval '2 days' where source_id = 'n0'"))
+        conn.execute(text("update outbox set produced_at = null where source_id = 'n1'"))
+    assert OutboxSweep(engine, lease_s=30).prune() == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("select source_id from outbox")).scalars().all() == ["n1"]

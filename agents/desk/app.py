@@ -3,7 +3,7 @@
 Server-rendered Jinja2 pages (autoescaped: customer text is shown as text, never as markup) with
 one vendored script (htmx) and one of our own (keyboard shortcuts), under a strict
 Content-Security-Policy; a JSON API for scripts (see README, "Desk"). Everything is read from and
-written to the project's PostgreSQL; approved replies go to ``chat.outbound``.
+written to the project's PostgreSQL; approved replies go to ``chat.outbound`` through the outbox (``agents/outbox.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +28,6 @@ from sqlalchemy import Engine
 from agents.alerts import lifecycle
 from agents.desk import feedback, store
 from agents.desk.charts import sentiment_chart
-from agents.desk.outbound import OutboundProducer
 from agents.desk.security import Csrf, token_digest
 from agents.desk.store import DecisionError, User
 from infra.settings import PROJECT_ROOT, Settings
@@ -132,16 +130,13 @@ def url_part(value) -> str:
     return quote(str(value), safe="")
 
 
-def create_app(settings: Settings, engine: Engine | None = None,
-               producer: OutboundProducer | None = None) -> Guard:
+def create_app(settings: Settings, engine: Engine | None = None) -> Guard:
     """The desk as an ASGI app: the FastAPI app inside ``Guard`` (headers and body cap on every response),
     behind uvicorn's ``ProxyHeadersMiddleware`` when proxies are trusted (``SENTINEL_DESK_TRUSTED_PROXIES``)."""
     from infra.db import make_engine
 
     if engine is None:
         engine = make_engine(settings.database_url, pool_size=4, statement_timeout=settings.db_statement_timeout)
-    if producer is None:
-        producer = OutboundProducer(settings.kafka_bootstrap)
     lifetime = settings.desk_session_lifetime
     csrf = Csrf(settings.desk_secret_key or secrets.token_urlsafe(32), lifetime)
     answers = knowledge_answers(settings)
@@ -152,16 +147,10 @@ def create_app(settings: Settings, engine: Engine | None = None,
     env.filters["url_part"] = url_part
     env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True)
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        yield
-        producer.close()
-
-    app = FastAPI(title="Sentinel desk", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+    app = FastAPI(title="Sentinel desk", docs_url=None, redoc_url=None, openapi_url=None,
                   max_body_size=settings.desk_max_body)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.state.engine = engine
-    app.state.producer = producer
 
     # -- helpers ------------------------------------------------------------------------------------
     def client_address(request: Request) -> str:
@@ -268,14 +257,6 @@ def create_app(settings: Settings, engine: Engine | None = None,
         except Exception as exc:  # noqa: BLE001 - the decision is stored; only its count is lost
             log.warning("desk: cannot count the decision on %r: %r", message_id, str(exc)[:500])
 
-    def send_reply(message_id: str) -> tuple[bool, str | None]:
-        """Produce the reply's outbox row if it is not produced yet: (produced now, error)."""
-        try:
-            return store.deliver(engine, producer.send, message_id), None
-        except Exception as exc:  # noqa: BLE001 - the decision is stored; the reply is sent on the next approve
-            log.error("desk: cannot produce the reply to %r to chat.outbound: %r", message_id, str(exc)[:500])
-            return False, "the decision is stored but the reply could not be sent yet: approve again to retry"
-
     # -- sign-in ----------------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def root(request: Request):
@@ -362,7 +343,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
             reply, decided_now = store.approve(engine, message_id, user, text, corrected(intent))
             if decided_now:
                 count_review(message_id, "edit" if reply.edited else "approve")
-            return send_reply(message_id)[1]
+            return None  # the worker's outbox sweep sends the reply
 
         return draft_form(request, message_id, csrf_token, approve)
 
@@ -466,11 +447,9 @@ def create_app(settings: Settings, engine: Engine | None = None,
             return JSONResponse({"detail": str(exc), **sent}, status_code=exc.code)
         if decided_now:
             count_review(message_id, "edit" if reply.edited else "approve")
-        produced, error = send_reply(message_id)
-        if error:
-            return JSONResponse({"detail": error}, status_code=503)
-        return {"message_id": message_id, "status": "sent", "decided": decided_now, "produced": produced,
-                "outbound": reply.record()}
+        # "produced": whether chat.outbound already has it; the worker's outbox sweep sends a new decision
+        return {"message_id": message_id, "status": "sent", "decided": decided_now, "produced": reply.produced,
+                "outbound": reply.record().model_dump()}
 
     @app.post("/api/drafts/{message_id:path}/reject")
     def api_reject(request: Request, message_id: str, body: RejectBody):

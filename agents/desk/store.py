@@ -2,10 +2,10 @@
 
 A decision is one transaction: the draft's status moves from ``pending`` (under a row lock, so two
 reviewers or two clicks cannot both move it), the decision is stored in ``reply_reviews`` as
-training signal, and an approved reply is stored in ``outbound_replies``, the outbox that
-``chat.outbound`` is produced from. Approving a draft that is already sent changes nothing and
-only produces its reply again if that produce never completed (``produced_at`` is empty); approving it
-with other text is refused (409, with the text that was sent).
+training signal, and an approved reply is stored in ``outbound_replies`` with its ``chat.outbound``
+record in the outbox (``agents/outbox.py``), which the worker's sweep sends: the desk never talks to
+Kafka and holds no lock across a send. Approving a draft that is already sent changes nothing;
+approving it with other text is refused (409, with the text that was sent).
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
+from sqlalchemy.dialects.postgresql import insert
 
+from agents import outbox
 from agents.desk.security import ROLES, hash_password, new_token, token_digest, verify_password
+from schemas.records import OutboundReply
 
 MAX_REPLY = 4000
 MAX_REASON = 1000
@@ -52,10 +55,10 @@ class Outbound:
     edited: bool
     produced: bool
 
-    def record(self) -> dict:
-        """The ``chat.outbound`` value."""
-        return {"message_id": self.message_id, "conversation_id": self.conversation_id, "text": self.text,
-                "sent_by": self.sent_by, "auto": self.auto, "edited": self.edited}
+    def record(self) -> OutboundReply:
+        """The ``chat.outbound`` record."""
+        return OutboundReply(message_id=self.message_id, conversation_id=self.conversation_id, text=self.text,
+                             sent_by=self.sent_by, auto=self.auto, edited=self.edited)
 
 
 def now() -> datetime:
@@ -287,6 +290,9 @@ def approve(engine: Engine, message_id: str, user: User, text_: str | None = Non
             "insert into outbound_replies (message_id, conversation_id, text, sent_by, auto, edited) "
             "values (:id, :c, :t, :by, false, :e) returning *"),
             {"id": message_id, "c": row.conversation_id, "t": final, "by": user.username, "e": edited}).first()
+        record = _outbound(out).record()
+        conn.execute(insert(outbox.OUTBOX).on_conflict_do_nothing(),
+                     outbox.row(outbox.OUTBOUND, message_id, record.key(), record.value(), due_in=0))
     return _outbound(out), True
 
 
@@ -316,22 +322,6 @@ def reject(engine: Engine, message_id: str, user: User, reason: str,
             "values (:id, 'reject', :reason, :by, :intent, :corrected, :at)"),
             {"id": message_id, "reason": reason, "by": user.username, "intent": row.intent,
              "corrected": corrected, "at": decided})
-    return True
-
-
-def deliver(engine: Engine, send, message_id: str) -> bool:
-    """Produce the reply in the outbox with ``send(Outbound)`` unless it is produced already; True when this
-    call produced it. The row stays locked while it is produced, so two approvals at once send it once; a
-    crash between the broker's acknowledgement and this commit sends it again on the next approve
-    (at least once: consumers dedupe by ``message_id``)."""
-    with engine.begin() as conn:
-        row = conn.execute(text("select * from outbound_replies where message_id = :id for update"),
-                           {"id": message_id}).first()
-        if row is None or row.produced_at is not None:
-            return False
-        send(_outbound(row))
-        conn.execute(text("update outbound_replies set produced_at = now() where message_id = :id"),
-                     {"id": message_id})
     return True
 
 
