@@ -36,6 +36,7 @@ from agents.sinks import Batch, PostgresSink
 from agents.take import take_events
 from infra import metrics
 from infra.failpoints import failpoint
+from models.process import ModelsUnavailable
 from schemas.tables import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -174,21 +175,44 @@ class AgentLoop:
             finally:
                 self.health.recover(part)
 
+    def _infer_through_outages(self, events: list) -> list:
+        """The pipeline's models over the events; while the models are unavailable (their process cannot be
+        started), wait with back-off and try again: an outage pauses the agent, it never dead-letters."""
+        delay, part = 0.25, f"{self.agent}_models"
+        while True:
+            try:
+                results = self.pipeline.infer(events)
+            except ModelsUnavailable as exc:
+                self.health.degrade(part, str(exc))
+                if self.sink.stopping.is_set():
+                    raise
+                log.error("%s: the models are unavailable (%s); retrying in %.1f s", self.agent, exc, delay)
+                self.sink.stopping.wait(delay)
+                delay = min(delay * 2, self.sink.retry_max)
+                continue
+            if delay > 0.25:
+                self.health.recover(part)
+            return results
+
     def _infer_isolated(self, events: list) -> list:
         """One result per event, or ``Failed`` for an event the models cannot take (found one by one)."""
         with metrics.BATCH_MODELS.labels(self.agent).time():
             try:
-                results = self.pipeline.infer(events)
+                results = self._infer_through_outages(events)
                 if len(results) == len(events):
                     return results
                 raise RuntimeError(f"the models returned {len(results)} results for {len(events)} events")
+            except ModelsUnavailable:
+                raise  # stopping during an outage: nothing is acknowledged, the restart takes the batch again
             except Exception:  # noqa: BLE001 - one bad input must not sink the batch: find it
                 log.exception("%s: batch of %d failed in the models; retrying one event at a time",
                               self.agent, len(events))
             out = []
             for event in events:
                 try:
-                    out.append(self.pipeline.infer([event])[0])
+                    out.append(self._infer_through_outages([event])[0])
+                except ModelsUnavailable:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - reported as this event's dead letter
                     out.append(Failed(exc))
             return out

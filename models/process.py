@@ -9,6 +9,9 @@ The child is a one-process ``ProcessPoolExecutor`` (spawned, never forked: the p
 threads and torch state). A child that dies (killed, out of memory, a crash in native code)
 is replaced and the call that was running fails with ``ModelProcessDied``, so the agent
 loop retries its batch one event at a time and dead-letters only an event that kills it again.
+A child that cannot be started again (out of memory, its files gone) is an outage: the call
+fails with ``ModelsUnavailable``, the loop pauses and retries, and each later call tries to
+start it again.
 
 The child builds its models with a factory named ``"module:callable"`` called with the
 settings; the object it returns offers ``infer(texts) -> list``, ``describe() -> dict`` and
@@ -37,6 +40,11 @@ class ModelProcessDied(RuntimeError):
     """The child process died during a call (it has been replaced)."""
 
 
+class ModelsUnavailable(RuntimeError):
+    """The models cannot run now: their process could not be started again. An outage, not the input's
+    fault: the agent loop waits and retries the batch (``agents/loop.py``), it never dead-letters for it."""
+
+
 class ModelProcess:
     def __init__(self, name: str, factory: str, settings, *, niceness: int = 0, threads: int = 1,
                  on_phase: PhaseListener | None = None, on_restart: Callable[[], None] | None = None):
@@ -48,6 +56,7 @@ class ModelProcess:
         self.on_phase = on_phase
         self.on_restart = on_restart
         self.info: dict = {}
+        self._started = False  # start() was called and close() was not
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -55,6 +64,7 @@ class ModelProcess:
         """Start the child and load its models (blocks until they are loaded); what they say of themselves."""
         with self._lock:
             self._pool = self._spawn()
+            self._started = True
         return self.info
 
     def _spawn(self) -> ProcessPoolExecutor:
@@ -70,7 +80,9 @@ class ModelProcess:
     def infer(self, texts: list[str]) -> list:
         pool = self._pool
         if pool is None:
-            raise RuntimeError(f"the {self.name} model process is not started")
+            if not self._started:
+                raise RuntimeError(f"the {self.name} model process is not started")
+            pool = self._respawn(None)  # an earlier start failed: try again (ModelsUnavailable if it fails again)
         try:
             results, phases = pool.submit(_child_infer, texts).result()
         except BrokenProcessPool:
@@ -83,16 +95,32 @@ class ModelProcess:
         return results
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
+        log.error("%s model process died; starting a new one", self.name)
+        self._respawn(broken)
+
+    def _respawn(self, broken: ProcessPoolExecutor | None) -> ProcessPoolExecutor:
+        """A new child in place of ``broken`` (None: in place of a start that failed); ModelsUnavailable
+        when it cannot be started."""
         with self._lock:
             if self._pool is not broken:  # another caller already replaced it
-                return
-            log.error("%s model process died; starting a new one", self.name)
-            broken.shutdown(wait=False, cancel_futures=True)
+                if self._pool is None:
+                    raise ModelsUnavailable(f"the {self.name} model process is closed")
+                return self._pool
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
             started = time.monotonic()
-            self._pool = self._spawn()
+            try:
+                self._pool = self._spawn()
+            except Exception as exc:  # noqa: BLE001 - any failure to start is an outage of the models
+                log.error("%s model process cannot be started: %r", self.name, str(exc)[:500])
+                raise ModelsUnavailable(f"the {self.name} model process cannot be started: "
+                                        f"{type(exc).__name__}: {str(exc)[:300]}") from None
             log.warning("%s model process restarted in %.1f s", self.name, time.monotonic() - started)
+            pool = self._pool
         if self.on_restart:
             self.on_restart()
+        return pool
 
     def pid(self) -> int | None:
         """The child's process id (for tests and memory figures), or None."""
@@ -103,6 +131,7 @@ class ModelProcess:
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            self._started = False
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 

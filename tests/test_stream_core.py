@@ -33,6 +33,7 @@ from agents.outbox import OutboxSweep
 from agents.pipeline import Received
 from agents.sinks import Batch, PostgresSink
 from infra.db import make_engine
+from infra.harness import wait_until
 from models.entities import Entity
 from models.intent import Intent
 from models.process import ModelProcess
@@ -196,6 +197,41 @@ def test_a_message_that_kills_the_model_process_is_dead_lettered_and_the_process
             assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "model_error")]
         assert models.pid() not in (None, first)
         assert [k for k, _ in app.topics["chat.replies"].sent] == [b"c0", b"c2"]
+    finally:
+        models.close()
+
+
+class FakeChatModelsThatCannotRestart(FakeChatModelsThatDie):
+    """FakeChatModelsThatDie whose loading fails while the file ``settings`` names exists (no memory, say)."""
+
+    def __init__(self, settings):
+        if os.path.exists(settings):
+            raise MemoryError("the fake models cannot be loaded now")
+        super().__init__(settings)
+
+
+def test_a_model_process_that_cannot_be_restarted_is_an_outage_and_dead_letters_nothing(engine, tmp_path):
+    clear(engine)
+    blocked = tmp_path / "cannot-load"
+    models = ModelProcess("chat", "tests.test_stream_core:FakeChatModelsThatCannotRestart", str(blocked))
+    models.start()
+    try:
+        loop, app = make_loop(engine, ChatPipeline(models, "fake"))
+        blocked.touch()  # from now on a new model process fails to load
+        values = [json.dumps({"id": f"c{i}", "conversation_id": f"conv{i}", "text": t}).encode()
+                  for i, t in enumerate(["where is my card", "KILL-THE-MODEL-PROCESS now", "card fee?"])]
+        done = ThreadPoolExecutor(1).submit(process, loop, received(values, topic="chat"))
+        wait_until(lambda: "chat_models" in loop.health.report()["problems"], timeout=30,
+                   message="the outage on /health")
+        assert not done.done()  # the agent waits; it dead-letters nothing meanwhile
+        with engine.connect() as conn:
+            assert conn.execute(text("select count(*) from dead_letters")).scalar() == 0
+        blocked.unlink()  # the models can be loaded again
+        done.result(timeout=120)
+        with engine.connect() as conn:
+            assert set(conn.execute(text("select id from chat_messages")).scalars()) == {"c0", "c2"}
+            assert conn.execute(text('select "offset", reason from dead_letters')).all() == [(1, "model_error")]
+        assert "chat_models" not in loop.health.report()["problems"]
     finally:
         models.close()
 
