@@ -336,6 +336,27 @@ def test_an_open_episode_is_exported_with_the_alerts_labels_until_it_closes(engi
     assert 'sentinel_spike_alert_open{' not in metrics.render().decode()
 
 
+def test_the_market_share_of_an_episodes_window_excludes_the_episode(engine):
+    """The key's baseline stops where its episode began; so does the market's share it is shrunk towards."""
+    clear(engine)
+    replay = Replay(engine)
+    events = scenario()
+    replay.feed([e for e in events if e["published_at"] < (DAY + timedelta(hours=10, minutes=45)).isoformat()], 32)
+    with engine.connect() as conn:
+        key, opened = conn.execute(text("select key, opened_at from alerts where status = 'open'")).one()
+        s = replay.settings
+        start = opened - timedelta(seconds=s.alert_window)  # the episode's first window starts here
+        end = opened + timedelta(seconds=2 * s.alert_window)  # a later window: the burst lies before its start
+        (w,) = replay.detector.windows(conn, [(key, end)], {key: start})
+        stories = conn.execute(text("""
+            select avg(k.is_negative::int) >= 0.5 from article_keys k
+            where k.event_time >= :lo and k.event_time < :cut
+            group by k.key, coalesce(k.story_id, k.article_id)"""),
+            {"lo": end - timedelta(seconds=s.alert_window + s.alert_lookback), "cut": start}).scalars().all()
+    assert w.baseline_until == start
+    assert w.market_share == pytest.approx(sum(stories) / len(stories))  # nothing from the episode
+
+
 def passing_mentions(start: datetime, where: str) -> list[dict]:
     """Twelve distinct negative stories about the sector that name HRWL in passing (``where="body"``:
     after the first sentence) or in the title (``where="title"``)."""

@@ -30,10 +30,10 @@ Method (documented in the README's "Spike alerts"):
   (``scipy.stats.binom.sf``). ``p0`` is the key's own stories in the ``lookback`` before the
   window, shrunk towards the market-wide share of negative stories in that same lookback
   with the weight of ``PRIOR_WEIGHT`` stories, so a key seen for the first time starts from
-  the market. The baseline excludes the current episode (stories since the window that
-  opened it). A window alerts when ``n >= alert_min_mentions``, ``k >= alert_min_stories``,
-  ``k / n >= alert_min_negative_share`` and the tail is at most ``alert_max_tail``; severity
-  follows the tail (``severity``).
+  the market. The baseline, the key's and the market's, excludes the current episode
+  (stories since the window that opened it). A window alerts when ``n >= alert_min_mentions``,
+  ``k >= alert_min_stories``, ``k / n >= alert_min_negative_share`` and the tail is at most
+  ``alert_max_tail``; severity follows the tail (``severity``).
 - One alert per episode: opened by the first alerting window, updated by later ones, closed
   by the first later window that does not alert; the key is quiet for ``alert_cooldown``
   after. Decisions run under a per-key advisory lock and the alert id is the key and the
@@ -429,19 +429,20 @@ class SpikeDetector:
                       from w join article_keys k on k.key = w.key and k.event_time >= w.wend - cast(:span as interval)
                                                 and k.event_time < w.cut
                       group by 1, 2, 3) s group by 1, 2),
-            ends as (select distinct wend from w),
-            market as (
-                select m.wend, avg(m.neg::int) share from (
-                    select e.wend, k.key, coalesce(k.story_id, k.article_id) story, avg(k.is_negative::int) >= 0.5 neg
-                    from ends e join article_keys k on k.event_time >= e.wend - cast(:span as interval)
-                                                   and k.event_time < e.wend - cast(:window as interval)
-                    group by 1, 2, 3) m group by m.wend)
+            cuts as (select distinct wend, cut from w),
+            market as (  -- the market's share over the same span as the key's baseline: before the episode too
+                select m.wend, m.cut, avg(m.neg::int) share from (
+                    select c.wend, c.cut, k.key, coalesce(k.story_id, k.article_id) story,
+                           avg(k.is_negative::int) >= 0.5 neg
+                    from cuts c join article_keys k on k.event_time >= c.wend - cast(:span as interval)
+                                                   and k.event_time < c.cut
+                    group by 1, 2, 3, 4) m group by m.wend, m.cut)
             select w.key, w.wend, coalesce(cur.stories, 0), coalesce(cur.negatives, 0), coalesce(cur.articles, 0),
                    coalesce(cur.sent / nullif(cur.articles, 0), 0), coalesce(base.stories, 0),
                    coalesce(base.negatives, 0), market.share, coalesce(outlets.outlets, 0)
             from w left join cur on cur.key = w.key and cur.wend = w.wend
                    left join base on base.key = w.key and base.wend = w.wend
-                   left join market on market.wend = w.wend
+                   left join market on market.wend = w.wend and market.cut = w.cut
                    left join outlets on outlets.key = w.key and outlets.wend = w.wend
             order by w.wend, w.key"""),
             {"keys": [k for k, _ in pairs], "ends": [e for _, e in pairs], "cuts": cuts, "window": window,
