@@ -69,3 +69,15 @@ def test_hostile_headlines_are_grouped_quickly_and_never_crash():
         got = index.assign(f"h{i}", text, T)
         assert time.perf_counter() - started < 0.25, text[:40]
         assert got.story_id and len(got.normalized) <= 300
+
+
+def test_headlines_in_unspaced_scripts_group_by_character_pairs():
+    index = StoryIndex()
+    ja = "トヨタ、第3四半期の純利益が12%増加 北米販売が好調"
+    zh = "阿里巴巴第三季度营收增长12% 云业务表现强劲"
+    first_ja, first_zh = index.assign("ja-1", ja, T).story_id, index.assign("zh-1", zh, T).story_id
+    assert first_ja != first_zh
+    assert index.assign("ja-2", "【速報】" + ja.replace("好調", "好調だった"), T + timedelta(minutes=5)).story_id == first_ja
+    assert index.assign("zh-2", zh + "（路透社）", T + timedelta(minutes=5)).story_id == first_zh
+    # another event about the same company stays apart
+    assert index.assign("ja-3", "トヨタ、米国工場で大規模リコール 10万台対象", T).story_id not in (first_ja, first_zh)

@@ -7,7 +7,8 @@ Method:
   as `` - Reuters`` or `` | Bloomberg`` removed, exchange-ticker tags (``(NASDAQ: AAPL)``,
   ``$AAPL``) removed, case folded, punctuation turned into spaces.
 - Its shingles are the normalised words and word pairs (pairs keep the order, so "A beats B"
-  and "B beats A" differ). A MinHash of the shingles (``datasketch``, 128 permutations, a
+  and "B beats A" differ); a headline in a script written without spaces (Chinese, Japanese,
+  Thai ...) is one run of characters, so its shingles are its character pairs instead. A MinHash of the shingles (``datasketch``, 128 permutations, a
   fixed seed) goes into a MinHash LSH index tuned to ``story_threshold``; each candidate the
   index returns is checked with the exact Jaccard similarity of the shingle sets, and the
   article joins the most similar story whose first article lies within ``story_horizon`` of
@@ -71,10 +72,20 @@ def headline_of(title: str | None, body: str | None) -> str:
     return (title or "").strip() or (body or "").strip()[:HEADLINE_CHARS]
 
 
+# Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana and Han): a headline in them is one
+# "word", so any edit would make it another; it is compared by its character pairs instead.
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+                       r"\uf900-\ufaff]")
+
+
 def shingles(normalized: str) -> frozenset[str]:
+    """Words and word pairs; for a headline in an unspaced script, its character pairs (spaces left out)."""
     words = normalized.split()
     if not words:
         return frozenset()
+    if _UNSPACED.search(normalized):
+        chars = "".join(words)
+        return frozenset(chars[i:i + 2] for i in range(max(1, len(chars) - 1)))
     return frozenset(words) | frozenset(f"{a} {b}" for a, b in zip(words, words[1:]))
 
 
