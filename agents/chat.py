@@ -9,12 +9,10 @@ factory ``agents.chat:load_models``): the pipeline only sees ``infer(texts)``.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from agents import clock
 from agents.alerts.records import AlertRecord
-from agents.outbox import OUTBOUND
 from agents.conversation import ChatInput, ConversationHistory, intents_with_context
 from agents.pipeline import Built, Received
 from infra import metrics
@@ -24,7 +22,9 @@ from models.escalation import CRITICAL, EscalationPolicy
 from models.intent import IntentClassifier
 from models.replies import ReplyComposer
 from models.trunk import EMBEDDING, shared_trunk
+from schemas import topics
 from schemas.events import ChatEvent, parse_chat
+from schemas.records import ChatReply
 from schemas.records import OutboundReply as OutboundRecord
 from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
@@ -120,8 +120,8 @@ def load_models(settings) -> ChatModels:
 
 class ChatPipeline:
     agent = "chat"
-    input_topic = "chat"
-    output_topic = "chat.replies"
+    input_topic = topics.CHAT.name
+    output_topic = topics.CHAT_REPLIES.name
     parent = ChatMessage.__table__
     children = frozenset({ReplyDraft.__table__, Alert.__table__, ReplyReview.__table__, OutboundReply.__table__})
 
@@ -174,16 +174,15 @@ class ChatPipeline:
                 "message_id": event.id, "action": "auto", "final_text": draft.text, "reason": None,
                 "reviewer": "auto", "intent": draft.intent, "corrected_intent": None, "reviewed_at": decided}))
             # produced through the outbox by this loop right after the commit, which marks the row produced
-            reply = OutboundRecord(message_id=event.id, conversation_id=event.conversation_id, text=draft.text,
-                                   sent_by="auto", auto=True, edited=False)
-            rows.append((OutboundReply.__table__, {**reply.model_dump(), "produced_at": None}))
-            others[OUTBOUND] = [(reply.key(), reply.value())]
-        reply = json.dumps({
-            "message_id": event.id, "conversation_id": event.conversation_id, "draft": draft.text,
-            "intent": draft.intent, "intent_score": draft.intent_score, "answer_id": draft.answer_id,
-            "escalate": draft.escalate, "escalation_reason": draft.escalation_reason,
-            "retrieved": draft.retrieved, "sentiment": sentiment.as_dict(),
-            "customer_state": state.as_dict() if state else None}, ensure_ascii=False).encode()
+            outbound = OutboundRecord(message_id=event.id, conversation_id=event.conversation_id, text=draft.text,
+                                      sent_by="auto", auto=True, edited=False)
+            rows.append((OutboundReply.__table__, {**outbound.model_dump(), "produced_at": None}))
+            others[topics.CHAT_OUTBOUND.name] = [(outbound.key(), outbound.value())]
+        reply = ChatReply(
+            message_id=event.id, conversation_id=event.conversation_id, draft=draft.text, intent=draft.intent,
+            intent_score=draft.intent_score, answer_id=draft.answer_id, escalate=draft.escalate,
+            escalation_reason=draft.escalation_reason, retrieved=draft.retrieved, sentiment=sentiment.as_dict(),
+            customer_state=state.as_dict() if state else None)
         alerts = []
         if draft.escalate:
             critical = any(r.startswith(CRITICAL) for r in draft.reasons)
@@ -197,7 +196,7 @@ class ChatPipeline:
                          "customer_state": state.as_dict() if state else None})
             rows.append((Alert.__table__, alert.row()))
             alerts.append(alert)
-        return Built(rows, [(event.id.encode(), reply)], alerts, other_records=others)
+        return Built(rows, [(reply.key(), reply.value())], alerts, other_records=others)
 
     def after_commit(self, stored: list[Built]) -> list[AlertRecord]:
         """Counts the stored messages' customer states and escalation reasons (``reason`` without its detail)."""

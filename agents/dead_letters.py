@@ -38,14 +38,16 @@ from collections.abc import Callable
 
 from agents.pipeline import Received
 from infra import metrics
+from schemas import topics
 from schemas.events import MAX_CHAT_CHARS, InvalidEvent, clean_text
+from schemas.records import DeadLetterEnvelope
 from schemas.redaction import mask, redact
 
 log = logging.getLogger(__name__)
 
 MAX_DEAD_LETTER_BYTES = 64 * 1024
 MAX_DETAIL_CHARS = 2000
-REDACTED_TOPICS = frozenset({"chat"})  # customer text: personal data never stored or produced as it came
+REDACTED_TOPICS = frozenset({topics.CHAT.name})  # customer text: personal data never stored or produced as it came
 
 
 class _Scrubber:
@@ -123,11 +125,10 @@ def dead_letter_row(m: Received, reason: str, detail: str) -> dict:
 
 def envelope(row: dict) -> bytes:
     """The ``deadletter`` topic's value: the reason, where the message came from, and its bytes."""
-    return json.dumps({
-        "reason": row["reason"], "detail": row["detail"], "topic": row["topic"], "partition": row["partition"],
-        "offset": row["offset"], "key": row["key"].decode("utf-8", "replace") if row["key"] else None,
-        "value_base64": base64.b64encode(row["value"] or b"").decode("ascii"),
-    }).encode()
+    return DeadLetterEnvelope(
+        reason=row["reason"], detail=row["detail"], topic=row["topic"], partition=row["partition"],
+        offset=row["offset"], key=row["key"].decode("utf-8", "replace") if row["key"] else None,
+        value_base64=base64.b64encode(row["value"] or b"").decode("ascii")).value()
 
 
 def parse_batch(messages: list[Received], parse: Callable, agent: str) -> tuple[list[tuple], list[dict]]:

@@ -37,6 +37,7 @@ from agents.take import take_events
 from infra import metrics
 from infra.failpoints import failpoint
 from models.process import ModelsUnavailable
+from schemas import topics
 from schemas.tables import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class AgentLoop:
         self.model_timeout = model_timeout
         self.outbox_lease = outbox_lease  # the sweep sends this loop's records only if it has not by then
         self.output_topic = app.topic(pipeline.output_topic, partitions=app.conf.topic_partitions)
-        self.dead_topic = app.topic("deadletter", partitions=1)
+        self.dead_topic = app.topic(topics.DEAD_LETTERS.name, partitions=1)
         self._other_topics: dict[str, faust.TopicT] = {}
 
     def _topic(self, name: str):

@@ -6,7 +6,6 @@ loop's (``agents/loop.py``); this module says only what is particular to news.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -19,12 +18,13 @@ from agents.alerts import stories
 from agents.alerts.records import AlertRecord
 from agents.alerts.stories import StoryIndex
 from agents.pipeline import Built, Received
+from infra.settings import Settings
 from models.analysis import Analyzer
 from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
+from schemas import topics
 from schemas.events import NewsEvent, parse_news
-from infra.settings import Settings
+from schemas.records import NewsEnriched
 from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
-
 
 STORY_REFRESH_S = 2.0  # how often a worker takes in the stories other workers founded
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -71,8 +71,8 @@ class ArticleFacts:
 
 class NewsPipeline:
     agent = "news"
-    input_topic = "news"
-    output_topic = "news.enriched"
+    input_topic = topics.NEWS.name
+    output_topic = topics.NEWS_ENRICHED.name
     parent = NewsArticle.__table__
     children = frozenset({EntityMention.__table__, ArticleKey.__table__})
 
@@ -133,14 +133,12 @@ class NewsPipeline:
             rows.append((EntityMention.__table__, {
                 "article_id": event.id, "start": e.start, "end": e.end, "label": e.label, "text": e.text,
                 "score": e.score, "entity_key": entity_key(e.text, e.label)}))
-        record = json.dumps({
-            "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
-            "published_at": event.published_at.isoformat() if event.published_at else None,
-            "event_time": event_time.isoformat(), "story_id": story.story_id, "tickers": event.tickers,
-            "sentiment": sentiment.as_dict(), "entities": [e.as_dict() for e in entities],
-            "model_version": self.model_version,
-        }, ensure_ascii=False).encode()
-        return Built(rows, [(event.id.encode(), record)], extra=ArticleFacts(keys, event_time, m.partition, learned,
+        record = NewsEnriched(
+            id=event.id, title=event.title, text=event.text, source=event.source, url=event.url,
+            published_at=event.published_at.isoformat() if event.published_at else None,
+            event_time=event_time.isoformat(), story_id=story.story_id, tickers=event.tickers,
+            sentiment=sentiment.as_dict(), entities=[e.as_dict() for e in entities], model_version=self.model_version)
+        return Built(rows, [(record.key(), record.value())], extra=ArticleFacts(keys, event_time, m.partition, learned,
                                                                            story.story_id, trusted))
 
     def after_commit(self, stored: list[Built]) -> list[AlertRecord]:

@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from schemas import topics
 from schemas.tables import OutboxRecord
 
 OUTBOX = OutboxRecord.__table__
-OUTBOUND = "chat.outbound"
+OUTBOUND = topics.CHAT_OUTBOUND.name
 KEEP_PRODUCED = timedelta(days=1)  # produced rows are kept this long (to look into), then pruned
 
 

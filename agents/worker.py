@@ -28,6 +28,7 @@ from infra.settings import Settings
 from models.entity_keys import KeyResolver
 from models.process import ModelProcess
 from models.runtime import model_thread_pool, use_threads
+from schemas import topics
 
 log = logging.getLogger(__name__)
 CHAT_NICENESS = 10  # the chat model process's nice value
@@ -66,7 +67,7 @@ def build_app(settings: Settings) -> faust.App:
     engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
     health = Health()
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
-    delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after)
+    delivery = AlertDelivery(engine, app.topic(topics.ALERTS.name, partitions=1), webhook, settings.alert_redeliver_after)
     service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
     service_sink = PostgresSink(engine, "service", settings.db_retry_max, health)
     sinks = [service_sink]
@@ -140,7 +141,7 @@ def build_app(settings: Settings) -> faust.App:
 
         @app.on_partitions_assigned.connect
         async def reset_watermark(app, assigned, **kwargs):
-            detector.assign({tp.partition for tp in assigned if tp.topic == "news"})
+            detector.assign({tp.partition for tp in assigned if tp.topic == topics.NEWS.name})
 
     @app.on_partitions_revoked.connect
     async def forget_lag(app, revoked, **kwargs):

@@ -27,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from schemas import topics
 from agents.replay import replay
 from bench.common import percentile, print_table, save
 from bench.pipeline import _at_load, _stored, backlog_rate, timed_events
@@ -113,7 +114,7 @@ def main(seconds: float = 60.0, chat_rate: float = 2.0, probe: int = 600, load: 
         worker.wait_assigned()
         console.print(f"worker ready and assigned in {time.monotonic() - started:.0f} s; "
                       "warming up the chat lane with 8 messages …")
-        replay(chat_values(8, "warm"), services.bootstrap, "chat", 0, False)
+        replay(chat_values(8, "warm"), services.bootstrap, topics.CHAT.name, 0, False)
         wait_until(lambda: _drafts(services, "warm") >= 8, timeout=300, interval=0.5, message="8 warm-up drafts")
 
         console.print(f"capacity: {probe} news events produced at once …")
@@ -126,7 +127,7 @@ def main(seconds: float = 60.0, chat_rate: float = 2.0, probe: int = 600, load: 
 
         n_chat = max(1, int(chat_rate * seconds))
         chat_sender = threading.Thread(target=replay, args=(chat_values(n_chat, "lanes-chat"), services.bootstrap,
-                                                            "chat", chat_rate, False), daemon=True)
+                                                            topics.CHAT.name, chat_rate, False), daemon=True)
         b_start = time.time()
         chat_sender.start()
         phase_b = _phase(services, worker, "phase B: news + chat", rate, seconds, "lanesB", "lanes-chat")

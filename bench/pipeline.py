@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from schemas import topics
 from agents.demo.feed import generate
 from bench.common import percentile, print_table, save
 from bench.naive import Naive
@@ -52,7 +53,7 @@ def timed_events(n: int, prefix: str, seed: int = 21) -> list[dict]:
 def backlog_rate(services, prefix: str, events: list[dict]) -> float:
     """Produce ``events`` (ids ``prefix-…``) at once; events/s from the first produce to the last commit."""
     started = time.time()
-    produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
+    produce(services.bootstrap, topics.NEWS.name, [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
     wait_until(lambda: _stored(services, prefix) >= len(events), timeout=1800, interval=0.25,
                message=f"{len(events)} stored")
     last = services.scalar("select extract(epoch from max(processed_at)) from news_articles where id like :p",
@@ -85,7 +86,7 @@ def _at_load(services, worker, rate: float, seconds: float, prefix: str) -> dict
     n = max(20, int(rate * seconds))
     rss: list[float] = []
     sender = threading.Thread(target=replay, args=([json.dumps(e).encode() for e in timed_events(n, prefix)],
-                                                   services.bootstrap, "news", rate, False), daemon=True)
+                                                   services.bootstrap, topics.NEWS.name, rate, False), daemon=True)
     sender.start()
     while sender.is_alive() or _stored(services, prefix) < n:
         rss.append(tree_rss_mib(worker.process.pid)[0])
@@ -111,7 +112,7 @@ def _burst(services, worker, steady_rate: float, seconds: float = 20.0, factor: 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     events = timed_events(n, "burst")
-    produce(services.bootstrap, "news", [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
+    produce(services.bootstrap, topics.NEWS.name, [json.dumps(e).encode() for e in events], [e["id"].encode() for e in events])
     wait_until(lambda: _stored(services, "burst") >= n, timeout=1800, interval=0.5, message="burst stored")
     done.set()
     sampler.join()

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from schemas import topics
 from agents.demo import CHAT_FILE
 from agents.replay import replay
 from bench.common import percentile, print_table, save
@@ -76,8 +77,8 @@ def main(minutes: float = 60.0, every: float = 30.0, probe: int = 800, warmup_mi
         console.print(f"capacity {capacity:.1f} events/s; soak: {n} events at {rate:.1f}/s for {minutes:g} min")
         values = [json.dumps(e).encode() for e in timed_events(n, "soak", seed=41)]
         chats = chat_messages(int(chat_rate * minutes * 60))
-        sender = threading.Thread(target=replay, args=(values, services.bootstrap, "news", rate, False), daemon=True)
-        chat_sender = threading.Thread(target=replay, args=(chats, services.bootstrap, "chat", chat_rate, False),
+        sender = threading.Thread(target=replay, args=(values, services.bootstrap, topics.NEWS.name, rate, False), daemon=True)
+        chat_sender = threading.Thread(target=replay, args=(chats, services.bootstrap, topics.CHAT.name, chat_rate, False),
                                        daemon=True)
         soak_start = time.time()
         sender.start()

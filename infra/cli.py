@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from infra.settings import ARTIFACTS, get_settings
+from schemas import topics
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Sentinel: streaming sentiment, entities and reply drafts for news and chat.")
@@ -428,7 +429,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="JSONL (sent line by line, as is) or CSV (one event per row).")],
-    topic: Annotated[str, typer.Option(help="Topic to write to.")] = "news",
+    topic: Annotated[str, typer.Option(help="Topic to write to.")] = topics.NEWS.name,
     rate: Annotated[float, typer.Option(help="Events per second; 0 = as fast as possible.")] = 0.0,
 ) -> None:
     """Replay a file of events into a topic, with a progress bar."""

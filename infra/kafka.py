@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from schemas import topics
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -14,20 +16,12 @@ class TopicSpec:
 
 
 def topic_specs(partitions: int) -> list[TopicSpec]:
-    """Every topic Sentinel reads or writes, with explicit partition counts.
+    """Every topic Sentinel reads or writes (``schemas/topics.py``), with explicit partition counts.
 
     Tansu auto-creates unknown topics with 4 partitions, so nothing is left to
     auto-creation: the input topics and their outputs share ``partitions``.
     """
-    return [
-        TopicSpec("news", partitions, "input: news events (JSON)"),
-        TopicSpec("news.enriched", partitions, "output: news events with sentiment and entities"),
-        TopicSpec("chat", partitions, "input: customer chat messages (JSON)"),
-        TopicSpec("chat.replies", partitions, "output: reply drafts"),
-        TopicSpec("chat.outbound", partitions, "output: replies to send, keyed by conversation (desk or auto-reply)"),
-        TopicSpec("alerts", 1, "output: sentiment spikes and chat escalations"),
-        TopicSpec("deadletter", 1, "output: messages that could not be processed (raw bytes + reason)"),
-    ]
+    return [TopicSpec(t.name, 1 if t.single_partition else partitions, t.doc) for t in topics.ALL]
 
 
 def admin_client(bootstrap: str):

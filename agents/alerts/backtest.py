@@ -53,6 +53,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
+from schemas import topics
 from schemas.events import InvalidEvent, NewsEvent, decode_json, parse_news
 
 LABELS = ("negative", "neutral", "positive")
@@ -333,7 +334,7 @@ def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show
                     detector.assign(set(range(partitions)))  # at the first arrival: every partition starts live
                 key = ln.event.id.encode()
                 p = partition_of(key, partitions)
-                m = Received("news", p, offsets[p], key, ln.raw, arrived.timestamp())
+                m = Received(topics.NEWS.name, p, offsets[p], key, ln.raw, arrived.timestamp())
                 offsets[p] += 1
                 pipeline.model_version = "from the file" if ln.result is not None else analyzer.version
                 b = pipeline.build(m, ln.event, ln.result if ln.result is not None else results[id(ln)])

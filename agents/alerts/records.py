@@ -15,6 +15,8 @@ from datetime import datetime
 
 from sqlalchemy import text
 
+from schemas.records import AlertMessage
+
 
 @dataclass
 class AlertRecord:
@@ -39,7 +41,7 @@ class AlertRecord:
 
     def message(self) -> tuple[bytes, bytes]:
         """The ``alerts`` topic record: keyed by the alert key."""
-        return self.key.encode(), json.dumps(self.as_dict(), ensure_ascii=False).encode()
+        return self.key.encode(), AlertMessage(**self.as_dict()).value()
 
 
 def insert(conn, record: AlertRecord) -> bool:

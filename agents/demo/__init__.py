@@ -9,6 +9,7 @@ import time
 from rich.markup import escape
 
 from agents.demo.feed import FEED_FILE
+from schemas import records, topics
 
 CHAT_FILE = FEED_FILE.with_name("chat_messages.jsonl")
 
@@ -30,8 +31,8 @@ def follow(bootstrap: str, topics: list[str]):
 def _replay_all(bootstrap: str, news: list[bytes], chat: list[bytes], rate: float) -> None:
     from agents.replay import replay
 
-    replay(news, bootstrap, "news", rate, False)
-    replay(chat, bootstrap, "chat", rate, False)
+    replay(news, bootstrap, topics.NEWS.name, rate, False)
+    replay(chat, bootstrap, topics.CHAT.name, rate, False)
 
 
 def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) -> dict:
@@ -47,7 +48,7 @@ def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) ->
     bootstrap = stack.settings.kafka_bootstrap
     console.print(f"replaying {len(news)} demo headlines ({FEED_FILE.name}) and {len(chat)} customer messages "
                   f"({CHAT_FILE.name}) at {rate:.0f}/s …")
-    consumer = follow(bootstrap, ["news.enriched", "chat.replies", "alerts"])
+    consumer = follow(bootstrap, [topics.NEWS_ENRICHED.name, topics.CHAT_REPLIES.name, topics.ALERTS.name])
     threading.Thread(target=_replay_all, args=(bootstrap, news, chat, rate), daemon=True).start()
     seen: set[str] = set()
     replied: set[str] = set()
@@ -56,23 +57,26 @@ def run_demo(stack, console, rate: float = 40.0, idle_timeout: float = 240.0) ->
     while (len(seen) < len(news) or len(replied) < len(chat)) and time.monotonic() - last < idle_timeout:
         for record in consumer:
             last = time.monotonic()
-            event = json.loads(record.value)
-            if record.topic == "alerts":
+            if record.topic == topics.ALERTS.name:
+                alert = records.AlertMessage.model_validate_json(record.value)
                 alerts += 1
-                console.print(f"[bold red]ALERT[/] {escape(str(event.get('kind')))} {escape(str(event.get('key')))} "
-                              f"severity={escape(str(event.get('severity')))}: {escape(str(event.get('summary', '')))}",
-                              highlight=False)
-            elif record.topic == "chat.replies":
-                if event["message_id"] in replied:
+                console.print(f"[bold red]ALERT[/] {escape(alert.kind)} {escape(alert.key)} "
+                              f"severity={escape(alert.severity)}: {escape(alert.summary)}", highlight=False)
+            elif record.topic == topics.CHAT_REPLIES.name:
+                reply = records.ChatReply.model_validate_json(record.value)
+                if reply.message_id in replied:
                     continue
-                replied.add(event["message_id"])
-                show_reply(console, event, asked.get(event["message_id"], ""))
-            elif event["id"] not in seen:
-                seen.add(event["id"])
-                s = event["sentiment"]
-                ents = escape(", ".join(f"{e['text']}/{e['label']}" for e in event["entities"]))
-                headline = escape((event.get("title") or event.get("text") or "")[:90])
-                console.print(f"[{COLOURS[s['label']]}]{s['label']:>8} {s['score']:.2f}[/] {headline}"
+                replied.add(reply.message_id)
+                show_reply(console, reply.model_dump(), asked.get(reply.message_id, ""))
+            else:
+                article = records.NewsEnriched.model_validate_json(record.value)
+                if article.id in seen:
+                    continue
+                seen.add(article.id)
+                s = article.sentiment
+                ents = escape(", ".join(f"{e.text}/{e.label}" for e in article.entities))
+                headline = escape((article.title or article.text or "")[:90])
+                console.print(f"[{COLOURS[s.label]}]{s.label:>8} {s.score:.2f}[/] {headline}"
                               f"  [dim]{ents}[/]", highlight=False)
     consumer.close()
     console.print(f"\n[bold]{len(seen)}[/] headlines enriched, [bold]{len(replied)}[/] reply drafts, "

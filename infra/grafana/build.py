@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas import topics
+
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 
@@ -66,14 +68,15 @@ def sentiment_by_company() -> dict:
         panel("Spike alerts by severity", {"{{severity}}": 'sum by (severity) (sentinel_alerts_total{kind="sentiment_spike"})'},
               kind="stat"),
         panel("Enriched headlines per second", {
-            "enriched": 'sum(rate(sentinel_events_produced_total{topic="news.enriched"}[1m]))'}, "ops"),
+            "enriched": 'sum(rate(sentinel_events_produced_total{topic="%s"}[1m]))' % topics.NEWS_ENRICHED}, "ops"),
     ])
 
 
 def customer_service() -> dict:
     return dashboard("sentinel-chat", "Sentinel / customer service", [
-        panel("Chat messages per second", {"consumed": 'sum(rate(sentinel_events_consumed_total{topic="chat"}[1m]))',
-                                           "drafts": 'sum(rate(sentinel_events_produced_total{topic="chat.replies"}[1m]))'},
+        panel("Chat messages per second", {
+            "consumed": 'sum(rate(sentinel_events_consumed_total{topic="%s"}[1m]))' % topics.CHAT,
+            "drafts": 'sum(rate(sentinel_events_produced_total{topic="%s"}[1m]))' % topics.CHAT_REPLIES},
               "ops"),
         panel("Escalations by severity", {"{{severity}}": 'sum by (severity) (sentinel_alerts_total{kind="escalation"})'},
               kind="stat"),
@@ -91,7 +94,8 @@ def customer_service() -> dict:
             "p50": 'histogram_quantile(0.5, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))',
             "p99": 'histogram_quantile(0.99, sum by (le) (rate(sentinel_end_to_end_latency_seconds_bucket{agent="chat"}[5m])))'},
               "s"),
-        panel("Chat dead letters by reason", {"{{reason}}": 'sum by (reason) (sentinel_dead_letters_total{topic="chat"})'}),
+        panel("Chat dead letters by reason", {
+            "{{reason}}": 'sum by (reason) (sentinel_dead_letters_total{topic="%s"})' % topics.CHAT}),
         panel("Desk decisions per intent, last 24 h (share accepted, edited, rejected)",
               {f"{{{{intent}}}} {shown}": review_share(action) for action, shown in
                [("approve", "accepted"), ("edit", "edited"), ("reject", "rejected")]}, "percentunit", "bargauge"),
