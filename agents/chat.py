@@ -3,8 +3,8 @@ rows, `chat.replies`, and an escalation alert when a person must take over.
 
 Parsing, batching, dead letters, storage, produce and acknowledgement are the agent
 loop's (``agents/loop.py``); this module says only what is particular to chat.
-The worker runs chat's models in a child process of their own (``models/process.py``,
-factory ``agents.chat:load_models``): the pipeline only sees ``infer(texts)``.
+The worker runs chat's models (``models/chat.py``) in a child process of their own
+(``models/process.py``, factory ``models.chat:load_models``): the pipeline only sees ``infer(texts)``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from agents import clock
 from agents.alerts.records import AlertRecord
-from agents.conversation import ChatInput, ConversationHistory, intents_with_context
+from agents.conversation import ConversationHistory
 from agents.pipeline import Built, Received
 from infra import metrics
-from models.analysis import Analyzer
-from models.customer_state import CustomerStateClassifier
-from models.escalation import CRITICAL, EscalationPolicy
-from models.intent import IntentClassifier
-from models.replies import ReplyComposer
-from models.trunk import EMBEDDING, shared_trunk
+from models.chat import ChatInput
+from models.escalation import CRITICAL
 from schemas import topics
 from schemas.events import ChatEvent, parse_chat
 from schemas.records import ChatReply
@@ -29,93 +25,6 @@ from schemas.records import OutboundReply as OutboundRecord
 from schemas.tables import Alert, ChatMessage, OutboundReply, ReplyDraft, ReplyReview
 
 ESCALATION = "escalation"
-RUNNER_UP_FROM = 0.2  # an earlier message's runner-up intent from this probability counts as its subject too
-
-
-class ChatModels:
-    """Sentiment, entities, intent, the customer's state and the reply composer:
-    (sentiment, entities, state, draft) per text.
-
-    When the task models are heads of one trunk (the default), one encoder pass per message
-    reads them all, and the trunk's embedding head gives the knowledge-base query."""
-
-    def __init__(self, analyzer: Analyzer, intents: IntentClassifier, composer: ReplyComposer, states=None):
-        """``states``: a ``CustomerStateClassifier`` (None: the customer's state is not read)."""
-        self.analyzer = analyzer
-        self.intents = intents
-        self.composer = composer
-        self.states = states
-        tasks = {"sentiment": getattr(analyzer, "sentiment", None), "entities": getattr(analyzer, "entities", None),
-                 "intent": intents, **({"customer_state": states} if states is not None else {})}
-        # the tasks served by the trunk's heads share one pass; a task with a model of its own runs it
-        self.trunk = shared_trunk(tasks, every=False)
-        if self.trunk is not None:
-            self.trunk.task = "chat_trunk"  # its timings apart from news's trunk on the dashboards
-
-    def infer(self, inputs: list[str | ChatInput]) -> list[tuple]:
-        """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent
-        reads and whose own intents tell a repeated contact)."""
-        texts = [i if isinstance(i, str) else i.text for i in inputs]
-        contexts = [() if isinstance(i, str) else i.context for i in inputs]
-        # One task after the other: chat's lane has its own thread (or process) and few CPU threads.
-        read = self.trunk.read(texts, self.trunk.heads) if self.trunk is not None else {}
-        if "sentiment" in read and "entities" in read:
-            analysed = list(zip(read["sentiment"], read["entities"]))
-        else:
-            analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-        intents = intents_with_context(self.intents, texts, contexts, alone=read.get("intent"))
-        states = read.get("customer_state") or (self.states.predict(texts) if self.states is not None else None)
-        queries = read.get(EMBEDDING)
-        drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
-                                       states=states, earlier_intents=self.earlier_intents(contexts),
-                                       queries=queries)
-        return [(sentiment, entities, states[k] if states else None, draft)
-                for k, ((sentiment, entities), draft) in enumerate(zip(analysed, drafts))]
-
-    def earlier_intents(self, contexts: list) -> list[list[tuple[str, ...]]]:
-        """The likely intents of every earlier message of each context (its intent, and the runners-up
-        from ``RUNNER_UP_FROM``: a follow-up such as "any update? still can't use my card" is often read
-        alone as a neighbouring intent), each distinct text read once."""
-        distinct = list(dict.fromkeys(t for context in contexts for t in context))
-        if not distinct:
-            return [[] for _ in contexts]
-        read = {t: (i.label, *(n for n, s in i.alternatives if s >= RUNNER_UP_FROM))
-                for t, i in zip(distinct, self.intents.predict(distinct))}
-        return [[read[t] for t in context] for context in contexts]
-
-    def timed(self) -> list:
-        """The models whose per-phase timings are exported."""
-        generator = self.composer.generator
-        # the intent model also runs alone on conversation contexts, even when the trunk reads it
-        read_by_trunk = self.trunk.tasks if self.trunk is not None else {}
-        tasks = [self.trunk, *(m for name, m in (("sentiment", getattr(self.analyzer, "sentiment", None)),
-                                                 ("entities", getattr(self.analyzer, "entities", None)),
-                                                 ("customer_state", self.states)) if name not in read_by_trunk),
-                 self.intents]
-        return [m for m in (*tasks, generator) if m is not None and hasattr(m, "timings")]
-
-    def describe(self) -> dict:
-        generator = self.composer.generator
-        return {"generator": generator.source if generator is not None else "templates",
-                "models": [m.describe() for m in self.timed()]}
-
-
-def load_models(settings) -> ChatModels:
-    """Chat's models from the settings, warmed up (the model process's factory)."""
-    from models.generator import ReplyGenerator
-    from models.knowledge import Retriever
-
-    analyzer = Analyzer.from_settings(settings)
-    analyzer.warm_up()
-    intents = IntentClassifier.from_settings(settings)
-    intents.warm_up()
-    states = CustomerStateClassifier.from_settings(settings)
-    states.warm_up()
-    # The generator is loaded only where drafts use it (models/openings.py: templates won on the labelled check).
-    generator = ReplyGenerator.from_settings(settings) if settings.chat_opening == "generated" else None
-    composer = ReplyComposer(Retriever.from_settings(settings), generator, EscalationPolicy.from_settings(settings),
-                             settings.chat_opening)
-    return ChatModels(analyzer, intents, composer, states)
 
 
 class ChatPipeline:

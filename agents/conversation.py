@@ -3,7 +3,7 @@
 "still nothing!!" alone reads as anything; after "where is my card?" it is a card that has
 not arrived. The chat pipeline reads each message's earlier messages here, in the worker's
 own process (the models run in a child process: they get texts, never a connection), and
-the models classify the message with them (``agents/chat.py``, ``ChatModels``).
+the models classify the message with them (``models/chat.py``, ``ChatModels``).
 
 Bounded: at most ``SENTINEL_CHAT_CONTEXT_MESSAGES`` earlier messages of the same
 conversation, none older than ``SENTINEL_CHAT_CONTEXT_WINDOW`` seconds before the message,
@@ -23,7 +23,7 @@ redacted ones (``schemas/redaction.py``): the context holds no personal data eit
 A database that cannot be read leaves the context to the last two sources and logs a
 warning: an outage must neither stop chat nor send messages to the dead letters.
 
-How the models use it (``intents_with_context``): the intent is read from the message alone
+How the models use it (``models.chat.intents_with_context``): the intent is read from the message alone
 and from the message followed by its context (newest first, so truncation drops the oldest);
 the message alone decides when the intent model is at least ``ALONE_DECIDES_FROM`` sure of it,
 otherwise the more confident of the two readings wins. Escalation follows that intent and its
@@ -41,14 +41,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
 from sqlalchemy import Engine, text
 
 log = logging.getLogger(__name__)
 
 REMEMBERED_CONVERSATIONS = 10_000
-ALONE_DECIDES_FROM = 0.95  # the intent model's probability from which a message alone decides its intent
 
 # (conversation_id, message id, text, event_time) rows of the given conversations since a time
 Reader = Callable[[Sequence[str], datetime, datetime, int], list[tuple[str, str, str, datetime]]]
@@ -60,29 +58,6 @@ _HISTORY = text("""
         from chat_messages
         where conversation_id = any(:ids) and event_time >= :since and event_time <= :until
     ) recent where n <= :per_conversation""")
-
-
-class ChatInput(NamedTuple):
-    """What the chat models get for one message: its text and its context (earlier texts, newest first)."""
-
-    text: str
-    context: tuple[str, ...] = ()
-
-
-def intents_with_context(classifier, texts: Sequence[str], contexts: Sequence[Sequence[str]],
-                         alone: Sequence | None = None) -> list:
-    """Each text's intent, read alone (``alone``: already read) and, where it has a context, with it
-    (see the module's doc)."""
-    alone = list(alone) if alone is not None else classifier.predict(list(texts))
-    asked = [i for i, context in enumerate(contexts) if context and alone[i].score < ALONE_DECIDES_FROM]
-    if not asked:
-        return alone
-    joined = classifier.predict([" ".join([texts[i], *contexts[i]]) for i in asked])
-    out = list(alone)
-    for i, reading in zip(asked, joined):
-        if reading.score > alone[i].score:
-            out[i] = reading
-    return out
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from infra.kafka import make_producer
 from infra.progress import progress
 
 CSV_ALIASES = {"headline": "title", "headlines": "title", "time": "published_at", "date": "published_at",
@@ -43,14 +44,6 @@ def _key(value: bytes) -> bytes | None:
         return str(obj["id"]).encode() if isinstance(obj, dict) and "id" in obj else None
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def make_producer(bootstrap: str, bootstrap_timeout_s: float = 30.0):
-    from kafka import KafkaProducer
-
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024,
-                         retries=5, client_id="sentinel-replay",
-                         bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
 
 
 def replay(values: list[bytes], bootstrap: str, topic: str, rate: float = 0.0, show_progress: bool = True,

@@ -94,7 +94,7 @@ def build_app(settings: Settings) -> faust.App:
 
         chat_threads = settings.chat_threads or settings.torch_threads or os.cpu_count() or 1
         chat_settings = settings.model_copy(update={"torch_threads": chat_threads, "parallel_tasks": "off"})
-        chat_models = ModelProcess("chat", "agents.chat:load_models", chat_settings, niceness=CHAT_NICENESS,
+        chat_models = ModelProcess("chat", "models.chat:load_models", chat_settings, niceness=CHAT_NICENESS,
                                    threads=chat_threads,
                                    on_phase=metrics.record_phase,
                                    on_restart=metrics.MODEL_PROCESS_RESTARTS.labels("chat").inc)

@@ -43,7 +43,7 @@ def chat_messages(n: int) -> list[str]:
 
 
 def main(rounds: int = 7, n: int = 64) -> dict:
-    from agents.chat import load_models
+    from models.chat import load_models
 
     settings = get_settings().model_copy(update={"chat_opening": "template", "dtype": "float32"})
     separate = settings.model_copy(update=SEPARATE)

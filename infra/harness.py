@@ -121,7 +121,7 @@ class Worker:
 def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None,
             partitions: list[int | None] | None = None) -> None:
     """Send ``values`` in order; a ``partitions`` entry pins its record, ``None`` leaves it to the partitioner."""
-    from agents.replay import make_producer
+    from infra.kafka import make_producer
 
     producer = make_producer(bootstrap)
     for i, value in enumerate(values):
@@ -188,7 +188,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.5, message: str = 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list:
     """Every record of ``topic`` from its start: waits for ``expected`` records, then drains a little longer."""
-    from agents.demo import follow
+    from infra.kafka import follow
 
     consumer = follow(bootstrap, [topic])
     records = []

@@ -67,3 +67,24 @@ def cluster_id(bootstrap: str) -> str:
         return admin.describe_cluster()["cluster_id"]
     finally:
         admin.close()
+
+
+def make_producer(bootstrap: str, bootstrap_timeout_s: float = 30.0):
+    """A kafka-python producer that waits for every replica (``acks=all``) and allows large records."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024,
+                         retries=5, client_id="sentinel-replay",
+                         bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000))
+
+
+def follow(bootstrap: str, names: list[str]):
+    """A consumer of the topics ``names`` from their start, outside any group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=1000)
+    partitions = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or [])]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return consumer

@@ -126,8 +126,7 @@ def load_escalation_set(path: Path = ESCALATION_SET) -> list[dict]:
 def evaluate_escalation(data: Path, settings: Settings) -> dict:
     """Escalation precision and recall on the fixed escalation set, with the chat models as the worker runs
     them (intent with context, customer state, repeated contact), the generator left out (it decides nothing)."""
-    from agents.chat import ChatModels
-    from agents.conversation import ChatInput
+    from models.chat import ChatInput, ChatModels
     from models.analysis import Analyzer
     from models.customer_state import CustomerStateClassifier
     from models.escalation import EscalationPolicy

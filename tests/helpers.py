@@ -130,7 +130,7 @@ def sweep_outbox(engine, bootstrap: str) -> int:
     """The worker's outbox sweep, once (``agents/outbox.py``: take the due rows, send, mark them produced),
     sent with a kafka-python producer, for tests that run the desk without a worker."""
     from agents.outbox import OutboxSweep
-    from agents.replay import make_producer
+    from infra.kafka import make_producer
 
     sweep = OutboxSweep(engine, lease_s=30)
     due = sweep.take()

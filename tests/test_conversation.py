@@ -8,12 +8,11 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
 
-from agents.chat import ChatModels, ChatPipeline
-from agents.conversation import ALONE_DECIDES_FROM, ChatInput, ConversationHistory, intents_with_context, \
-    postgres_reader
+from agents.chat import ChatPipeline
+from agents.conversation import ConversationHistory, postgres_reader
+from models.chat import ALONE_DECIDES_FROM, ChatInput, ChatModels, intents_with_context
 from schemas.events import ChatEvent
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -10,9 +10,10 @@ import json
 import pytest
 from sqlalchemy import text
 
-from agents.chat import ChatModels, ChatPipeline
+from agents.chat import ChatPipeline
 from agents.desk import store
 from agents.desk.auto_reply import AutoReplyPolicy
+from models.chat import ChatModels
 from tests.test_stream_core import (  # the `engine` fixture is tests/conftest.py's
     FakeAnalyzer,
     FakeComposer,

@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.records import AlertRecord
-from agents.chat import ChatModels, ChatPipeline
+from agents.chat import ChatPipeline
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
@@ -34,6 +34,7 @@ from agents.pipeline import Received
 from agents.sinks import Batch, PostgresSink
 from infra.db import make_engine
 from infra.harness import wait_until
+from models.chat import ChatModels
 from models.entities import Entity
 from models.intent import Intent
 from models.process import ModelProcess

@@ -9,23 +9,12 @@ import time
 from rich.markup import escape
 
 from agents.demo.feed import FEED_FILE
+from infra.kafka import follow
 from schemas import records, topics
 
 CHAT_FILE = FEED_FILE.with_name("chat_messages.jsonl")
 
 COLOURS = {"negative": "red", "neutral": "white", "positive": "green"}
-
-
-def follow(bootstrap: str, topics: list[str]):
-    """A consumer of ``topics`` from their start, outside any group."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=1000)
-    partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or [])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    return consumer
 
 
 def _replay_all(bootstrap: str, news: list[bytes], chat: list[bytes], rate: float) -> None:
