@@ -463,7 +463,7 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run the spike detector offline over a news history: alerts per key, lead times, precision and recall."""
-    from agents.alerts.backtest import command
+    from agents.backtest import command
 
     command(file, labels, as_json, fail)
 

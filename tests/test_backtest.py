@@ -1,4 +1,4 @@
-"""The backtest (``agents/alerts/backtest.py``) on a real PostgreSQL, with events that carry their own
+"""The backtest (``agents/backtest.py``) on a real PostgreSQL, with events that carry their own
 sentiment (no model is loaded; one case reads a few lines with a fake analyzer, named as such)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from agents.alerts import backtest as bt
+from agents import backtest as bt
 from infra.db import make_engine
 from infra.embedded import EmbeddedPostgres
 from infra.settings import Settings

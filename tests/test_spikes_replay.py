@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from agents.alerts import backtest
-from agents.alerts.backtest import COMPANIES, DAY, OUTLETS, VOCAB
+from agents import backtest
+from agents.backtest import COMPANIES, DAY, OUTLETS, VOCAB
 from agents.alerts.spikes import SpikeDetector
 from agents.news import NewsPipeline
 from agents.pipeline import Received

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from agents.alerts.backtest import DAY
+from agents.backtest import DAY
 from tests.helpers import Worker, news_values, produce, wait_until
 from tests.test_spikes_replay import PARTITIONS, partition_of, scenario
 

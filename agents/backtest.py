@@ -31,8 +31,8 @@ matches any prefix), an alert inside a labelled episode of its key is a hit, any
 false alarm, and an episode without an alert a miss: precision is hits over alerts, recall the
 episodes hit over the episodes.
 
-``python -m agents.alerts.backtest scenarios OUT_DIR`` writes the scenario files and their labels
-(fixed seeds), ``python -m agents.alerts.backtest sweep OUT_DIR`` runs them at the default
+``python -m agents.backtest scenarios OUT_DIR`` writes the scenario files and their labels
+(fixed seeds), ``python -m agents.backtest sweep OUT_DIR`` runs them at the default
 thresholds and their neighbours (the figures of ``docs/ALERTS.md``).
 """
 
@@ -760,7 +760,7 @@ def sweep_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m agents.alerts.backtest")
+    parser = argparse.ArgumentParser(prog="python -m agents.backtest")
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("scenarios", help="write the scenario files and labels").add_argument("out", type=Path)
     sub.add_parser("sweep", help="write the scenarios, then backtest them at the defaults and their neighbours "
