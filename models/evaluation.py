@@ -213,7 +213,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
     from models.escalation import EscalationPolicy
-    from models.openings import evaluate_openings
+    from models.openings_eval import evaluate_openings
     from models.replies import CONTACT, PLACEHOLDER, ReplyComposer
 
     test = datasets.banking77_splits(data)["test"]

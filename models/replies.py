@@ -18,33 +18,23 @@ from dataclasses import dataclass, field
 
 from models.escalation import RISK_INTENTS, EscalationPolicy  # noqa: F401  (RISK_INTENTS: re-exported)
 from models.knowledge import Entry, Retriever
-from models.openings import Opening, choose, template_for
+# unsafe, FALLBACK_OPENING and the patterns are the openings' checks, used here too (and re-exported)
+from models.openings import (  # noqa: F401
+    CONTACT,
+    FALLBACK_OPENING,
+    PLACEHOLDER,
+    REFUSAL,
+    Opening,
+    choose,
+    template_for,
+    unsafe,
+)
 
-PLACEHOLDER = re.compile(r"\[[^\]]*\]|\{\{?[^}]*\}\}?|<[^>]+>|\b(?:your|customer'?s?) name\b", re.IGNORECASE)
-CONTACT = re.compile(r"https?://|www\.|\b[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d\s().-]{6,}\d|\b\w+\.(?:com|net|org|io)\b",
-                     re.IGNORECASE)
-REFUSAL = re.compile(r"\b(?:i'?m (?:not|unable)|i am (?:not|unable)|i cannot|i can'?t|as an ai|as a customer"
-                     r"|not equipped|sorry for your loss|i don'?t have)\b", re.IGNORECASE)
 OPENING_PREFIX = "I understand"
-FALLBACK_OPENING = "Thank you for your message."  # only for an intent without a template opening
 ESCALATION_NOTE = "A member of our team will review this conversation and reply to you shortly."
 SYSTEM_PROMPT = ("You write the first sentence of a bank's reply to a customer. In one short sentence starting "
                  "with 'I understand', restate what the customer needs. Give no advice, no facts, no names, "
                  "no numbers and no contact details.")
-
-
-def unsafe(text: str, source: str = "") -> str | None:
-    """Why a generated text cannot go into a draft, or None if it can."""
-    if PLACEHOLDER.search(text):
-        return "placeholder"
-    if CONTACT.search(text):
-        return "contact_detail"
-    if REFUSAL.search(text):
-        return "refusal"
-    numbers = set(re.findall(r"\d+", text)) - set(re.findall(r"\d+", source))
-    if numbers:
-        return "invented_number"
-    return None
 
 
 @dataclass

@@ -6,18 +6,8 @@ import pytest
 
 from infra.settings import Settings
 from models.knowledge import SHIPPED, load_entries
-from models.openings import (
-    LABELLED,
-    LABELS,
-    draft_rows,
-    evaluate_openings,
-    load_templates,
-    opening_problem,
-    read_labelled,
-    sample_ids,
-    shares,
-    template_for,
-)
+from models.openings import LABELLED, LABELS, load_templates, opening_problem, template_for
+from models.openings_eval import draft_rows, evaluate_openings, read_labelled, sample_ids, shares
 from models.replies import FALLBACK_OPENING, ReplyComposer
 
 FIELDS = {"id", "message", "gold_intent", "predicted_intent", "generated", "generated_label", "template",
