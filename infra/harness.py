@@ -72,7 +72,7 @@ class Worker:
 
     def start(self, ready_timeout: float = 180.0) -> "Worker":
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "worker"], env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:

@@ -125,7 +125,7 @@ def test_the_partition_is_the_producers(partitions):
     (['{"id": "d", "title": "x", "received_at": "yesterday"}'], "bad.jsonl line 1: received_at 'yesterday' is not"),
 ])
 def test_a_malformed_line_is_one_line_that_names_it(tmp_path, lines, expected):
-    from infra.cli import app
+    from agents.cli import app
 
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")

@@ -20,7 +20,7 @@ UNREACHABLE_KAFKA = "127.0.0.1:1"
 def sentinel(tmp_path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     full_env = {**os.environ, "SENTINEL_STATE_DIR": str(tmp_path / "state"), **env}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "infra.cli", *args], env=full_env, cwd=PROJECT_ROOT,
+    done = subprocess.run([sys.executable, "-m", "agents.cli", *args], env=full_env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=60)
     return done, time.monotonic() - started
 

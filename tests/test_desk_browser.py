@@ -34,7 +34,7 @@ def desk_server(services, folder):
     env = {**os.environ, "DATABASE_URL": services.database_url, "KAFKA_BOOTSTRAP": services.bootstrap,
            "SENTINEL_DESK_PORT": str(port), "SENTINEL_STATE_DIR": str(folder / "state")}
     log = open(folder / "desk.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "desk", "serve"], env=env, cwd=PROJECT_ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "desk", "serve"], env=env, cwd=PROJECT_ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 

@@ -17,13 +17,13 @@ from agents.desk import store
 from infra.db import make_engine, migrate
 from infra.embedded import EmbeddedPostgres
 from infra.settings import PROJECT_ROOT, Settings
-from infra.stack import Stack
+from agents.stack import Stack
 from schemas.tables import Alert
 
 
 def sentinel(tmp_path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "SENTINEL_STATE_DIR": str(tmp_path / "state"), **env}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=full_env, cwd=PROJECT_ROOT, input=stdin,
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], env=full_env, cwd=PROJECT_ROOT, input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -158,7 +158,7 @@ def test_the_stack_starts_the_desk_and_stops_it(tmp_path, monkeypatch):
 
     from infra.embedded import free_port
     from infra.harness import wait_until
-    from infra.stack import read_status
+    from agents.stack import read_status
 
     for name in ("KAFKA_BOOTSTRAP", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -195,7 +195,7 @@ def run_on_a_terminal(args: list[str], answers: list[str], env: dict[str, str]) 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its terminal
         os.chdir(PROJECT_ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "infra.cli", *args], {**os.environ, **env})
+        os.execve(sys.executable, [sys.executable, "-m", "agents.cli", *args], {**os.environ, **env})
     seen, pending = b"", list(answers)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -191,7 +191,7 @@ def test_the_review_queue_offers_the_labels_in_a_select_on_both_forms(desk, engi
 
 # -- sentinel train intent --feedback ------------------------------------------------------------------------
 def sentinel(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True, timeout=600,
                           cwd=PROJECT_ROOT, env={**os.environ, "SENTINEL_STATE_DIR": env.pop("state"), **env})
 
 

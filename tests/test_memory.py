@@ -40,7 +40,7 @@ def test_allocator_env_preloads_jemalloc_once_and_only_when_asked():
 def test_the_worker_command_re_executes_itself_under_jemalloc():
     import subprocess
 
-    code = "from infra.cli import _use_allocator; _use_allocator('auto'); " \
+    code = "from agents.cli.stream import _use_allocator; _use_allocator('auto'); " \
            "from infra.memory import allocator_in_use; print(allocator_in_use())"
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -89,7 +89,7 @@ def test_analyze_cli_works_with_the_hub_unreachable(tmp_path):
     inputs.write_text(json.dumps({"id": "a1", "text": "Siemens profit slumps in Germany."}) + "\n")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
                HTTP_PROXY="http://127.0.0.1:9")
-    out = subprocess.run([sys.executable, "-m", "infra.cli", "analyze", "--file", str(inputs), "Plain text here."],
+    out = subprocess.run([sys.executable, "-m", "agents.cli", "analyze", "--file", str(inputs), "Plain text here."],
                          capture_output=True, text=True, env=env, timeout=300, check=True).stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["id"] for r in rows] == ["a1", "1"]
@@ -102,7 +102,7 @@ def test_analyze_cli_works_with_the_hub_unreachable(tmp_path):
 def test_analyze_cli_reports_bad_input(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
-    proc = subprocess.run([sys.executable, "-m", "infra.cli", "analyze", "--file", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "analyze", "--file", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "line 1 is not JSON" in proc.stderr and "what to do" in proc.stderr

