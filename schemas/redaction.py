@@ -146,7 +146,6 @@ _MASK_NUMBER = re.compile(rf"\d(?:{_SEP}?\d){{6,}}")
 _MASK_EMAIL = re.compile(r"(?<!\S)[^\s@]*+@\S*")  # a word with an "@", matched from its start only: linear
 
 MIN_CARD_DIGITS, MAX_CARD_DIGITS = 13, 19
-MIN_IBAN_CHARS, MAX_IBAN_CHARS = 15, 34
 MAX_ROUNDS = 3
 # Texts longer than one chat message (``schemas.events.MAX_CHAT_CHARS``) are read in windows of
 # CHUNK_CHARS that overlap by CHUNK_OVERLAP, more than the longest identifier the recognizers take (an
@@ -264,6 +263,7 @@ def ssn_spans(text: str) -> list[tuple[int, int]]:
 
 
 _OPENING, _CLOSING = "([（［", ")]）］"
+_LONE_PLUS = re.compile(r"[+＋](?=\s)")
 
 
 def _without_open_bracket(text: str, start: int, end: int) -> tuple[int, int]:
@@ -286,10 +286,13 @@ def _after_a_code(text: str, start: int) -> bool:
 def phone_spans(text: str) -> list[tuple[int, int]]:
     """Valid phone numbers (libphonenumber's VALID leniency) for each region, merged; none after a code."""
     spans: set[tuple[int, int]] = set()
+    # A "+" before a space starts no number but makes libphonenumber drop the next one ("+ +247 62889"):
+    # read as a space (the same length, so the spans hold for the text).
+    readable = _LONE_PLUS.sub(" ", text)
     for region, worth_a_look in PHONE_REGIONS.items():
         if not worth_a_look.search(text):
             continue
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+        for match in phonenumbers.PhoneNumberMatcher(readable, region, leniency=phonenumbers.Leniency.VALID):
             spans.add(_without_open_bracket(text, match.start, match.end))
     for window in _NATIONAL_WINDOW.finditer(text):
         for region in NATIONAL_REGIONS:

@@ -200,8 +200,8 @@ def test_the_example_number_of_every_region(region):
 
 
 @pytest.mark.parametrize("text, expected", [("[ +247 62889", "[ [PHONE]"), ("( +44 20 7946 0958", "( [PHONE]"),
-                                            ("[+44 20 7946 0958]", "[[PHONE]]")])
-def test_an_opening_bracket_the_number_does_not_close_stays(text, expected):
+                                            ("[+44 20 7946 0958]", "[[PHONE]]"), ("+ +247 62889", "+ [PHONE]")])
+def test_a_bracket_or_plus_before_a_number_stays(text, expected):
     assert redact(text) == expected
 
 
