@@ -17,14 +17,22 @@ Personal data: a chat message's bytes are redacted before they are stored or pro
 What is kept of a chat dead letter: a payload that is a JSON document keeps its
 structure, keys and values, each string (and number) with its card numbers, IBANs, e-mail addresses,
 SSNs and phone numbers replaced by placeholders (the JSON is written anew, so formatting
-and escapes may differ from the original bytes); any other payload (not UTF-8, not JSON,
-or cut at 64 KiB) keeps its bytes, invalid ones included, with the same replacements
-made in its text. The full recognizers read the first 4,000 characters of a payload's
-text (a valid message's bound, so a dead letter costs no more than a message); the rest
-is masked coarsely (``schemas.redaction.mask``: runs of 7 or more digits and words with
-an ``@``). The reason, the detail (redacted too), the position, the key (the message id,
-not customer text), the original size and the digest of the stored bytes are kept; the
-original bytes and their digest are not. News payloads are kept as they came.
+and escapes may differ from the original bytes); any other payload (not UTF-8 or not JSON)
+keeps its bytes, invalid ones included, with the same replacements made in its text. The
+full recognizers read all of it: a string longer than a chat message (4,000 characters) is
+read in overlapping windows (``schemas.redaction.redact_long``), so an over-long message
+keeps no identifier, not even one on a window's edge. The bound: a payload of more than
+``MAX_REDACTED_CHARS`` (16,000) characters of text, four messages' worth, is not redacted
+but dropped (``value`` is None), keeping its size and the digest of its original bytes; so
+is a payload on which a recognizer fails (no coarse mask that would leave an IBAN's or a
+dotted card's fragments). Redacting 16,000 characters reads 5 windows: the worst texts
+crafted in ``tests/test_redaction.py`` (phone-like windows repeated) take about 0.2 s a
+window here, about 1 s for the whole payload, where a 64 KiB one would take 4 s. The
+original digest of a dropped body confirms a guess only of the whole payload, over 16,000
+characters. The reason, the detail (redacted too, or dropped past the same bound), the
+position, the key (the message id, not customer text) and the original size are kept; of
+a redacted payload the digest is the stored bytes' (one of the original bytes would confirm
+a guessed card number). News payloads are kept as they came (their first 64 KiB).
 """
 
 from __future__ import annotations
@@ -39,9 +47,9 @@ from collections.abc import Callable
 from agents.pipeline import Received
 from infra import metrics
 from schemas import topics
-from schemas.events import MAX_CHAT_CHARS, InvalidEvent, clean_text
+from schemas.events import InvalidEvent, clean_text
 from schemas.records import DeadLetterEnvelope
-from schemas.redaction import mask, redact
+from schemas.redaction import RedactionError, redact_long
 
 log = logging.getLogger(__name__)
 
@@ -50,48 +58,38 @@ MAX_DETAIL_CHARS = 2000
 REDACTED_TOPICS = frozenset({topics.CHAT.name})  # customer text: personal data never stored or produced as it came
 
 
-class _Scrubber:
-    """Redacts the strings of one payload: the full recognizers for its first ``MAX_CHAT_CHARS`` characters
-    of text (a valid chat message's bound, so a dead letter costs no more than a message), the coarse
-    ``mask`` for the rest."""
+MAX_REDACTED_CHARS = 16_000  # the most text a chat dead letter is redacted in full from; longer: dropped
 
-    def __init__(self, budget: int = MAX_CHAT_CHARS):
-        self.budget = budget
 
-    def __call__(self, text: str) -> str:
-        if len(text) > self.budget:
-            return mask(text)
-        self.budget -= len(text)
-        return redact(text)
-
-    def json(self, obj):
-        """Every string and number of a parsed JSON document (keys too), iteratively, so any depth is fine."""
-        root = [obj]
-        stack = [(root, 0)]
-        while stack:
-            parent, key = stack.pop()
-            node = parent[key]
-            if isinstance(node, str):
-                parent[key] = self(node)
-            elif isinstance(node, int | float) and not isinstance(node, bool):
-                redacted = self(str(node))  # a card number can be a JSON number too
-                if redacted != str(node):
-                    parent[key] = redacted
-            elif isinstance(node, list):
-                stack.extend((node, i) for i in range(len(node)))
-            elif isinstance(node, dict):
-                items = list(node.items())
-                node.clear()
-                for k, v in items:
-                    node[self(k)] = v  # keys that redact alike merge: the later value wins
-                stack.extend((node, k) for k in node)
-        return root[0]
+def _scrub_json(obj):
+    """Every string and number of a parsed JSON document (keys too) redacted, iteratively, so any depth is fine."""
+    root = [obj]
+    stack = [(root, 0)]
+    while stack:
+        parent, key = stack.pop()
+        node = parent[key]
+        if isinstance(node, str):
+            parent[key] = redact_long(node)
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            redacted = redact_long(str(node))  # a card number can be a JSON number too
+            if redacted != str(node):
+                parent[key] = redacted
+        elif isinstance(node, list):
+            stack.extend((node, i) for i in range(len(node)))
+        elif isinstance(node, dict):
+            items = list(node.items())
+            node.clear()
+            for k, v in items:
+                node[redact_long(k)] = v  # keys that redact alike merge: the later value wins
+            stack.extend((node, k) for k in node)
+    return root[0]
 
 
 def redact_payload(value: bytes) -> bytes:
-    """A chat payload with its personal data replaced by placeholders (what is kept: see the module's doc)."""
+    """A chat payload with its personal data replaced by placeholders (what is kept: see the module's doc).
+    Reads all of it (the caller bounds it: ``MAX_REDACTED_CHARS``); ``RedactionError`` if a recognizer fails."""
     try:
-        document = _Scrubber().json(json.loads(value.decode("utf-8")))
+        document = _scrub_json(json.loads(value.decode("utf-8")))
         out = json.dumps(document, ensure_ascii=False)
         try:
             return out.encode("utf-8")
@@ -100,23 +98,45 @@ def redact_payload(value: bytes) -> bytes:
     except (UnicodeDecodeError, ValueError, RecursionError):
         pass  # not a JSON document: redacted as text
     # Invalid bytes travel through as lone surrogates and come back unchanged.
-    return _Scrubber()(value.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+    return redact_long(value.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+def _redact_detail(detail: str) -> str:
+    if len(detail) > MAX_REDACTED_CHARS:
+        return f"(a detail of {len(detail)} characters, dropped: over the {MAX_REDACTED_CHARS} redacted in full)"
+    try:
+        return redact_long(detail)
+    except RedactionError:
+        return f"(a detail of {len(detail)} characters, dropped: it could not be redacted)"
 
 
 def dead_letter_row(m: Received, reason: str, detail: str) -> dict:
-    """The ``dead_letters`` row of a message: its first 64 KiB (chat: redacted), its size and digest, the reason."""
+    """The ``dead_letters`` row of a message: its bytes (chat: redacted, or dropped past ``MAX_REDACTED_CHARS``;
+    others: the first 64 KiB), its size and digest, the reason."""
     value = m.value
     digest = hashlib.sha256(value or b"").hexdigest()
     size = len(value or b"")
-    if value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
+    if m.topic in REDACTED_TOPICS:
+        detail = _redact_detail(detail)
+        chars = len(value.decode("utf-8", "surrogateescape")) if value else 0
+        dropped = None
+        if chars > MAX_REDACTED_CHARS:
+            dropped = f"{chars} characters, over the {MAX_REDACTED_CHARS} redacted in full"
+        elif value:
+            try:
+                value = redact_payload(value)[:MAX_DEAD_LETTER_BYTES]
+            except RedactionError as exc:
+                log.warning("dead letter %s[%d]@%d: %s; its body is dropped", m.topic, m.partition, m.offset, exc)
+                dropped = "it could not be redacted"
+            else:
+                # The digest of what is stored: one of the original bytes would confirm a guessed card number.
+                digest = hashlib.sha256(value).hexdigest()
+        if dropped:
+            value = None  # size and digest stay the original's
+            detail = f"body dropped ({dropped}; value_sha256 and value_size are the original's): {detail}"
+    elif value is not None and len(value) > MAX_DEAD_LETTER_BYTES:
         detail = f"{detail} (value truncated to its first {MAX_DEAD_LETTER_BYTES} of {len(value)} bytes)"
         value = value[:MAX_DEAD_LETTER_BYTES]
-    if m.topic in REDACTED_TOPICS:
-        if value:
-            value = redact_payload(value)[:MAX_DEAD_LETTER_BYTES]
-        # The digest of what is stored: one of the original bytes would confirm a guessed card number.
-        digest = hashlib.sha256(value or b"").hexdigest()
-        detail = _Scrubber()(detail)
     # The detail may quote the message (an exception's text): it must be storable like any text.
     return {"topic": m.topic, "partition": m.partition, "offset": m.offset, "key": m.key, "value": value,
             "value_sha256": digest, "value_size": size, "reason": reason,

@@ -6,11 +6,13 @@ two sets built here, without any data file:
 - **planted identifiers**: customer messages written for this module (a bank's customers writing
   about cards, transfers, refunds, their contact details) with identifiers of every type the
   redactor handles planted in them: Luhn-valid card numbers of eight brands and lengths 13 to 19
-  (written whole, in groups of four or in the brand's own grouping, with spaces or dashes); IBANs of
-  seventeen countries with valid check digits (compact and in groups of four, upper and lower
-  case); e-mail addresses of varied shapes; phone numbers of fourteen countries in international
+  (written whole, in groups of four or in the brand's own grouping, with spaces, dashes, dots or
+  slashes); IBANs of seventeen countries with valid check digits (compact and in groups of four, upper
+  and lower case, with a space after the country code, with dots); e-mail addresses of varied shapes
+  (RFC 5322's ``!#$%&'*/=?^`{|}~`` in the local part too); phone numbers of fourteen countries in international
   form (``+44 20 7946 0958``, ``+442079460958``, ``0044 ...``) and of seven countries in national
-  form (``020 7946 0958``, ``(212) 555-0123``, ``06 12 34 56 78``, written with or without spaces); US social security numbers (``AAA-GG-SSSS``). Some messages hold
+  form (``020 7946 0958``, ``(212) 555-0123``, ``06 12 34 56 78``, written with or without spaces); US social
+  security numbers (``AAA-GG-SSSS`` and ``AAA GG SSSS``). Some messages hold
   two identifiers of different types.
 - **near misses** that must stay as they are: amounts, dates, times, order, invoice and reference
   numbers, the last four digits of a card, Luhn-invalid 16-digit numbers, IBAN-shaped strings with
@@ -127,7 +129,7 @@ CARD_BRANDS = [
     ("unionpay", ["62"], 17, (4, 4, 4, 5)),
     ("maestro", ["5018", "5020", "6759"], 18, (4, 4, 4, 6)),
 ]
-CARD_FORMATS = ("plain", "spaced", "dashed", "brand-spaced")
+CARD_FORMATS = ("plain", "spaced", "dashed", "brand-spaced", "dotted", "slashed")
 
 # (country, BBAN structure as in the IBAN registry: n digits, a capital letters, c letters or digits)
 IBAN_COUNTRIES = [
@@ -136,7 +138,7 @@ IBAN_COUNTRIES = [
     ("PL", "8!n16!n"), ("PT", "4!n4!n11!n2!n"), ("SE", "3!n16!n1!n"), ("DK", "4!n9!n1!n"), ("NO", "4!n6!n1!n"),
     ("FI", "3!n11!n"), ("LU", "3!n13!c"),
 ]
-IBAN_FORMATS = ("compact", "grouped", "grouped", "grouped-lower", "compact-lower")
+IBAN_FORMATS = ("compact", "grouped", "grouped", "grouped-lower", "compact-lower", "spaced-country", "dotted")
 
 PHONE_INTERNATIONAL = ["GB", "US", "FR", "DE", "IE", "ES", "NL", "IT", "AU", "IN", "CA", "BE", "CH", "PL"]
 # National forms: the United Kingdom and the United States at length, five more countries with a trunk 0
@@ -184,7 +186,7 @@ def write_card(number: str, fmt: str, grouping) -> str:
     sizes = _fours(len(number))
     if sizes[-1] < 3:  # a last group of one or two digits is not how anyone writes a card: the brand's own
         sizes = grouping
-    return _group(number, sizes, " " if fmt == "spaced" else "-")
+    return _group(number, sizes, {"spaced": " ", "dashed": "-", "dotted": ".", "slashed": "/"}[fmt])
 
 
 def make_iban(rng: random.Random, country: str, structure: str) -> str:
@@ -199,6 +201,10 @@ def make_iban(rng: random.Random, country: str, structure: str) -> str:
 
 
 def write_iban(number: str, fmt: str) -> str:
+    if fmt == "spaced-country":  # "DE 89 3704 0044 0532 0130 00"
+        return f"{number[:2]} {number[2:4]} {_group(number[4:], _fours(len(number) - 4), ' ')}"
+    if fmt == "dotted":
+        return _group(number, _fours(len(number)), ".")
     written = _group(number, _fours(len(number)), " ") if fmt.startswith("grouped") else number
     return written.lower() if fmt.endswith("lower") else written
 
@@ -216,6 +222,9 @@ EMAIL_SHAPES = [
     lambda r, f, l, d: f"{f}@{d}",
     lambda r, f, l, d: f"{l}.{f}.{r.randint(1970, 2005)}@{d}",
     lambda r, f, l, d: f"{f}.{l}@{r.choice(['eu', 'uk', 'support'])}.{d}",
+    lambda r, f, l, d: f"{f}!{l}@{d}",  # the rest of RFC 5322's atext in the local part
+    lambda r, f, l, d: f"{f}'{l}@{d}",
+    lambda r, f, l, d: f"{r.choice('#$%&*=?^`{|}~')}{f}{r.choice('#$%&*/=?^`{|}~')}{l}@{d}",
 ]
 
 
@@ -249,11 +258,11 @@ def write_phone(number: phonenumbers.PhoneNumber, fmt: str) -> str:
     raise ValueError(fmt)
 
 
-def make_ssn(rng: random.Random) -> str:
+def make_ssn(rng: random.Random, sep: str = "-") -> str:
     while True:
         area = rng.randint(1, 899)
-        number = f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
-        if stdnum_ssn.is_valid(number):
+        number = f"{area:03d}{sep}{rng.randint(1, 99):02d}{sep}{rng.randint(1, 9999):04d}"
+        if stdnum_ssn.is_valid(number.replace(sep, "")):
             return number
 
 
@@ -354,6 +363,8 @@ def planted_values(rng: random.Random) -> dict[str, list[Planted]]:
             values["PHONE"].append(Planted("PHONE", write_phone(make_phone(rng, region), fmt), f"{region} {fmt}"))
     for _ in range(24):
         values["SSN"].append(Planted("SSN", make_ssn(rng), "dashed"))
+    for _ in range(12):
+        values["SSN"].append(Planted("SSN", make_ssn(rng, " "), "spaced"))
     return values
 
 

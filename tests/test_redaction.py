@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -311,21 +312,24 @@ def test_a_chat_dead_letter_that_is_not_json_keeps_its_bytes_but_the_identifiers
     assert dead(value)["value"] == b'{"id": "m1", "text": "card [CARD] \xff\xfe mail [EMAIL]'
 
 
-def test_a_large_chat_dead_letter_is_cut_then_masked_within_the_bound():
+def test_a_chat_dead_letter_over_the_bound_is_dropped_keeping_its_digest_and_size():
     value = json.dumps({"id": "m1", "conversation_id": "c1",
                         "text": "card 4111 1111 1111 1111 " * 4000}).encode()  # 100 KB: oversize
     row = dead(value)
-    assert len(row["value"]) <= 64 * 1024 and b"4111" not in row["value"]
-    assert row["value_size"] == len(value)
+    assert row["value"] is None
+    assert row["value_size"] == len(value) and row["value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert row["detail"].startswith("body dropped (") and "4111" not in row["detail"]
+    sent = json.loads(envelope(row))
+    assert sent["value_base64"] == "" and "4111" not in json.dumps(sent)
     value = b"x" * 70_000 + b" 4111 1111 1111 1111"
-    assert b"4111" not in dead(value)["value"]
+    assert dead(value)["value"] is None
 
 
-def test_a_crafted_chat_dead_letter_costs_no_more_than_a_message():
-    # 60 KB of IBAN-like tokens: the full recognizers read the first 4,000 characters, the rest is masked
+def test_a_crafted_chat_dead_letter_costs_no_more_than_a_few_messages():
+    # 60 KB of IBAN-like tokens: over the bound, dropped unread
     value = json.dumps({"id": "m1", "conversation_id": "c1", "text": "GB82 " * 12_000}).encode()
     started = time.perf_counter()
-    dead(value)
+    assert dead(value)["value"] is None
     assert time.perf_counter() - started < 1.0
 
 
