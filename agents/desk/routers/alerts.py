@@ -1,0 +1,99 @@
+"""Alerts: the list with a sentiment chart per company, acknowledging and resolving (supervisors only),
+as pages and as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import Engine
+
+from agents.alerts import lifecycle
+from agents.desk import store
+from agents.desk.charts import Chart, sentiment_chart
+from agents.desk.deps import EngineDep, FormCsrf, SignedIn, Writer, reading_caller, render
+from agents.desk.store import User
+
+router = APIRouter()
+MAX_CHARTS = 10
+
+
+def supervisor_only(user: User, action: Callable) -> str | None:
+    """Why ``user`` may not take this alert action (None: they may)."""
+    if user.role != "supervisor":
+        verb = "resolve" if action is lifecycle.resolve else "acknowledge"
+        return f"only a supervisor can {verb} an alert"
+    return None
+
+
+def charts_of(engine: Engine, rows: list) -> dict[str, Chart]:
+    """A sentiment chart per company among the alerts (escalations have none): from a day before the
+    alert opened to six hours after it was last seen."""
+    charts = {}
+    for row in rows:
+        if row.kind != "escalation" and row.key not in charts and len(charts) < MAX_CHARTS:
+            start = row.opened_at - timedelta(hours=24)
+            end = max(row.last_seen_at, row.opened_at) + timedelta(hours=6)
+            charts[row.key] = sentiment_chart(store.sentiment_series(engine, row.key, start, end), start, end)
+    return charts
+
+
+# -- pages ----------------------------------------------------------------------------------------------
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, engine: EngineDep, user: SignedIn, status: str = "unresolved"):
+    if status not in lifecycle.STATUS_FILTERS:
+        status = "unresolved"
+    rows = lifecycle.list_alerts(engine, status, limit=100)
+    return render(request, "alerts.html", user=user, alerts=[lifecycle.as_dict(r) for r in rows],
+                  charts=charts_of(engine, rows), status=status, statuses=list(lifecycle.STATUS_FILTERS))
+
+
+def alert_form(request: Request, engine: Engine, user: User, csrf_ok: bool, alert_id: str,
+               action: Callable) -> Response:
+    if not csrf_ok:
+        return render(request, "error.html", 403, user=user, error="The form has expired: reload the page.")
+    if refused := supervisor_only(user, action):
+        return render(request, "error.html", 403, user=user, error=refused[0].upper() + refused[1:] + ".")
+    if action(engine, alert_id, user.username) is None:
+        return render(request, "error.html", 404, user=user, error="No such alert.")
+    return RedirectResponse("/alerts", status_code=303)
+
+
+@router.post("/alerts/{alert_id:path}/ack")
+def ack_form(request: Request, alert_id: str, engine: EngineDep, user: SignedIn, csrf_ok: FormCsrf):
+    return alert_form(request, engine, user, csrf_ok, alert_id, lifecycle.acknowledge)
+
+
+@router.post("/alerts/{alert_id:path}/resolve")
+def resolve_form(request: Request, alert_id: str, engine: EngineDep, user: SignedIn, csrf_ok: FormCsrf):
+    return alert_form(request, engine, user, csrf_ok, alert_id, lifecycle.resolve)
+
+
+# -- JSON API -------------------------------------------------------------------------------------------
+@router.get("/api/alerts", dependencies=[Depends(reading_caller)])
+def api_alerts(engine: EngineDep, status: str = "open", limit: int = 200):
+    if status not in lifecycle.STATUS_FILTERS:
+        return JSONResponse({"detail": f"status is one of {', '.join(lifecycle.STATUS_FILTERS)}"},
+                            status_code=422)
+    return [lifecycle.as_dict(r) for r in lifecycle.list_alerts(engine, status, max(1, min(limit, 1000)))]
+
+
+def api_alert(engine: Engine, user: User, alert_id: str, action: Callable):
+    if refused := supervisor_only(user, action):
+        return JSONResponse({"detail": refused}, status_code=403)
+    row = action(engine, alert_id, user.username)
+    if row is None:
+        return JSONResponse({"detail": f"no alert {alert_id!r}"}, status_code=404)
+    return lifecycle.as_dict(row)
+
+
+@router.post("/api/alerts/{alert_id:path}/ack")
+def api_ack(alert_id: str, engine: EngineDep, caller: Writer):
+    return api_alert(engine, caller.user, alert_id, lifecycle.acknowledge)
+
+
+@router.post("/api/alerts/{alert_id:path}/resolve")
+def api_resolve(alert_id: str, engine: EngineDep, caller: Writer):
+    return api_alert(engine, caller.user, alert_id, lifecycle.resolve)
