@@ -31,8 +31,8 @@ matches any prefix), an alert inside a labelled episode of its key is a hit, any
 false alarm, and an episode without an alert a miss: precision is hits over alerts, recall the
 episodes hit over the episodes.
 
-``python -m agents.backtest scenarios OUT_DIR`` writes the scenario files and their labels
-(fixed seeds), ``python -m agents.backtest sweep OUT_DIR`` runs them at the default
+``sentinel backtest-scenarios OUT_DIR`` writes the scenario files and their labels
+(fixed seeds), ``sentinel backtest-sweep OUT_DIR`` runs them at the default
 thresholds and their neighbours (the figures of ``docs/ALERTS.md``).
 """
 
@@ -755,29 +755,3 @@ def sweep_table(rows: list[dict]) -> str:
             cells.append(text_)
         out.append(f"| {c} | " + " | ".join(cells) + f" | {hits} / {episodes} | {false} |")
     return "\n".join(out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m agents.backtest")
-    sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("scenarios", help="write the scenario files and labels").add_argument("out", type=Path)
-    sub.add_parser("sweep", help="write the scenarios, then backtest them at the defaults and their neighbours "
-                                 "(a Markdown table on stdout)").add_argument("out", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        if args.what == "scenarios":
-            for path in write_scenarios(args.out):
-                print(path)
-        else:
-            write_scenarios(args.out)
-            print(sweep_table(sweep(args.out)))
-    except BacktestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -289,7 +289,7 @@ def evaluate_retrieval(data: Path, settings: Settings) -> dict:
 
 
 def _redaction_summary() -> dict:
-    """``models/redaction_eval.py`` on its fixed set: overall and per type (details: ``python -m models.redaction_eval``)."""
+    """``models/redaction_eval.py`` on its fixed set: overall and per type (details: ``sentinel eval-redaction``)."""
     from models.redaction_eval import evaluate_redaction
 
     return evaluate_redaction()

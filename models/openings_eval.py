@@ -1,5 +1,5 @@
 """The openings' evaluation and written-set tools: ``sentinel eval replies`` reports ``evaluate_openings``;
-``python -m models.openings_eval draft`` writes the rows to label (``models/written/openings_labelled.jsonl``)."""
+``sentinel openings-draft`` writes the rows to label (``models/written/openings_labelled.jsonl``)."""
 
 from __future__ import annotations
 
@@ -139,30 +139,3 @@ def draft_rows(data: Path, settings: Settings, previous: Path | None = LABELLED,
                              "template_label": was.get("template_label") if same_template else None})
             bar.update(task, advance=len(part))
     return rows
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from infra.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m models.openings_eval", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    report = sub.add_parser("report", help="the opening check of sentinel eval replies, as JSON")
-    report.add_argument("--labelled", type=Path, default=LABELLED)
-    draft = sub.add_parser("draft", help="write the rows to label (labels kept where the sentence is unchanged)")
-    draft.add_argument("--data", type=Path, required=True, help="the shared data folder (banking77/test.csv)")
-    draft.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    if args.command == "report":
-        print(json.dumps(evaluate_openings(settings, args.labelled), indent=1))
-    else:
-        rows = draft_rows(args.data, settings)
-        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        unlabelled = sum(r["generated_label"] is None or r["template_label"] is None for r in rows)
-        print(f"{len(rows)} rows written to {args.out}; {unlabelled} need a label")
-
-
-if __name__ == "__main__":
-    main()

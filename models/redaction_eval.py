@@ -41,16 +41,14 @@ text itself changed (the redactor took more than the identifier), the message is
 
 Targets (issue 17's acceptance): recall >= 0.98 and no near miss redacted.
 
-``python -m models.redaction_eval`` prints the report (``--json`` for the dict).
+``sentinel eval-redaction`` prints the report (``--json`` for the dict).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import string
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -614,14 +612,3 @@ def format_report(report: dict) -> str:
     lines.append(f"targets (recall >= {report['targets']['recall']}, no near miss redacted): "
                  f"{'met' if report['meets_targets'] else 'NOT met'}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    report = evaluate_redaction()
-    print(json.dumps(report, indent=2, ensure_ascii=False) if "--json" in argv else format_report(report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -133,8 +133,13 @@ def test_placeholders_that_cover_nothing_lower_the_precision():
     assert report["precision"] == round(report["planted"] / placeholders, 4)
 
 
-def test_the_module_prints_its_report(capsys):
-    assert redaction_eval.main([]) == 0
-    out = capsys.readouterr().out
+def test_the_command_prints_its_report():
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    done = CliRunner().invoke(app, ["eval-redaction"])
+    assert done.exit_code == 0, done.output
+    out = done.output
     assert "near misses redacted: 0 of" in out and "targets (recall >= 0.98, no near miss redacted): met" in out
     assert re.search(r"^all\s+\d+\s+1\.0000", out, re.MULTILINE)

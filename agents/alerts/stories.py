@@ -20,8 +20,8 @@ Method:
   are evicted. A restarted worker rebuilds the index from the ``stories`` table (stories last
   seen within two horizons of the newest one), so a restart does not split a story.
 
-The precision and recall of the grouping are measured by ``python -m models.evaluation
-stories`` (``docs/MODELS.md``).
+The precision and recall of the grouping are measured by ``sentinel eval-stories``
+(``docs/MODELS.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A labelled near-duplicate set and the precision and recall of story grouping on it.
 
-    python -m agents.alerts.story_eval --data ../shared/data [--seed 16] [--bases 1500]
+    sentinel eval-stories --data ../shared/data [--seed 16] [--bases 1500]
 
 The set is built, never stored: base headlines are read from ``news_headlines/`` (Reuters,
 CNBC, Guardian and Nasdaq/FNSPID files; licences in the data folder's README) and
@@ -21,12 +21,10 @@ stories section of ``docs/MODELS.md`` (between its markers).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import random
 import re
-import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,39 +183,24 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Settings().data_dir)
-    parser.add_argument("--seed", type=int, default=16)
-    parser.add_argument("--bases", type=int, default=1500)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "stories.json")
-    parser.add_argument("--models-doc", type=Path, default=PROJECT_ROOT / "docs" / "MODELS.md")
-    args = parser.parse_args(argv)
-    if not (args.data / "news_headlines").is_dir():
-        print(f"error: {args.data / 'news_headlines'} is not a folder; pass --data with the shared data folder",
-              file=sys.stderr)
-        return 2
+def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500, out: Path = PROJECT_ROOT / "docs" / "stories.json",
+                     models_doc: Path = PROJECT_ROOT / "docs" / "MODELS.md") -> str:
+    """Build the labelled set, sweep the thresholds, write ``out`` and the table in ``models_doc``; the table."""
     settings = Settings()
-    items = build_set(args.data, args.seed, args.bases)
+    items = build_set(data, seed, bases)
     kinds = Counter(i["kind"] for i in items)
-    report = {"command": f"python -m agents.alerts.story_eval --data ../shared/data --seed {args.seed} "
-                         f"--bases {args.bases}",
-              "seed": args.seed, "items": len(items), "stories": len({i["story"] for i in items}),
+    report = {"command": f"sentinel eval-stories --data ../shared/data --seed {seed} --bases {bases}",
+              "seed": seed, "items": len(items), "stories": len({i["story"] for i in items}),
               "bases": kinds["base"], "hard_negatives": kinds["hard_negative"],
               "copies": len(items) - kinds["base"] - kinds["hard_negative"],
               "threshold": settings.story_threshold, "method": "MinHash LSH (datasketch, 128 permutations) on word "
               "and word-pair shingles of normalised headlines, checked by exact Jaccard",
               "sweep": [score(items, t, settings.story_horizon) for t in THRESHOLDS]}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    print(table)
-    doc = args.models_doc.read_text() if args.models_doc.exists() else ""
+    doc = models_doc.read_text() if models_doc.exists() else ""
     if MARK_BEGIN in doc and MARK_END in doc:
         head, rest = doc.split(MARK_BEGIN, 1)
         doc = head + MARK_BEGIN + "\n" + table + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-        args.models_doc.write_text(doc)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        models_doc.write_text(doc)
+    return table

@@ -63,8 +63,8 @@ def alerts(
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-    from infra.db import make_engine
     from agents.stack import resolve_services
+    from infra.db import make_engine
 
     s = resolve_services(get_settings())
     if not s.database_url:
@@ -132,3 +132,24 @@ def alerts_ack(alert_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOpt
 def alerts_resolve(alert_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOption) -> None:
     """Resolve an alert: it has been dealt with (acknowledges it too, if nobody had)."""
     _alert_action(alert_id, by, "resolve")
+
+
+@app.command("backtest-scenarios", rich_help_panel=PANEL)
+def backtest_scenarios(out: Annotated[Path, typer.Argument(help="Folder for the scenario files and labels.")]) -> None:
+    """Write the backtest's scenario files and their labels (fixed seeds)."""
+    from agents.backtest import write_scenarios
+
+    for path in write_scenarios(out):
+        typer.echo(path)
+
+
+@app.command("backtest-sweep", rich_help_panel=PANEL)
+def backtest_sweep(out: Annotated[Path, typer.Argument(help="Folder for the scenario files and labels.")]) -> None:
+    """Write the scenarios, then backtest them at the defaults and their neighbours (a Markdown table)."""
+    from agents.backtest import BacktestError, sweep, sweep_table, write_scenarios
+
+    try:
+        write_scenarios(out)
+        typer.echo(sweep_table(sweep(out)))
+    except BacktestError as exc:
+        fail(str(exc), "check the scenario folder and DATABASE_URL")

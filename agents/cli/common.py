@@ -88,8 +88,8 @@ def _data_dir(data: Optional[Path]) -> Path:
 
 def _database_engine(what: str):
     """An engine on the configured database (or a running `sentinel up`'s), checked reachable."""
-    from infra.db import make_engine
     from agents.stack import resolve_services
+    from infra.db import make_engine
 
     s = resolve_services(get_settings())
     if not s.database_url:

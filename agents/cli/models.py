@@ -18,7 +18,7 @@ from agents.cli.common import (
     err,
     fail,
 )
-from infra.settings import ARTIFACTS, get_settings
+from infra.settings import ARTIFACTS, PROJECT_ROOT, get_settings
 
 PANEL = "Models"  # where its commands stand in `sentinel --help`
 
@@ -251,3 +251,70 @@ def analyze(
         fail(str(exc), "check SENTINEL_TRUNK_MODEL (or SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL)")
     for record in analyzer.analyze(items):
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+@app.command("eval-stories", rich_help_panel=PANEL)
+def eval_stories(
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the labelled set.")] = 16,
+    bases: Annotated[int, typer.Option(help="Base headlines in the set.")] = 1500,
+    out: Annotated[Path, typer.Option(help="Write the report here.")] = PROJECT_ROOT / "docs" / "stories.json",
+    models_doc: Annotated[Path, typer.Option(help="Refresh the table between its marks in this file.")] =
+        PROJECT_ROOT / "docs" / "MODELS.md",
+) -> None:
+    """Story grouping's precision and recall on a labelled near-duplicate set built from real headlines."""
+    from agents.alerts.story_eval import evaluate_stories
+
+    folder = _data_dir(data)
+    if not (folder / "news_headlines").is_dir():
+        fail(f"{folder / 'news_headlines'} is not a folder", "pass --data with the shared data folder")
+    typer.echo(evaluate_stories(folder, seed, bases, out, models_doc))
+
+
+@app.command("eval-auto-reply", rich_help_panel=PANEL)
+def eval_auto_reply(
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """How many banking77 test messages auto-reply would send, and how many with the wrong intent, per threshold."""
+    from agents.desk.evaluate_auto_reply import measure
+
+    text = json.dumps(measure(_data_dir(data)), indent=2) + "\n"
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    typer.echo(text, nl=False)
+
+
+@app.command("eval-redaction", rich_help_panel=PANEL)
+def eval_redaction(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Redaction's recall and precision on the fixed set of planted identifiers and near misses."""
+    from models.redaction_eval import evaluate_redaction, format_report
+
+    report = evaluate_redaction()
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
+
+
+@app.command("eval-openings", rich_help_panel=PANEL)
+def eval_openings(
+    labelled: Annotated[Optional[Path], typer.Option(help="The labelled openings (default: the committed set).")]
+    = None,
+) -> None:
+    """The opening check of `sentinel eval replies`, as JSON."""
+    from models.openings_eval import LABELLED, evaluate_openings
+
+    typer.echo(json.dumps(evaluate_openings(get_settings(), labelled or LABELLED), indent=1))
+
+
+@app.command("openings-draft", rich_help_panel=PANEL)
+def openings_draft(
+    out: Annotated[Path, typer.Option(help="Write the rows to label here (JSONL).")],
+    data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
+) -> None:
+    """Write the openings to label (labels kept where the sentence is unchanged)."""
+    from models.openings_eval import draft_rows
+
+    rows = draft_rows(_data_dir(data), get_settings())
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    unlabelled = sum(r["generated_label"] is None or r["template_label"] is None for r in rows)
+    err.print(f"{len(rows)} rows written to {out}; {unlabelled} need a label")

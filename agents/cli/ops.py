@@ -19,8 +19,8 @@ PANEL = "Operations"  # where its commands stand in `sentinel --help`
 @app.command(rich_help_panel=PANEL)
 def migrate() -> None:
     """Apply the database migrations to DATABASE_URL (the worker also does this at start)."""
-    from infra.db import migrate as run_migrations
     from agents.stack import resolve_services
+    from infra.db import migrate as run_migrations
 
     s = resolve_services(get_settings())
     if not s.database_url:
@@ -40,3 +40,12 @@ def settings() -> None:
         alias = info.validation_alias
         env = alias.choices[0] if alias is not None else f"SENTINEL_{name.upper()}"
         typer.echo(f"{env}={shown(s, name)}\n    {info.description}")
+
+
+@app.command("grafana-build", rich_help_panel=PANEL)
+def grafana_build() -> None:
+    """Write the Grafana dashboards (infra/grafana/dashboards/*.json) from their code."""
+    from infra.grafana.build import build
+
+    for path in build():
+        typer.echo(path)

@@ -36,8 +36,8 @@ def up(
     """Start the stack in the foreground: broker, database, migrations, topics and the worker. Ctrl-C stops it."""
     import signal
 
-    from infra.logs import configure_logging
     from agents.stack import Stack, StackError, wait_forever_or_until
+    from infra.logs import configure_logging
 
     def stop_on_term(*_):
         raise KeyboardInterrupt  # SIGTERM stops the stack as cleanly as Ctrl-C

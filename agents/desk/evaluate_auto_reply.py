@@ -1,7 +1,7 @@
 """How many banking77 test messages the auto-reply policy would send by itself, and how many of
 those with the wrong intent (the intent picks the answer a customer gets), over a range of thresholds.
 
-    python -m agents.desk.evaluate_auto_reply --data ../shared/data --out docs/results/auto_reply.json
+    sentinel eval-auto-reply --data ../shared/data --out docs/results/auto_reply.json
 
 The drafts are composed as the worker composes them (intent, customer state, retrieval, escalation
 rules) without the opening, which changes neither the intent nor the escalation.
@@ -9,8 +9,6 @@ rules) without the opening, which changes neither the intent nor the escalation.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -81,23 +79,3 @@ def measure(data: Path) -> dict:
         "default_threshold": settings.auto_reply_min_score, "at_default": default,
         "curve": curve(rows), "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="shared data folder (default: SENTINEL_DATA_DIR)")
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
-    args = parser.parse_args(argv)
-    from infra.settings import Settings
-
-    report = measure(args.data or Settings().data_dir)
-    text = json.dumps(report, indent=2) + "\n"
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

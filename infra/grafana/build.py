@@ -1,4 +1,4 @@
-"""Grafana dashboards as code: ``python -m infra.grafana.build`` writes dashboards/*.json.
+"""Grafana dashboards as code: ``sentinel grafana-build`` writes dashboards/*.json.
 
 Each panel's queries are plain PromQL (no Grafana variables), so the test suite can
 run every one of them against a real Prometheus scraping a real worker.
@@ -121,8 +121,3 @@ def build() -> list[Path]:
         path.write_text(json.dumps(make(), indent=2) + "\n")
         paths.append(path)
     return paths
-
-
-if __name__ == "__main__":
-    for p in build():
-        print(p)
