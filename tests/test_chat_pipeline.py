@@ -3,10 +3,11 @@
 import json
 import random
 import re
+import unicodedata
 
 import pytest
 
-from models import datasets
+from models import datasets, redaction_eval
 from models.replies import RISK_INTENTS
 from tests.helpers import Worker, produce, read_topic, start_services, wait_until
 
@@ -47,10 +48,26 @@ UPSET = [{"id": "upset-1", "conversation_id": "conv-upset",
           "text": "Honestly done with this bank. I'll be moving everything to another one next week."}]
 
 
+# Every format people type (the redaction evaluation's planted cards, IBANs and e-mail addresses: dotted,
+# slashed, spaced, touching letters ...), a few of each shape, as chat messages of their own.
+PLANTED = [p for m in redaction_eval.identifier_set() for p in m.parts
+           if isinstance(p, redaction_eval.Planted) and p.kind in ("CARD", "IBAN", "EMAIL")]
+GENERATED = [{"id": f"fmt-{i:03d}", "conversation_id": f"conv-fmt-{i:03d}", "text": f"my details: {p.value} thanks"}
+             for i, p in enumerate(sorted(PLANTED, key=lambda p: (p.kind, p.shape))[::12])]
+
+
+def squeezed(text: str) -> str:
+    """Letters and digits only, case folded: a value written with any separators is found in any other."""
+    return re.sub(r"[^0-9a-z@]", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+RAW = [squeezed(v) for v in [CARD, EMAIL] + [p.value for p in PLANTED]]
+
+
 def leaks(blob) -> bool:
-    """Whether a stored or produced value holds the card (in any spacing) or the e-mail address."""
-    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else str(blob)
-    return EMAIL in text or CARD.replace(" ", "") in re.sub(r"[\s-]", "", text)
+    """Whether a stored or produced value holds a planted card, IBAN or e-mail address (in any spacing)."""
+    text = squeezed(blob.decode("utf-8", "replace") if isinstance(blob, bytes) else str(blob))
+    return any(raw in text for raw in RAW)
 
 
 def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path):
@@ -61,7 +78,7 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
                              "text": f"card {CARD}, {EMAIL} " + "x" * 5000}).encode(),
                  b'{"id": "m5", "text": "no conversation"}', b'{"id": ["m6"], "conversation_id": "c", "text": "hi"}']
     values = [json.dumps({k: v for k, v in m.items() if not k.startswith("_")}).encode() for m in messages]
-    values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST] + UPSET]
+    values += malformed + [json.dumps(m).encode() for m in PRIVATE + [FIRST] + UPSET + GENERATED]
     random.Random(3).shuffle(values)
     services = start_services(tmp_path)
     prompt_log = tmp_path / "prompts.jsonl"  # every prompt the generator is given, in the model process
@@ -70,14 +87,14 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     try:  # a worker that cannot start must not leave the broker and the database running
         worker.start(ready_timeout=400)
         produce(services.bootstrap, "chat", values)
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195 + len(GENERATED)
                    and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
-                   message="195 drafts and 10 dead letters")
+                   message=f"{195 + len(GENERATED)} drafts and 10 dead letters")
         # the follow-ups once the first message is stored: one in its conversation, one alone
         produce(services.bootstrap, "chat", [json.dumps(m).encode() for m in FOLLOW_UPS])
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 197, timeout=600,
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 197 + len(GENERATED), timeout=600,
                    message="the follow-ups' drafts")
-        replies = read_topic(services.bootstrap, "chat.replies", 197)
+        replies = read_topic(services.bootstrap, "chat.replies", 197 + len(GENERATED))
         dead_records = read_topic(services.bootstrap, "deadletter", 10)
         stored = {table: services.rows(f"select * from {table}")
                   for table in ("chat_messages", "reply_drafts", "alerts", "dead_letters")}
@@ -123,7 +140,7 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     assert all(json.loads(r.value)["customer_state"]["label"] == states[json.loads(r.value)["message_id"]]
                for r in replies)
 
-    assert set(drafts) == {m["id"] for m in messages + PRIVATE + [FIRST] + UPSET + FOLLOW_UPS}
+    assert set(drafts) == {m["id"] for m in messages + PRIVATE + [FIRST] + UPSET + FOLLOW_UPS + GENERATED}
     assert dead == 10
     assert sorted(json.loads(r.value)["message_id"] for r in replies) == sorted(drafts)
     for d in drafts.values():
