@@ -6,8 +6,8 @@ import asyncio
 
 import faust
 
+from agents import sensors
 from agents.transport import Transport
-from infra import metrics
 from infra.settings import Settings, get_settings
 
 
@@ -58,13 +58,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
-    """Send and wait for the broker's acknowledgement of every record."""
+async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str,
+                  sensor: sensors.Sensor | None = None) -> None:
+    """Send and wait for the broker's acknowledgement of every record (reported to ``sensor``)."""
     if not records:
         return
     loop = asyncio.get_running_loop()
     started = loop.time()
     futures = [await topic.send(key=key, value=value) for key, value in records]
     await asyncio.gather(*futures)
-    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
-    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
+    (sensor or sensors.default).on_produce(topic.get_topic_name(), agent, len(records), loop.time() - started)

@@ -2,7 +2,7 @@
 
 One place for the row (the ``dead_letters`` table), the envelope (the ``deadletter``
 topic), the parse step that sorts a batch into valid events and dead letters, and
-the report (metric and one log line each).
+the report (a sensor hook and one log line each).
 
 Reasons: the edge's (``empty``, ``oversize``, ``invalid_utf8``, ``invalid_json``,
 ``too_deep``, ``not_an_object``, ``missing_field``, ``invalid_field``) and the
@@ -36,8 +36,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from agents import sensors
 from agents.pipeline import Received
-from infra import metrics
 from schemas.events import MAX_CHAT_CHARS, InvalidEvent, clean_text
 from schemas.redaction import mask, redact
 
@@ -130,15 +130,16 @@ def envelope(row: dict) -> bytes:
     }).encode()
 
 
-def parse_batch(messages: list[Received], parse: Callable, agent: str) -> tuple[list[tuple], list[dict]]:
+def parse_batch(messages: list[Received], parse: Callable, agent: str,
+                sensor: sensors.Sensor | None = None) -> tuple[list[tuple], list[dict]]:
     """(valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message."""
+    sensor = sensor or sensors.default
     started = time.time()
     dead: list[dict] = []
     valid: list[tuple] = []
     seen: set[str] = set()
     for m in messages:
-        metrics.EVENTS_CONSUMED.labels(m.topic).inc()
-        metrics.BATCH_QUEUE.labels(agent).observe(max(0.0, started - m.timestamp))
+        sensor.on_event_in(m.topic, agent, started - m.timestamp)
         try:
             event = parse(m.value)
         except InvalidEvent as exc:
@@ -155,9 +156,10 @@ def parse_batch(messages: list[Received], parse: Callable, agent: str) -> tuple[
     return valid, dead
 
 
-def report(rows: list[dict]) -> None:
+def report(rows: list[dict], sensor: sensors.Sensor | None = None) -> None:
+    sensor = sensor or sensors.default
     for row in rows:
-        metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
+        sensor.on_dead_letter(row["topic"], row["reason"])
         # %r: the detail may quote hostile text, which must not forge log lines
         log.warning("dead letter %s[%d]@%d: %s %r", row["topic"], row["partition"], row["offset"],
                     row["reason"], row["detail"][:200])

@@ -25,8 +25,8 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from agents import sensors
 from agents.health import Health
-from infra import metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,15 @@ class Batch:
 
 
 class PostgresSink:
-    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0, health: Health | None = None):
+    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0, health: Health | None = None,
+                 sensor: sensors.Sensor | None = None):
+        """``sensor``: where writes, errors and outages are reported (default: the Prometheus sensor and
+        ``health``; the worker's delegate holds both)."""
         self.engine = engine
         self.agent = agent
         self.retry_max = retry_max
         self.health = health or Health()
+        self.sensor = sensors.resolve(sensor, self.health)
         self.stopping = threading.Event()
 
     def write(self, batch: Batch) -> list[tuple[object, str]]:
@@ -95,18 +99,18 @@ class PostgresSink:
             except CONTENT_ERRORS:
                 raise
             except SQLAlchemyError as exc:
-                metrics.DB_ERRORS.labels(self.agent).inc()
-                metrics.DB_UP.set(0)
+                self.sensor.on_db_error(self.agent)
+                self.sensor.on_db_down()
                 cause = type(getattr(exc, "orig", None) or exc).__name__
-                self.health.degrade("database", f"database unavailable ({cause})")
+                self.sensor.on_outage("database", f"database unavailable ({cause})")
                 if self.stopping.is_set():
                     raise
                 log.warning("database unavailable (%s); retrying in %.1fs", cause, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            metrics.DB_UP.set(1)
-            self.health.recover("database")
+            self.sensor.on_db_up()
+            self.sensor.on_recovery("database")
             return result
 
     def _write_batch(self, batch: Batch) -> list[tuple[object, str]]:
@@ -115,10 +119,10 @@ class PostgresSink:
             self._write_once(batch)
             rejected = []
         except CONTENT_ERRORS as exc:
-            metrics.DB_ERRORS.labels(self.agent).inc()
+            self.sensor.on_db_error(self.agent)
             log.error("database rejected a batch (%s); writing it event by event", type(exc.orig or exc).__name__)
             rejected = self._write_event_by_event(batch)
-        metrics.DB_WRITE.labels(self.agent).observe(time.perf_counter() - started)
+        self.sensor.on_db_write(self.agent, time.perf_counter() - started)
         return rejected
 
     def _write_once(self, batch: Batch) -> None:

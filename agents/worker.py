@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from sqlalchemy import text
 
+from agents import sensors
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
@@ -65,20 +66,23 @@ def build_app(settings: Settings) -> faust.App:
     app = create_app(settings)
     engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
     health = Health()
-    webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
-    delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after)
+    sensor = sensors.SensorDelegate(sensors.default, health)  # every hook: the metrics and /health
+    webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token,
+                      sensor=sensor) if settings.alert_webhook_url else None
+    delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after,
+                             sensor=sensor)
     service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
-    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health)
+    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health, sensor=sensor)
     sinks = [service_sink]
     loops: list[AgentLoop] = []
     model_versions: list[str] = []
 
     def add_agent(pipeline, lane: Lane, max_batch: int) -> PostgresSink:
-        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
+        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health, sensor=sensor)
         sinks.append(sink)
         loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
                          max_wait=settings.max_wait, model_timeout=settings.model_timeout,
-                         outbox_lease=settings.outbox_redeliver_after)
+                         outbox_lease=settings.outbox_redeliver_after, sensor=sensor)
         loops.append(loop)
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
@@ -95,11 +99,11 @@ def build_app(settings: Settings) -> faust.App:
         chat_settings = settings.model_copy(update={"torch_threads": chat_threads, "parallel_tasks": "off"})
         chat_models = ModelProcess("chat", "agents.chat:load_models", chat_settings, niceness=CHAT_NICENESS,
                                    threads=chat_threads,
-                                   on_phase=metrics.record_phase,
-                                   on_restart=metrics.MODEL_PROCESS_RESTARTS.labels("chat").inc)
+                                   on_phase=sensor.on_model_phase,
+                                   on_restart=functools.partial(sensor.on_model_restart, "chat"))
         described = chat_models.start()
         for model in described["models"]:
-            metrics.MODEL_INFO.labels(**model).set(1)
+            sensor.on_model_loaded(model)
         model_versions.append(f"chat:{described['generator']}")
 
         @app.on_before_shutdown.connect
@@ -110,7 +114,8 @@ def build_app(settings: Settings) -> faust.App:
         from agents.desk.auto_reply import AutoReplyPolicy
 
         add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings),
-                               ConversationHistory.from_settings(engine, settings), settings.future_tolerance),
+                               ConversationHistory.from_settings(engine, settings), settings.future_tolerance,
+                               sensor=sensor),
                   Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
@@ -122,10 +127,11 @@ def build_app(settings: Settings) -> faust.App:
         analyzer = Analyzer.from_settings(settings)
         analyzer.warm_up()
         for model in analyzer.timed():
-            metrics.observe_model_phases(model)
+            sensors.observe_model(model, sensor)
         model_versions.append(f"news:{analyzer.version}")
-        detector = SpikeDetector(engine, settings)
-        news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine)
+        detector = SpikeDetector(engine, settings, sensor=sensor)
+        news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine,
+                            sensor=sensor)
         news_lane = Lane(model_thread_pool(1, threads, "news-models"),
                          ThreadPoolExecutor(1, thread_name_prefix="news-db"))
         news_sink = add_agent(news, news_lane, settings.max_batch)
@@ -145,7 +151,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def forget_lag(app, revoked, **kwargs):
         for tp in revoked:  # a partition now read by another worker is not this worker's lag
-            metrics.forget_lag(tp.topic, tp.partition)
+            sensor.on_lag_forgotten(tp.topic, tp.partition)
 
     started_on = cluster_id(settings.kafka_bootstrap)
 
@@ -174,7 +180,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.timer(settings.db_check_interval)
     async def probe_database(app):
         """Keeps sentinel_db_up true to the database while the topics are idle."""
-        await asyncio.get_running_loop().run_in_executor(service.db, check_database, engine, health)
+        await asyncio.get_running_loop().run_in_executor(service.db, check_database, engine, sensor)
 
     @app.timer(max(1.0, settings.alert_redeliver_after / 3))
     async def redeliver_alerts(app):
@@ -191,7 +197,8 @@ def build_app(settings: Settings) -> faust.App:
         for topic in sorted({p.topic for p in due}):
             if topic not in outbox_topics:
                 outbox_topics[topic] = app.topic(topic, partitions=settings.topic_partitions)
-            await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox")
+            await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox",
+                          sensor)
         await run(service_sink.retrying, sweep.done, due)
 
     @app.timer(600.0)
@@ -221,23 +228,23 @@ def build_app(settings: Settings) -> faust.App:
         for sink in sinks:
             sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
 
-    check_database(engine, health)
+    check_database(engine, sensor)
     log.info("worker ready: agents=%s kafka=%s database=%s models=%s allocator=%s", sorted(agents),
              settings.kafka_bootstrap, redact(settings.database_url), " ".join(model_versions), allocator)
     return app
 
 
-def check_database(engine, health: Health) -> None:
+def check_database(engine, sensor: sensors.Sensor) -> None:
     """One cheap query: sentinel_db_up and /health follow the database even when no batch is written."""
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means the database is not answering
-        metrics.DB_UP.set(0)
-        health.degrade("database", f"database unavailable ({type(getattr(exc, 'orig', None) or exc).__name__})")
+        sensor.on_db_down()
+        sensor.on_outage("database", f"database unavailable ({type(getattr(exc, 'orig', None) or exc).__name__})")
         return
-    metrics.DB_UP.set(1)
-    health.recover("database")
+    sensor.on_db_up()
+    sensor.on_recovery("database")
 
 
 def run_worker(settings: Settings) -> None:
