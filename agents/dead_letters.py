@@ -36,9 +36,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from agents import sensors
+from agents import errors, sensors
+from agents.errors import Action, Failure, Stage
 from agents.pipeline import Received
-from schemas.events import MAX_CHAT_CHARS, InvalidEvent, clean_text
+from schemas.events import MAX_CHAT_CHARS, clean_text
 from schemas.redaction import mask, redact
 
 log = logging.getLogger(__name__)
@@ -131,9 +132,14 @@ def envelope(row: dict) -> bytes:
 
 
 def parse_batch(messages: list[Received], parse: Callable, agent: str,
-                sensor: sensors.Sensor | None = None) -> tuple[list[tuple], list[dict]]:
-    """(valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message."""
+                sensor: sensors.Sensor | None = None,
+                policy: errors.ErrorPolicy | None = None) -> tuple[list[tuple], list[dict]]:
+    """(valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message.
+
+    What a message that cannot be parsed gets is the error policy's (``agents/errors.py``): a dead
+    letter, or (``crash``) the exception raised."""
     sensor = sensor or sensors.default
+    policy = policy or errors.default
     started = time.time()
     dead: list[dict] = []
     valid: list[tuple] = []
@@ -142,12 +148,15 @@ def parse_batch(messages: list[Received], parse: Callable, agent: str,
         sensor.on_event_in(m.topic, agent, started - m.timestamp)
         try:
             event = parse(m.value)
-        except InvalidEvent as exc:
-            dead.append(dead_letter_row(m, exc.reason, exc.detail))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the partition
-            log.exception("parsing %s[%d]@%d failed", m.topic, m.partition, m.offset)
-            dead.append(dead_letter_row(m, "parse_error", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - bad input or a parser bug: the policy's (a dead letter)
+            failure, action = policy.decide(exc, Stage.PARSE)
+            if action is not Action.DEAD_LETTER:
+                raise
+            if failure is Failure.INVALID_INPUT:
+                dead.append(dead_letter_row(m, exc.reason, exc.detail))
+            else:
+                log.exception("parsing %s[%d]@%d failed", m.topic, m.partition, m.offset)
+                dead.append(dead_letter_row(m, "parse_error", f"{type(exc).__name__}: {exc}"))
             continue
         if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
             continue

@@ -11,7 +11,9 @@ while the commit stage stores one batch, the models already run on the next.
 No event's content can stop the loop: a parser or model failure, rows or records
 that cannot be built or encoded, rows the database refuses — each sends that one
 event to the dead letters with its reason while the rest of the batch goes on.
-Infrastructure failures (database or broker down) pause and retry instead.
+Infrastructure failures (database down, models unavailable) pause and retry instead.
+Each ``except`` here asks the error policy (``agents/errors.py``) what to do; the
+default policy is what this paragraph says.
 
 What the loop reports (metrics, ``/health``) goes to its sensor (``agents/sensors.py``).
 """
@@ -27,11 +29,12 @@ from dataclasses import dataclass
 
 import faust
 
-from agents import dead_letters, outbox, sensors
+from agents import dead_letters, errors, outbox, sensors
 from agents.alerts.delivery import AlertDelivery
 from agents.app import produce
 from agents.commit_stage import CommitStage
 from agents.dead_letters import dead_letter_row
+from agents.errors import Action, Stage
 from agents.health import Health
 from agents.pipeline import Built, Pipeline, Prepared, Received
 from agents.sinks import Batch, PostgresSink
@@ -75,9 +78,11 @@ class Lane:
 class AgentLoop:
     def __init__(self, app: faust.App, pipeline: Pipeline, sink: PostgresSink, lane: Lane,
                  alerts: AlertDelivery, health: Health, *, max_batch: int, max_wait: float,
-                 model_timeout: float, outbox_lease: float = 30.0, sensor: sensors.Sensor | None = None):
+                 model_timeout: float, outbox_lease: float = 30.0, sensor: sensors.Sensor | None = None,
+                 policy: errors.ErrorPolicy | None = None):
         """``health``: what ``/health`` reads; ``sensor``: where the loop reports (default: the Prometheus
-        sensor and ``health``; the worker's delegate holds both)."""
+        sensor and ``health``; the worker's delegate holds both); ``policy``: what each failure gets
+        (default: ``agents.errors.default``)."""
         self.app = app
         self.pipeline = pipeline
         self.sink = sink
@@ -85,6 +90,7 @@ class AgentLoop:
         self.alerts = alerts
         self.health = health
         self.sensor = sensors.resolve(sensor, health)
+        self.policy = policy or errors.default
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.model_timeout = model_timeout
@@ -104,7 +110,7 @@ class AgentLoop:
         return self.pipeline.agent
 
     async def run(self, stream) -> None:
-        stage = CommitStage(self.app, self.agent)
+        stage = CommitStage(self.app, self.agent, policy=self.policy)
         try:
             async for events in take_events(stream, self.max_batch, self.max_wait):
                 stage.hold(events)
@@ -133,11 +139,14 @@ class AgentLoop:
 
     async def _prepare(self, messages: list[Received], started: asyncio.Event) -> Prepared:
         self.sensor.on_batch_taken(self.agent, len(messages))
-        valid, dead = dead_letters.parse_batch(messages, self.pipeline.parse, self.agent, self.sensor)
+        valid, dead = dead_letters.parse_batch(messages, self.pipeline.parse, self.agent, self.sensor,
+                                               self.policy)
         results = await self._infer([event for _, event in valid], started)
         built: list[tuple[Received, Built]] = []
         for (m, event), result in zip(valid, results):
             if isinstance(result, Failed):
+                if self.policy.decide(result.error, Stage.MODELS)[1] is not Action.DEAD_LETTER:
+                    raise result.error
                 dead.append(dead_letter_row(m, "model_error", _describe(result.error)))
                 continue
             try:
@@ -145,7 +154,9 @@ class AgentLoop:
                 for _, value in [*b.records, *(r for rs in b.other_records.values() for r in rs)]:  # bytes only
                     if not isinstance(value, bytes):
                         raise TypeError(f"output record is {type(value).__name__}, not bytes")
-            except Exception as exc:  # noqa: BLE001 - this event alone cannot be turned into rows or records
+            except Exception as exc:  # this event alone cannot be turned into rows or records
+                if self.policy.decide(exc, Stage.BUILD)[1] is not Action.DEAD_LETTER:
+                    raise
                 log.error("%s[%d]@%d: cannot build its rows and records: %r", m.topic, m.partition, m.offset,
                           _describe(exc))
                 dead.append(dead_letter_row(m, "encode_error", _describe(exc)))
@@ -168,7 +179,9 @@ class AgentLoop:
         waiting.cancel()
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.model_timeout)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if self.policy.action(errors.Failure.MODEL_TIMEOUT, exc) is not Action.DEGRADE:
+                raise
             # A thread cannot be interrupted: say so on /health and in the metrics, and wait on.
             part = f"{self.agent}_models"
             self.sensor.on_outage(part, f"a batch of {len(events)} events has been in the models for more than "
@@ -187,7 +200,9 @@ class AgentLoop:
         while True:
             try:
                 results = self.pipeline.infer(events)
-            except ModelsUnavailable as exc:
+            except Exception as exc:
+                if self.policy.decide(exc, Stage.MODELS)[1] is not Action.RETRY:
+                    raise  # an event the models cannot take: found and dead-lettered by _infer_isolated
                 self.sensor.on_outage(part, str(exc))
                 if self.sink.stopping.is_set():
                     raise
@@ -268,22 +283,24 @@ class AgentLoop:
             alerts += await run(self.sink.retrying, self.pipeline.after_commit, [b for _, b in stored])
             self.sensor.on_recovery(f"{self.agent}_after_commit")
         except Exception as exc:  # noqa: BLE001 - the rows are stored; a bug here must not stop the stream
+            if self.policy.decide(exc, Stage.AFTER_COMMIT)[1] is not Action.DEGRADE:
+                raise
             log.exception("%s: after-commit work failed", self.agent)
             self.sensor.on_outage(f"{self.agent}_after_commit", _describe(exc))
         if alerts:
             failpoint("alert_stored")  # the crash the alert outbox must survive
         await produce(self.output_topic, [record for _, b in fresh for record in b.records], self.agent,
-                      self.sensor)
+                      self.sensor, self.policy)
         others: dict[str, list[tuple[bytes, bytes]]] = {}
         for _, b in fresh:
             for topic, records in b.other_records.items():
                 others.setdefault(topic, []).extend(records)
         for topic, records in others.items():
-            await produce(self._topic(topic), records, self.agent, self.sensor)
+            await produce(self._topic(topic), records, self.agent, self.sensor, self.policy)
         sent = [(topic, self._source_id(b)) for _, b in fresh for topic, _, _ in self._outputs(b)]
         await run(self.sink.retrying, outbox.mark_produced, self.sink.engine, sent)
         await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent,
-                      self.sensor)
+                      self.sensor, self.policy)
         dead_letters.report(dead, self.sensor)
         await self.alerts.deliver(alerts, self.lane.db, self.sink.retrying)
 

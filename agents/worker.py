@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from sqlalchemy import text
 
-from agents import sensors
+from agents import errors, sensors
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
 from agents.app import create_app, produce
+from agents.errors import Action, ClusterReset, Stage
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
@@ -42,10 +43,6 @@ def load_resolver(engine, settings: Settings) -> KeyResolver:
     return KeyResolver(fixed, learned)
 
 
-class ClusterReset(RuntimeError):
-    """The Kafka cluster the worker started on is gone (a new cluster answers at the same address)."""
-
-
 def alert_tick_interval(settings: Settings) -> float:
     """How often the detector looks at a quiet wire: a sixth of the idle timeout, between 1 and 10 s, so a
     burst followed by silence is decided within about 1.2 idle timeouts of its last event."""
@@ -67,22 +64,24 @@ def build_app(settings: Settings) -> faust.App:
     engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
     health = Health()
     sensor = sensors.SensorDelegate(sensors.default, health)  # every hook: the metrics and /health
+    policy = errors.ErrorPolicy.from_settings(settings)  # what each failure gets (agents/errors.py)
     webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token,
                       sensor=sensor) if settings.alert_webhook_url else None
     delivery = AlertDelivery(engine, app.topic("alerts", partitions=1), webhook, settings.alert_redeliver_after,
-                             sensor=sensor)
+                             sensor=sensor, policy=policy)
     service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
-    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health, sensor=sensor)
+    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health, sensor=sensor, policy=policy)
     sinks = [service_sink]
     loops: list[AgentLoop] = []
     model_versions: list[str] = []
 
     def add_agent(pipeline, lane: Lane, max_batch: int) -> PostgresSink:
-        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health, sensor=sensor)
+        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health, sensor=sensor, policy=policy)
         sinks.append(sink)
         loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
                          max_wait=settings.max_wait, model_timeout=settings.model_timeout,
-                         outbox_lease=settings.outbox_redeliver_after, sensor=sensor)
+                         outbox_lease=settings.outbox_redeliver_after, sensor=sensor,
+                         policy=policy)
         loops.append(loop)
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
@@ -168,6 +167,9 @@ def build_app(settings: Settings) -> faust.App:
             return
         if now == started_on:
             return
+        reset = ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}")
+        if policy.decide(reset, Stage.LOOP)[1] is not Action.CRASH:  # crash: the only action it allows
+            return
         log.critical("Kafka cluster was reset: %s now reports cluster id %r instead of %r, so its topics and "
                      "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
                      "the topics and stopping; restart the worker (compose does; under `sentinel up`, run it again).",
@@ -175,7 +177,7 @@ def build_app(settings: Settings) -> faust.App:
         await loop.run_in_executor(None, functools.partial(
             ensure_topics, settings.kafka_bootstrap, topic_specs(settings.topic_partitions),
             replication=settings.topic_replication))
-        await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
+        await app.crash(reset)
 
     @app.timer(settings.db_check_interval)
     async def probe_database(app):
@@ -198,7 +200,7 @@ def build_app(settings: Settings) -> faust.App:
             if topic not in outbox_topics:
                 outbox_topics[topic] = app.topic(topic, partitions=settings.topic_partitions)
             await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox",
-                          sensor)
+                          sensor, policy)
         await run(service_sink.retrying, sweep.done, due)
 
     @app.timer(600.0)

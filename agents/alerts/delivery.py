@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 import faust
 from sqlalchemy import Engine, text
 
-from agents import sensors
+from agents import errors, sensors
 from agents.alerts import records
 from agents.alerts.records import AlertRecord
 from agents.alerts.webhook import Webhook
@@ -33,9 +33,10 @@ SWEEP_LIMIT = 500
 
 class AlertDelivery:
     def __init__(self, engine: Engine, topic: faust.TopicT, webhook: Webhook | None, redeliver_after: float,
-                 sensor: sensors.Sensor | None = None):
+                 sensor: sensors.Sensor | None = None, policy: errors.ErrorPolicy | None = None):
         self.engine = engine
         self.sensor = sensor or sensors.default
+        self.policy = policy  # for produce (agents/errors.py)
         self.topic = topic
         self.webhook = webhook
         self.redeliver_after = redeliver_after
@@ -49,7 +50,7 @@ class AlertDelivery:
         todo = [a for a in alerts if a.id in pending]
         if not todo:
             return 0
-        await produce(self.topic, [a.message() for a in todo], "alerts", self.sensor)
+        await produce(self.topic, [a.message() for a in todo], "alerts", self.sensor, self.policy)
         for alert in todo:
             self.sensor.on_alert_delivered(alert.kind, alert.severity)
             if self.webhook is not None:
