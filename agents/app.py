@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import faust
 
+from agents import errors, sensors
+from agents.errors import Action, Stage
 from agents.transport import Transport
-from infra import metrics
 from infra.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+PRODUCE_RETRY_MAX = 30.0  # the longest back-off between sends, when the error policy retries broker errors
 
 
 class App(faust.App):
@@ -58,13 +63,27 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str) -> None:
-    """Send and wait for the broker's acknowledgement of every record."""
+async def produce(topic: faust.TopicT, records: list[tuple[bytes, bytes]], agent: str,
+                  sensor: sensors.Sensor | None = None, policy: errors.ErrorPolicy | None = None) -> None:
+    """Send and wait for the broker's acknowledgement of every record (reported to ``sensor``).
+
+    A send the Kafka client gave up on is the error policy's ``broker_error``: raised by default (the
+    worker stops and replays), or sent again with back-off when the policy says ``retry``."""
     if not records:
         return
     loop = asyncio.get_running_loop()
     started = loop.time()
-    futures = [await topic.send(key=key, value=value) for key, value in records]
-    await asyncio.gather(*futures)
-    metrics.KAFKA_PRODUCE.labels(agent).observe(loop.time() - started)
-    metrics.EVENTS_PRODUCED.labels(topic.get_topic_name()).inc(len(records))
+    delay = 0.25
+    while True:
+        try:
+            futures = [await topic.send(key=key, value=value) for key, value in records]
+            await asyncio.gather(*futures)
+            break
+        except Exception as exc:
+            if (policy or errors.default).decide(exc, Stage.PRODUCE)[1] is not Action.RETRY:
+                raise
+            log.warning("%s: producing to %s failed (%s); sending again in %.1f s", agent, topic.get_topic_name(),
+                        type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PRODUCE_RETRY_MAX)
+    (sensor or sensors.default).on_produce(topic.get_topic_name(), agent, len(records), loop.time() - started)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agents import clock
+from agents import clock, sensors
 from agents.alerts.records import AlertRecord
 from agents.conversation import ConversationHistory
 from agents.pipeline import Built, Received
-from infra import metrics
 from models.chat import ChatInput
 from models.escalation import CRITICAL
 from schemas import topics
@@ -35,15 +34,17 @@ class ChatPipeline:
     children = frozenset({ReplyDraft.__table__, Alert.__table__, ReplyReview.__table__, OutboundReply.__table__})
 
     def __init__(self, models, generator_name: str, auto_reply=None, history: ConversationHistory | None = None,
-                 future_tolerance: float = 300.0):
+                 future_tolerance: float = 300.0, sensor: sensors.Sensor | None = None):
         """``models``: ``ChatModels`` or a ``ModelProcess`` running them (anything with ``infer(texts)``);
         ``auto_reply``: the ``AutoReplyPolicy`` that sends confident drafts by themselves (None: never);
-        ``history``: where each message's earlier messages are read (None: each message is read alone)."""
+        ``history``: where each message's earlier messages are read (None: each message is read alone);
+        ``sensor``: where replaced future times, customer states and escalations are reported."""
         self.models = models
         self.generator_name = generator_name
         self.auto_reply = auto_reply
         self.history = history
         self.future_tolerance = timedelta(seconds=future_tolerance)
+        self.sensor = sensor or sensors.default
 
     @staticmethod
     def parse(raw: bytes | None) -> ChatEvent:
@@ -58,7 +59,7 @@ class ChatPipeline:
 
     def build(self, m: Received, event: ChatEvent, result) -> Built:
         sentiment, entities, state, draft = result
-        when, _ = clock.event_time(event.ts, m.timestamp, self.future_tolerance)
+        when, _ = clock.event_time(event.ts, m.timestamp, self.future_tolerance, sensor=self.sensor)
         auto = self.auto_reply is not None and self.auto_reply.allows(draft.intent, draft.intent_score,
                                                                       draft.escalate)
         decided = datetime.now(UTC) if auto else None
@@ -112,8 +113,8 @@ class ChatPipeline:
         for built in stored:
             for table, row in built.rows:
                 if table is ChatMessage.__table__ and row.get("customer_state"):
-                    metrics.CUSTOMER_STATES.labels(row["customer_state"]).inc()
+                    self.sensor.on_customer_state(row["customer_state"])
                 elif table is ReplyDraft.__table__ and row["escalate"]:
                     for reason in (row["escalation_reason"] or "unknown").split("; "):
-                        metrics.CHAT_ESCALATIONS.labels(reason.split(":")[0]).inc()
+                        self.sensor.on_escalation(reason.split(":")[0])
         return []

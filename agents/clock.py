@@ -16,22 +16,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from infra import metrics
+from agents import sensors
 
 
 def event_time(claimed: datetime | None, record_ts: float, tolerance: timedelta,
-               now: datetime | None = None) -> tuple[datetime, bool]:
+               now: datetime | None = None, sensor: sensors.Sensor | None = None) -> tuple[datetime, bool]:
     """The event's time and whether it may move watermarks (False: a replaced, future time)."""
+    sensor = sensor or sensors.default
     now = now or datetime.now(UTC)
     record = datetime.fromtimestamp(record_ts, tz=UTC)
     trusted = True
     if record > now + tolerance:
-        metrics.FUTURE_TIMESTAMPS.inc()
+        sensor.on_future_timestamp()
         record, trusted = now, False
     if claimed is None:
         return record, trusted
     reference = min(record, now)
     if claimed > reference + tolerance:
-        metrics.FUTURE_TIMESTAMPS.inc()
+        sensor.on_future_timestamp()
         return reference, False
     return claimed, True

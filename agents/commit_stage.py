@@ -13,8 +13,9 @@ database outage the loop stops taking batches, Faust's stream buffer fills and
 the consumer pauses: memory stays bounded.
 
 A failure here is a bug, not bad input (bad rows become dead letters and
-outages are retried by the sink), so it crashes the worker: the held events
-are never acknowledged and the restart replays them.
+outages are retried by the sink), so it crashes the worker (``loop_bug`` in the
+error policy, ``agents/errors.py``, whose only action is ``crash``): the held
+events are never acknowledged and the restart replays them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import faust
 
+from agents import errors
+from agents.errors import Failure
+
 log = logging.getLogger(__name__)
 
 
 class CommitStage:
-    def __init__(self, app: faust.App, name: str, depth: int = 1):
+    def __init__(self, app: faust.App, name: str, depth: int = 1, policy: errors.ErrorPolicy | None = None):
         self.app = app
+        self.policy = policy or errors.default
         self.name = name
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=depth)
         self._task: asyncio.Task | None = None
@@ -52,6 +57,9 @@ class CommitStage:
         await self._queue.join()
 
     async def fail(self, exc: BaseException) -> None:
+        # crash: the only action a bug in the loop allows (errors.ALLOWED); asked so that a callable policy
+        # sees every failure
+        self.policy.action(Failure.LOOP_BUG, exc)
         log.critical("%s: batch processing failed (%s: %r); stopping the worker so that the held batches are "
                      "replayed on restart", self.name, type(exc).__name__, exc)
         await self.app.crash(exc)

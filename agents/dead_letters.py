@@ -2,7 +2,7 @@
 
 One place for the row (the ``dead_letters`` table), the envelope (the ``deadletter``
 topic), the parse step that sorts a batch into valid events and dead letters, and
-the report (metric and one log line each).
+the report (a sensor hook and one log line each).
 
 Reasons: the edge's (``empty``, ``oversize``, ``invalid_utf8``, ``invalid_json``,
 ``too_deep``, ``not_an_object``, ``missing_field``, ``invalid_field``) and the
@@ -44,10 +44,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from agents import errors, sensors
+from agents.errors import Action, Failure, Stage
 from agents.pipeline import Received
-from infra import metrics
 from schemas import topics
-from schemas.events import InvalidEvent, clean_text
+from schemas.events import clean_text
 from schemas.records import DeadLetterEnvelope
 from schemas.redaction import RedactionError, redact_long
 
@@ -151,23 +152,32 @@ def envelope(row: dict) -> bytes:
         value_base64=base64.b64encode(row["value"] or b"").decode("ascii")).value()
 
 
-def parse_batch(messages: list[Received], parse: Callable, agent: str) -> tuple[list[tuple], list[dict]]:
-    """(valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message."""
+def parse_batch(messages: list[Received], parse: Callable, agent: str,
+                sensor: sensors.Sensor | None = None,
+                policy: errors.ErrorPolicy | None = None) -> tuple[list[tuple], list[dict]]:
+    """(valid (message, event) pairs, dead-letter rows). A repeated id keeps its first message.
+
+    What a message that cannot be parsed gets is the error policy's (``agents/errors.py``): a dead
+    letter, or (``crash``) the exception raised."""
+    sensor = sensor or sensors.default
+    policy = policy or errors.default
     started = time.time()
     dead: list[dict] = []
     valid: list[tuple] = []
     seen: set[str] = set()
     for m in messages:
-        metrics.EVENTS_CONSUMED.labels(m.topic).inc()
-        metrics.BATCH_QUEUE.labels(agent).observe(max(0.0, started - m.timestamp))
+        sensor.on_event_in(m.topic, agent, started - m.timestamp)
         try:
             event = parse(m.value)
-        except InvalidEvent as exc:
-            dead.append(dead_letter_row(m, exc.reason, exc.detail))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the partition
-            log.exception("parsing %s[%d]@%d failed", m.topic, m.partition, m.offset)
-            dead.append(dead_letter_row(m, "parse_error", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - bad input or a parser bug: the policy's (a dead letter)
+            failure, action = policy.decide(exc, Stage.PARSE)
+            if action is not Action.DEAD_LETTER:
+                raise
+            if failure is Failure.INVALID_INPUT:
+                dead.append(dead_letter_row(m, exc.reason, exc.detail))
+            else:
+                log.exception("parsing %s[%d]@%d failed", m.topic, m.partition, m.offset)
+                dead.append(dead_letter_row(m, "parse_error", f"{type(exc).__name__}: {exc}"))
             continue
         if event.id in seen:  # the same id twice in one batch: the first one wins, like a replay
             continue
@@ -176,9 +186,10 @@ def parse_batch(messages: list[Received], parse: Callable, agent: str) -> tuple[
     return valid, dead
 
 
-def report(rows: list[dict]) -> None:
+def report(rows: list[dict], sensor: sensors.Sensor | None = None) -> None:
+    sensor = sensor or sensors.default
     for row in rows:
-        metrics.DEAD_LETTERS.labels(row["topic"], row["reason"]).inc()
+        sensor.on_dead_letter(row["topic"], row["reason"])
         # %r: the detail may quote hostile text, which must not forge log lines
         log.warning("dead letter %s[%d]@%d: %s %r", row["topic"], row["partition"], row["offset"],
                     row["reason"], row["detail"][:200])

@@ -1,13 +1,17 @@
-"""The worker's health: ``ok``, or ``degraded`` with what is wrong, for ``/health`` and the metrics."""
+"""The worker's health: ``ok``, or ``degraded`` with what is wrong, for ``/health``.
+
+A sensor (``agents/sensors.py``): it hears the outage hooks. The gauge
+``sentinel_worker_degraded`` is the Prometheus sensor's.
+"""
 
 from __future__ import annotations
 
 import threading
 
-from infra import metrics
+from agents.sensors import Sensor
 
 
-class Health:
+class Health(Sensor):
     def __init__(self) -> None:
         self._problems: dict[str, str] = {}
         self._lock = threading.Lock()  # set from the event loop, the model lanes and the database thread
@@ -15,13 +19,16 @@ class Health:
     def degrade(self, part: str, why: str) -> None:
         with self._lock:
             self._problems[part] = why
-        metrics.WORKER_DEGRADED.labels(part).set(1)
 
     def recover(self, part: str) -> None:
         with self._lock:
-            if self._problems.pop(part, None) is None:
-                return
-        metrics.WORKER_DEGRADED.labels(part).set(0)
+            self._problems.pop(part, None)
+
+    def on_outage(self, part: str, why: str) -> None:
+        self.degrade(part, why)
+
+    def on_recovery(self, part: str) -> None:
+        self.recover(part)
 
     def report(self) -> dict:
         with self._lock:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
-from agents import clock
+from agents import clock, sensors
 from agents.alerts import stories
 from agents.alerts.records import AlertRecord
 from agents.alerts.stories import StoryIndex
@@ -78,8 +78,9 @@ class NewsPipeline:
 
     def __init__(self, analyzer: Analyzer, model_version: str, resolver: KeyResolver | None = None,
                  detector=None, engine: Engine | None = None, story_index: StoryIndex | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, sensor: sensors.Sensor | None = None):
         self.analyzer = analyzer
+        self.sensor = sensor or sensors.default  # replaced future times (agents/clock.py)
         self.model_version = model_version
         self.resolver = resolver or KeyResolver()
         self.detector = detector
@@ -95,7 +96,7 @@ class NewsPipeline:
 
     def event_time(self, m: Received, event: NewsEvent) -> tuple[datetime, bool]:
         """The article's event time and whether it can move watermarks (``agents/clock.py``)."""
-        return clock.event_time(event.published_at, m.timestamp, self.future_tolerance)
+        return clock.event_time(event.published_at, m.timestamp, self.future_tolerance, sensor=self.sensor)
 
     @staticmethod
     def parse(raw: bytes | None) -> NewsEvent:

@@ -23,15 +23,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from agents import errors, sensors
+from agents.errors import Action, Failure, Stage
 from agents.health import Health
-from infra import metrics
 
 log = logging.getLogger(__name__)
-
-# Errors about a row's content (bad value, constraint): the rest of the batch is fine.
-CONTENT_ERRORS = (DataError, IntegrityError)
 
 
 @dataclass
@@ -72,11 +70,17 @@ class Batch:
 
 
 class PostgresSink:
-    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0, health: Health | None = None):
+    def __init__(self, engine: Engine, agent: str, retry_max: float = 10.0, health: Health | None = None,
+                 sensor: sensors.Sensor | None = None, policy: errors.ErrorPolicy | None = None):
+        """``sensor``: where writes, errors and outages are reported (default: the Prometheus sensor and
+        ``health``; the worker's delegate holds both); ``policy``: which errors are outages to retry and
+        which are rows to dead-letter (``agents/errors.py``)."""
         self.engine = engine
         self.agent = agent
         self.retry_max = retry_max
         self.health = health or Health()
+        self.sensor = sensors.resolve(sensor, self.health)
+        self.policy = policy or errors.default
         self.stopping = threading.Event()
 
     def write(self, batch: Batch) -> list[tuple[object, str]]:
@@ -84,7 +88,8 @@ class PostgresSink:
         return self.retrying(self._write_batch, batch)
 
     def retrying(self, work, *args):
-        """Run ``work(*args)`` through database outages: anything but a content error is retried with back-off.
+        """Run ``work(*args)`` through database outages: what the error policy retries (a database error that is
+        not about a row's content) is retried with back-off; anything else is raised to the caller.
 
         Only for idempotent work: the batch writes, and what follows them (alert screening, delivery marks).
         """
@@ -92,21 +97,21 @@ class PostgresSink:
         while True:
             try:
                 result = work(*args)
-            except CONTENT_ERRORS:
-                raise
-            except SQLAlchemyError as exc:
-                metrics.DB_ERRORS.labels(self.agent).inc()
-                metrics.DB_UP.set(0)
+            except Exception as exc:
+                if self.policy.decide(exc, Stage.DATABASE)[1] is not Action.RETRY:
+                    raise
+                self.sensor.on_db_error(self.agent)
+                self.sensor.on_db_down()
                 cause = type(getattr(exc, "orig", None) or exc).__name__
-                self.health.degrade("database", f"database unavailable ({cause})")
+                self.sensor.on_outage("database", f"database unavailable ({cause})")
                 if self.stopping.is_set():
                     raise
                 log.warning("database unavailable (%s); retrying in %.1fs", cause, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            metrics.DB_UP.set(1)
-            self.health.recover("database")
+            self.sensor.on_db_up()
+            self.sensor.on_recovery("database")
             return result
 
     def _write_batch(self, batch: Batch) -> list[tuple[object, str]]:
@@ -114,12 +119,18 @@ class PostgresSink:
         try:
             self._write_once(batch)
             rejected = []
-        except CONTENT_ERRORS as exc:
-            metrics.DB_ERRORS.labels(self.agent).inc()
+        except SQLAlchemyError as exc:
+            if not self._dead_letters(exc):
+                raise
+            self.sensor.on_db_error(self.agent)
             log.error("database rejected a batch (%s); writing it event by event", type(exc.orig or exc).__name__)
             rejected = self._write_event_by_event(batch)
-        metrics.DB_WRITE.labels(self.agent).observe(time.perf_counter() - started)
+        self.sensor.on_db_write(self.agent, time.perf_counter() - started)
         return rejected
+
+    def _dead_letters(self, exc: SQLAlchemyError) -> bool:
+        """Whether the error is about rows' content and the policy sends such rows to the dead letters."""
+        return self.policy.decide(exc, Stage.DATABASE) == (Failure.DB_REJECTED, Action.DEAD_LETTER)
 
     def _write_once(self, batch: Batch) -> None:
         """One transaction; once it commits, ``batch.fresh`` holds the sources whose parent row it made."""
@@ -146,7 +157,9 @@ class PostgresSink:
             try:
                 self._write_once(unit)
                 batch.fresh |= unit.fresh
-            except CONTENT_ERRORS as exc:
+            except SQLAlchemyError as exc:
+                if not self._dead_letters(exc):
+                    raise
                 reason = str(exc.orig or exc).splitlines()[0]
                 source = next(s for rows in unit.rows.values() for s, _ in rows)
                 if source is None:  # a dead-letter row itself: nothing left to fall back to but the log

@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 from sqlalchemy import text
 
+from agents import errors, sensors
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
 from agents.app import create_app, produce
+from agents.errors import Action, ClusterReset, Stage
 from agents.health import Health
 from agents.loop import AgentLoop, Lane
 from agents.news import NewsPipeline
@@ -42,10 +44,6 @@ def load_resolver(engine, settings: Settings) -> KeyResolver:
     return KeyResolver(fixed, learned)
 
 
-class ClusterReset(RuntimeError):
-    """The Kafka cluster the worker started on is gone (a new cluster answers at the same address)."""
-
-
 def alert_tick_interval(settings: Settings) -> float:
     """How often the detector looks at a quiet wire: a sixth of the idle timeout, between 1 and 10 s, so a
     burst followed by silence is decided within about 1.2 idle timeouts of its last event."""
@@ -66,20 +64,25 @@ def build_app(settings: Settings) -> faust.App:
     app = create_app(settings)
     engine = make_engine(settings.database_url, statement_timeout=settings.db_statement_timeout)
     health = Health()
-    webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token) if settings.alert_webhook_url else None
-    delivery = AlertDelivery(engine, app.topic(topics.ALERTS.name, partitions=1), webhook, settings.alert_redeliver_after)
+    sensor = sensors.SensorDelegate(sensors.default, health)  # every hook: the metrics and /health
+    policy = errors.ErrorPolicy.from_settings(settings)  # what each failure gets (agents/errors.py)
+    webhook = Webhook(settings.alert_webhook_url, settings.alert_webhook_token,
+                      sensor=sensor) if settings.alert_webhook_url else None
+    delivery = AlertDelivery(engine, app.topic(topics.ALERTS.name, partitions=1), webhook, settings.alert_redeliver_after,
+                             sensor=sensor, policy=policy)
     service = Lane(models=None, db=ThreadPoolExecutor(1, thread_name_prefix="service-db"))
-    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health)
+    service_sink = PostgresSink(engine, "service", settings.db_retry_max, health, sensor=sensor, policy=policy)
     sinks = [service_sink]
     loops: list[AgentLoop] = []
     model_versions: list[str] = []
 
     def add_agent(pipeline, lane: Lane, max_batch: int) -> PostgresSink:
-        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health)
+        sink = PostgresSink(engine, pipeline.agent, settings.db_retry_max, health, sensor=sensor, policy=policy)
         sinks.append(sink)
         loop = AgentLoop(app, pipeline, sink, lane, delivery, health, max_batch=max_batch,
                          max_wait=settings.max_wait, model_timeout=settings.model_timeout,
-                         outbox_lease=settings.outbox_redeliver_after)
+                         outbox_lease=settings.outbox_redeliver_after, sensor=sensor,
+                         policy=policy)
         loops.append(loop)
         app.agent(app.topic(pipeline.input_topic, partitions=settings.topic_partitions), name=pipeline.agent)(
             loop.run)
@@ -96,11 +99,11 @@ def build_app(settings: Settings) -> faust.App:
         chat_settings = settings.model_copy(update={"torch_threads": chat_threads, "parallel_tasks": "off"})
         chat_models = ModelProcess("chat", "models.chat:load_models", chat_settings, niceness=CHAT_NICENESS,
                                    threads=chat_threads,
-                                   on_phase=metrics.record_phase,
-                                   on_restart=metrics.MODEL_PROCESS_RESTARTS.labels("chat").inc)
+                                   on_phase=sensor.on_model_phase,
+                                   on_restart=functools.partial(sensor.on_model_restart, "chat"))
         described = chat_models.start()
         for model in described["models"]:
-            metrics.MODEL_INFO.labels(**model).set(1)
+            sensor.on_model_loaded(model)
         model_versions.append(f"chat:{described['generator']}")
 
         @app.on_before_shutdown.connect
@@ -111,7 +114,8 @@ def build_app(settings: Settings) -> faust.App:
         from agents.desk.auto_reply import AutoReplyPolicy
 
         add_agent(ChatPipeline(chat_models, described["generator"], AutoReplyPolicy.from_settings(settings),
-                               ConversationHistory.from_settings(engine, settings), settings.future_tolerance),
+                               ConversationHistory.from_settings(engine, settings), settings.future_tolerance,
+                               sensor=sensor),
                   Lane(ThreadPoolExecutor(1, thread_name_prefix="chat-models"),
                        ThreadPoolExecutor(1, thread_name_prefix="chat-db")), settings.generator_max_batch)
 
@@ -123,10 +127,11 @@ def build_app(settings: Settings) -> faust.App:
         analyzer = Analyzer.from_settings(settings)
         analyzer.warm_up()
         for model in analyzer.timed():
-            metrics.observe_model_phases(model)
+            sensors.observe_model(model, sensor)
         model_versions.append(f"news:{analyzer.version}")
-        detector = SpikeDetector(engine, settings)
-        news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine)
+        detector = SpikeDetector(engine, settings, sensor=sensor)
+        news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine,
+                            sensor=sensor)
         news_lane = Lane(model_thread_pool(1, threads, "news-models"),
                          ThreadPoolExecutor(1, thread_name_prefix="news-db"))
         news_sink = add_agent(news, news_lane, settings.max_batch)
@@ -146,7 +151,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def forget_lag(app, revoked, **kwargs):
         for tp in revoked:  # a partition now read by another worker is not this worker's lag
-            metrics.forget_lag(tp.topic, tp.partition)
+            sensor.on_lag_forgotten(tp.topic, tp.partition)
 
     started_on = cluster_id(settings.kafka_bootstrap)
 
@@ -163,6 +168,9 @@ def build_app(settings: Settings) -> faust.App:
             return
         if now == started_on:
             return
+        reset = ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}")
+        if policy.decide(reset, Stage.LOOP)[1] is not Action.CRASH:  # crash: the only action it allows
+            return
         log.critical("Kafka cluster was reset: %s now reports cluster id %r instead of %r, so its topics and "
                      "this group's offsets are gone (the embedded broker keeps everything in memory). Recreating "
                      "the topics and stopping; restart the worker (compose does; under `sentinel up`, run it again).",
@@ -170,12 +178,12 @@ def build_app(settings: Settings) -> faust.App:
         await loop.run_in_executor(None, functools.partial(
             ensure_topics, settings.kafka_bootstrap, topic_specs(settings.topic_partitions),
             replication=settings.topic_replication))
-        await app.crash(ClusterReset(f"Kafka cluster id changed from {started_on!r} to {now!r}"))
+        await app.crash(reset)
 
     @app.timer(settings.db_check_interval)
     async def probe_database(app):
         """Keeps sentinel_db_up true to the database while the topics are idle."""
-        await asyncio.get_running_loop().run_in_executor(service.db, check_database, engine, health)
+        await asyncio.get_running_loop().run_in_executor(service.db, check_database, engine, sensor)
 
     @app.timer(max(1.0, settings.alert_redeliver_after / 3))
     async def redeliver_alerts(app):
@@ -192,7 +200,8 @@ def build_app(settings: Settings) -> faust.App:
         for topic in sorted({p.topic for p in due}):
             if topic not in outbox_topics:
                 outbox_topics[topic] = app.topic(topic, partitions=settings.topic_partitions)
-            await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox")
+            await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox",
+                          sensor, policy)
         await run(service_sink.retrying, sweep.done, due)
 
     @app.timer(600.0)
@@ -222,23 +231,23 @@ def build_app(settings: Settings) -> faust.App:
         for sink in sinks:
             sink.stopping.set()  # a sink retrying through an outage gives up so the worker can exit
 
-    check_database(engine, health)
+    check_database(engine, sensor)
     log.info("worker ready: agents=%s kafka=%s database=%s models=%s allocator=%s", sorted(agents),
              settings.kafka_bootstrap, redact(settings.database_url), " ".join(model_versions), allocator)
     return app
 
 
-def check_database(engine, health: Health) -> None:
+def check_database(engine, sensor: sensors.Sensor) -> None:
     """One cheap query: sentinel_db_up and /health follow the database even when no batch is written."""
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means the database is not answering
-        metrics.DB_UP.set(0)
-        health.degrade("database", f"database unavailable ({type(getattr(exc, 'orig', None) or exc).__name__})")
+        sensor.on_db_down()
+        sensor.on_outage("database", f"database unavailable ({type(getattr(exc, 'orig', None) or exc).__name__})")
         return
-    metrics.DB_UP.set(1)
-    health.recover("database")
+    sensor.on_db_up()
+    sensor.on_recovery("database")
 
 
 def run_worker(settings: Settings) -> None:

@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     alert_idle_timeout: float = Field(
         60.0, gt=0, description="Seconds without events after which a partition stops holding the watermark back."
     )
+    error_policy: str = Field(
+        "", description="Overrides of the error policy (agents/errors.py), as failure=action pairs separated by commas, "
+                        "e.g. parse_error=crash,db_rejected=crash; empty: the default table.",
+    )
     future_tolerance: float = Field(
         300.0, ge=0,
         description="Seconds an event time may lie ahead: the Kafka record time ahead of now (else the receive time "

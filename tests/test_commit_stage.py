@@ -275,7 +275,7 @@ def test_the_agent_loop_takes_the_next_batch_while_the_models_run(monkeypatch):
             release.wait(5)  # the first batch stays in the models until the test lets it go
             return events
 
-    monkeypatch.setattr("agents.loop.record_lag", lambda app, events: None)  # this consumer never started
+    monkeypatch.setattr("agents.loop.record_lag", lambda app, events, sensor=None: None)  # this consumer never started
 
     async def scenario():
         agent = Agent(max_batch=3)

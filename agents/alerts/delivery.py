@@ -21,19 +21,22 @@ from concurrent.futures import Executor
 import faust
 from sqlalchemy import Engine, text
 
+from agents import errors, sensors
 from agents.alerts import records
 from agents.alerts.records import AlertRecord
 from agents.alerts.webhook import Webhook
 from agents.app import produce
-from infra import metrics
 
 log = logging.getLogger(__name__)
 SWEEP_LIMIT = 500
 
 
 class AlertDelivery:
-    def __init__(self, engine: Engine, topic: faust.TopicT, webhook: Webhook | None, redeliver_after: float):
+    def __init__(self, engine: Engine, topic: faust.TopicT, webhook: Webhook | None, redeliver_after: float,
+                 sensor: sensors.Sensor | None = None, policy: errors.ErrorPolicy | None = None):
         self.engine = engine
+        self.sensor = sensor or sensors.default
+        self.policy = policy  # for produce (agents/errors.py)
         self.topic = topic
         self.webhook = webhook
         self.redeliver_after = redeliver_after
@@ -47,9 +50,9 @@ class AlertDelivery:
         todo = [a for a in alerts if a.id in pending]
         if not todo:
             return 0
-        await produce(self.topic, [a.message() for a in todo], "alerts")
+        await produce(self.topic, [a.message() for a in todo], "alerts", self.sensor, self.policy)
         for alert in todo:
-            metrics.ALERTS.labels(alert.kind, alert.severity).inc()
+            self.sensor.on_alert_delivered(alert.kind, alert.severity)
             if self.webhook is not None:
                 self.webhook.send_in_background(alert.as_dict())
         await run(retrying, self._mark_delivered, [a.id for a in todo])
@@ -64,7 +67,7 @@ class AlertDelivery:
         log.warning("redelivering %d alert(s) stored but never delivered: %r", len(stale),
                     [a.id for a in stale[:5]])  # %r: ids carry event ids, hostile text
         sent = await self.deliver(stale, db, retrying)
-        metrics.ALERTS_REDELIVERED.inc(sent)
+        self.sensor.on_alerts_redelivered(sent)
         return sent
 
     def _undelivered(self, ids: list[str]) -> set[str]:

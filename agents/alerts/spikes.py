@@ -57,9 +57,9 @@ from datetime import datetime, timedelta, timezone
 from scipy.stats import binom, norm
 from sqlalchemy import Engine, text
 
+from agents import sensors
 from agents.alerts import records
 from agents.alerts.records import AlertRecord
-from infra import metrics
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,8 +226,10 @@ class Watermarks:
 
 
 class SpikeDetector:
-    def __init__(self, engine: Engine, settings: Settings, clock=time.monotonic):
+    def __init__(self, engine: Engine, settings: Settings, clock=time.monotonic,
+                 sensor: sensors.Sensor | None = None):
         self.engine = engine
+        self.sensor = sensor or sensors.default
         self.s = settings
         self.marks = Watermarks(settings.alert_idle_timeout, clock)
         self.decided_through: datetime | None = None  # every window ending at or before it is decided
@@ -276,7 +278,7 @@ class SpikeDetector:
         if done is not None:
             late = sum(1 for _, t, _ in events if self.window_end(t) <= done)
             if late:
-                metrics.LATE_EVENTS.inc(late)
+                self.sensor.on_late_events(late)
         return self._decide_final()
 
     def tick(self) -> list[AlertRecord]:
@@ -389,14 +391,7 @@ class SpikeDetector:
             now = {(key, sev) for key, sev in conn.execute(text(
                 "select key, severity from alerts where kind = :kind and status = 'open' order by opened_at desc "
                 "limit :n"), {"kind": KIND, "n": limit})}
-        # The gauge follows the table: whatever it holds that is no longer open goes, whoever set it
-        # (series are removed one by one, never cleared, so a scrape never sees an open episode missing).
-        exported = {(sample.labels["key"], sample.labels["severity"])
-                    for metric in metrics.SPIKE_ALERTS_OPEN.collect() for sample in metric.samples}
-        for labels in exported - now:
-            metrics.SPIKE_ALERTS_OPEN.remove(*labels)
-        for labels in now:
-            metrics.SPIKE_ALERTS_OPEN.labels(*labels).set(1)
+        self.sensor.on_open_episodes(now)
 
     def windows(self, conn, pairs: list[tuple[str, datetime]],
                 baseline_until: dict[str, datetime] | None = None) -> list[Window]:
@@ -544,10 +539,5 @@ class SpikeDetector:
         live = {k: v for k, v in self._current.items() if v[0] >= horizon}
         self._current = live
         top = sorted(live, key=lambda k: (-live[k][1], k))[:top_n]
-        for key in self._exported - set(top):
-            metrics.ENTITY_NEGATIVE_SHARE.remove(key)
-            metrics.ENTITY_MENTIONS.remove(key)
-        for key in top:
-            metrics.ENTITY_NEGATIVE_SHARE.labels(key).set(live[key][2])
-            metrics.ENTITY_MENTIONS.labels(key).set(live[key][1])
+        self.sensor.on_entity_windows({key: (live[key][1], live[key][2]) for key in top}, self._exported - set(top))
         self._exported = set(top)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from infra import metrics
+from agents import sensors
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,9 @@ class Webhook:
     """
 
     def __init__(self, url: str, token: str = "", attempts: int = 4, first_delay: float = 1.0,
-                 queue_size: int = 1000):
+                 queue_size: int = 1000, sensor: sensors.Sensor | None = None):
         self.url = url
+        self.sensor = sensor or sensors.default
         self.token = token
         self.attempts = attempts
         self.first_delay = first_delay
@@ -53,7 +54,7 @@ class Webhook:
             if attempt < self.attempts:
                 time.sleep(delay)
                 delay *= 2
-        metrics.WEBHOOK_FAILURES.inc()
+        self.sensor.on_webhook_failure()
         return False
 
     def _attempt(self, body: bytes, headers: dict) -> str | None:
@@ -82,7 +83,7 @@ class Webhook:
             self.queue.put_nowait(alert)
             return True
         except queue.Full:
-            metrics.WEBHOOK_FAILURES.inc()
+            self.sensor.on_webhook_failure()
             log.warning("alert webhook queue full (%d waiting); alert %r not sent", self.queue.qsize(),
                         _alert_id(alert))
             return False
@@ -93,7 +94,7 @@ class Webhook:
             try:
                 self.send(alert)
             except Exception as exc:  # noqa: BLE001 - a bug must cost one alert, never the sender thread
-                metrics.WEBHOOK_FAILURES.inc()
+                self.sensor.on_webhook_failure()
                 log.error("alert webhook: alert %r not sent, unexpected %s", _alert_id(alert),
                           type(exc).__name__, exc_info=True)
 
