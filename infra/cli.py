@@ -147,6 +147,15 @@ def train(
         min=1, help="trunk: times the customer-state set is repeated per epoch (weighs the state head).")] = 1,
     entity_repeat: Annotated[int, typer.Option(
         min=1, help="trunk: times the CoNLL train set is repeated per epoch (weighs the entity head).")] = 1,
+    intent_repeat: Annotated[int, typer.Option(
+        min=1, help="trunk: times banking77's train part is repeated per epoch (weighs the intent head).")] = 2,
+    partial_soft_labels: Annotated[bool, typer.Option(
+        "--partial-soft-labels", help="trunk with --soft-labels: accept a file that lacks some labelled training "
+                                      "texts (a teacher-labels run stopped early); those learn from the hard label.")
+                                   ] = False,
+    entity_sentiment_repeat: Annotated[int, typer.Option(
+        min=0, help="trunk: train the entity-sentiment head on SEntFiN's entity-level train part, repeated this "
+                    "many times per epoch; 0 = no such head.")] = 0,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -182,8 +191,10 @@ def train(
         out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
     if temperature != 1.0 and (task is not TrainTask.trunk or soft_labels is None):
         fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
-    for option, value in (("--state-repeat", state_repeat), ("--entity-repeat", entity_repeat)):
-        if value > 1 and task is not TrainTask.trunk:
+    for option, changed in (("--state-repeat", state_repeat > 1), ("--entity-repeat", entity_repeat > 1),
+                            ("--entity-sentiment-repeat", entity_sentiment_repeat > 0),
+                            ("--intent-repeat", intent_repeat != 2)):
+        if changed and task is not TrainTask.trunk:
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
@@ -193,7 +204,9 @@ def train(
             if soft_labels is not None and not soft_labels.is_file():
                 fail(f"soft labels {soft_labels} do not exist", "write them with `sentinel teacher-labels`")
             training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
-                                 state_repeat=state_repeat, entity_repeat=entity_repeat)
+                                 state_repeat=state_repeat, entity_repeat=entity_repeat,
+                                 intent_repeat=intent_repeat, entity_sentiment_repeat=entity_sentiment_repeat,
+                                 partial_soft_labels=partial_soft_labels)
         except DataMissing as exc:
             fail(str(exc), "point --data at the shared data folder that holds these data sets")
         except ValueError as exc:
