@@ -396,11 +396,44 @@ def _timed_readings(name: str, model, texts: list[str]) -> tuple[list, float]:
     return readings, time.perf_counter() - started
 
 
+class _TeacherCache:
+    """The teacher's readings of each evaluation set and the seconds they took, kept between runs (the teacher
+    does not change with the student under it): one file, by teacher version and the set's texts."""
+
+    def __init__(self, path: Path, version: str):
+        import json
+
+        self.path, self.version = path, version
+        self.sets = json.loads(path.read_text()) if path.is_file() else {}
+
+    def _key(self, name: str, texts: Sequence[str]) -> str:
+        import hashlib
+
+        return f"{self.version}:{name}:" + hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+    def get(self, name: str, texts: Sequence[str]) -> tuple[list, float] | None:
+        from models.sentiment import Sentiment
+
+        found = self.sets.get(self._key(name, texts))
+        if found is None:
+            return None
+        return [Sentiment(r["label"], r["score"], r["scores"]) for r in found["readings"]], found["seconds"]
+
+    def put(self, name: str, texts: Sequence[str], readings: list, seconds: float) -> tuple[list, float]:
+        import json
+
+        self.sets[self._key(name, texts)] = {"seconds": seconds, "readings": [r.as_dict() for r in readings]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.sets))
+        return readings, seconds
+
+
 def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = CASCADE_MARGINS,
                      event_headlines: Path | None = EVENT_HEADLINES) -> dict:
     """Per set and per margin: the share of texts the cascade sends to the teacher, the accuracy and macro-F1 of
     the cascade's labels, and its texts per second (the student's measured time on every text plus the teacher's
-    measured time per text on the routed share). The student and the teacher each read every text once; at
+    measured time per text on the routed share). The student and the teacher each read every text once (the
+    teacher's readings and times are kept in CACHE_DIR/cascade_teacher_readings.json for the next student); at
     ``settings.sentiment_cascade_margin`` the cascade itself (``SentimentCascade``) is also run on FPB test,
     timed, and its labels checked against the computed ones."""
     from models.sentiment import SentimentCascade, SentimentClassifier, margin
@@ -410,9 +443,11 @@ def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = 
     teacher = SentimentCascade.from_settings(settings).teacher
     report = {"task": "sentiment-cascade", "model": _task_model(settings, "sentiment_model", "sentiment"),
               "teacher": settings.sentiment_cascade_model, "margins": list(margins), "sets": {}}
+    cache = _TeacherCache(settings.cache_dir / "cascade_teacher_readings.json", teacher.loaded.version)
     for name, split in cascade_sets(data, event_headlines).items():
         s_read, s_time = _timed_readings(f"{name}: student", student, split.texts)
-        t_read, t_time = _timed_readings(f"{name}: teacher", teacher, split.texts)
+        t_read, t_time = cache.get(name, split.texts) or cache.put(
+            name, split.texts, *_timed_readings(f"{name}: teacher", teacher, split.texts))
         margins_of = [margin(r) for r in s_read]
         rows = []
         for m in margins:
