@@ -155,6 +155,9 @@ def train(
         "--partial-soft-labels", help="trunk with --soft-labels: accept a file that lacks some labelled training "
                                       "texts (a teacher-labels run stopped early); those learn from the hard label.")
                                    ] = False,
+    sample_rows: Annotated[int, typer.Option(
+        min=0, help="trunk: per epoch, each head but the entity-sentiment one trains on a fresh seeded sample of at "
+                    "most this many of its rows; 0 = all.")] = 0,
     entity_sentiment_repeat: Annotated[int, typer.Option(
         min=0, help="trunk: train the entity-sentiment head on SEntFiN's entity-level train part, repeated this "
                     "many times per epoch; 0 = no such head.")] = 0,
@@ -195,7 +198,7 @@ def train(
         fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
     for option, changed in (("--state-repeat", state_repeat > 1), ("--entity-repeat", entity_repeat > 1),
                             ("--entity-sentiment-repeat", entity_sentiment_repeat > 0),
-                            ("--intent-repeat", intent_repeat != 2)):
+                            ("--intent-repeat", intent_repeat != 2), ("--sample-rows", sample_rows > 0)):
         if changed and task is not TrainTask.trunk:
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
@@ -208,7 +211,7 @@ def train(
             training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
                                  state_repeat=state_repeat, entity_repeat=entity_repeat,
                                  intent_repeat=intent_repeat, entity_sentiment_repeat=entity_sentiment_repeat,
-                                 partial_soft_labels=partial_soft_labels)
+                                 partial_soft_labels=partial_soft_labels, sample_rows=sample_rows)
         except DataMissing as exc:
             fail(str(exc), "point --data at the shared data folder that holds these data sets")
         except ValueError as exc:

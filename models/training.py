@@ -565,7 +565,7 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
 def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
                 embedding_weight: float = 2.0, checkpoint_every: int = 200, soft_labels: Path | None = None,
                 state_repeat: int = 1, entity_repeat: int = 1, intent_repeat: int = 2,
-                entity_sentiment_repeat: int = 0, partial_soft_labels: bool = False) -> dict:
+                entity_sentiment_repeat: int = 0, partial_soft_labels: bool = False, sample_rows: int = 0) -> dict:
     """Train the trunk's one adapter and all its heads together (``sentinel train trunk``).
 
     Every step is one task's batch (length-grouped inside the task); the batches of all tasks are
@@ -575,7 +575,9 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     with every head's validation and saves the artefact.
 
     ``config.init`` starts from another trunk's adapter and heads; a head it lacks (the entity-sentiment
-    head, say) starts fresh and is trained and saved with the others.
+    head, say) starts fresh and is trained and saved with the others. ``sample_rows``: every epoch, each
+    task but the entity-sentiment one trains on a fresh seeded sample of at most this many of its rows
+    (0: all), so a warm start can add a head while the others keep training, in less time.
     """
     from peft import PeftModel, get_peft_model
     from transformers import AutoModel
@@ -617,13 +619,19 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
         lcfg.modules_to_save = ["shape_embedding", *(head_module(n) for n in heads)]
         model = get_peft_model(net, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    sizes = {t.name: len(t.features) for t in tasks}
+    sizes = {t.name: len(t.features) if not sample_rows or t.kind == SPAN else min(sample_rows, len(t.features))
+             for t in tasks}
     console.print(f"[bold]trunk[/]: {sizes}, {sum(p.numel() for p in trainable):,} trainable parameters, {config}")
 
     def epoch_batches(epoch: int) -> list[tuple[int, list[int]]]:
         rng = random.Random(config.seed * 1000 + epoch)  # fixed per epoch, so a resumed run sees the same order
-        batches = [(k, ids) for k, t in enumerate(tasks)
-                   for ids in _length_grouped_batches(t.features, config.batch_size, rng)]
+        batches = []
+        for k, t in enumerate(tasks):
+            pool = list(range(len(t.features)))
+            if sample_rows and t.kind != SPAN and len(pool) > sample_rows:
+                pool = sorted(rng.sample(pool, sample_rows))
+            rows = [t.features[i] for i in pool]
+            batches += [(k, [pool[i] for i in ids]) for ids in _length_grouped_batches(rows, config.batch_size, rng)]
         rng.shuffle(batches)
         return batches
 
@@ -647,7 +655,8 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                  "embedding_weight": embedding_weight,
                  "soft_labels": soft_labels.name if soft_labels else None, "state_repeat": state_repeat,
                  "entity_repeat": entity_repeat, "intent_repeat": intent_repeat,
-                 "entity_sentiment_repeat": entity_sentiment_repeat, "partial_soft_labels": partial_soft_labels}
+                 "entity_sentiment_repeat": entity_sentiment_repeat, "partial_soft_labels": partial_soft_labels,
+                 "sample_rows": sample_rows}
     if config.init:  # a second stage: what the first one was, and how it went
         first = json.loads((Path(config.init) / "sentinel.json").read_text())
         meta_base["init_stage"] = {k: first.get(k) for k in ("config", "history", "train_seconds", "init_stage")}
