@@ -34,12 +34,12 @@ class Settings(BaseSettings):
     )
     sentiment_cascade: str = Field(
         "off", pattern="^(on|off)$",
-        description="on: headlines whose sentiment margin (top minus second probability) is under "
+        description="on: texts whose sentiment margin (top minus second probability) is under "
                     "SENTINEL_SENTIMENT_CASCADE_MARGIN are read again by the teacher, in the same call "
                     "(needs the teacher extra); off: the student alone.",
     )
     sentiment_cascade_margin: float = Field(
-        0.3, ge=0.0, le=1.0,
+        0.5, ge=0.0, le=1.0,
         description="The cascade's margin: a student reading with top minus second probability below it goes "
                     "to the teacher (docs/results/sentiment_cascade.json gives the curve).",
     )
