@@ -16,7 +16,7 @@ from models.sentiment import LABELS, Sentiment, SentimentCascade, SentimentClass
 from models.trunk import ENTITY_SENTIMENT, EMBEDDING, SPAN, Trunk, TrunkNet, span_features, token_range
 
 TRAINED = ARTIFACTS / "trunk_entity"
-TWO_COMPANIES = "Infosys shares surge on record profit while Wipro slumps after weak guidance"
+TWO_COMPANIES = "Reliance Industries gains 3%, Bharti Airtel slips 2%"
 
 
 # --- the SEntFiN entity-level split ---------------------------------------------------------
@@ -138,16 +138,17 @@ def _view(loaded: LoadedModel, head: str) -> LoadedModel:
 
 @pytest.mark.skipif(not (TRAINED / "sentinel.json").is_file(), reason="models/artifacts/trunk_entity not trained")
 def test_two_companies_in_one_headline_each_get_their_own_reading():
+    """The trained head through the API: one company up, the other down, each read as such (the headline's own
+    sentiment is one label for both)."""
     from models.analysis import Analyzer
-    from models.trunk import _load_trunk
 
-    _load_trunk.cache_clear()
     analyzer = Analyzer.from_settings(Settings(trunk_model=str(TRAINED)))
     (_, entities), = analyzer.analyze_texts([TWO_COMPANIES])
-    by_name = {e.text: e.sentiment.label for e in entities if e.label == "ORG"}
-    assert by_name == {"Infosys": "positive", "Wipro": "negative"}
+    orgs = {e.text: e.sentiment.label for e in entities if e.label == "ORG"}
+    assert orgs["Reliance Industries"] == "positive"
+    assert [label for name, label in orgs.items() if name.endswith("Airtel")] == ["negative"]
     record = next(analyzer.analyze([("1", TWO_COMPANIES)]))
-    assert {e["text"]: e["sentiment"]["label"] for e in record["entities"]} == by_name
+    assert {e["text"]: e["sentiment"]["label"] for e in record["entities"] if e["label"] == "ORG"} == orgs
 
 
 def test_a_trunk_without_the_head_gives_entities_no_sentiment():
