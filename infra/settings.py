@@ -32,6 +32,21 @@ class Settings(BaseSettings):
         "", description="Sentiment model of its own (a Sentinel artefact folder, HF id or local HF folder); "
                         "empty = the trunk's sentiment head.",
     )
+    sentiment_cascade: str = Field(
+        "off", pattern="^(on|off)$",
+        description="on: texts whose sentiment margin (top minus second probability) is under "
+                    "SENTINEL_SENTIMENT_CASCADE_MARGIN are read again by the teacher, in the same call "
+                    "(needs the teacher extra); off: the student alone.",
+    )
+    sentiment_cascade_margin: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="The cascade's margin: a student reading with top minus second probability below it goes "
+                    "to the teacher (docs/results/sentiment_cascade.json gives the curve).",
+    )
+    sentiment_cascade_model: str = Field(
+        str(ARTIFACTS / "sentiment_teacher"),
+        description="The cascade's teacher: a sentiment artefact folder (`sentinel train sentiment --teacher`).",
+    )
     entity_model: str = Field(
         "", description="Entity model of its own (artefact folder, HF id or folder); empty = the trunk's head.",
     )

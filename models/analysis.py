@@ -10,7 +10,7 @@ from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
 from models.runtime import model_thread_pool, use_threads
 from models.sentiment import SentimentClassifier
-from models.trunk import shared_trunk
+from models.trunk import ENTITY_SENTIMENT, shared_trunk
 
 
 def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
@@ -32,6 +32,9 @@ def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
 
 class Analyzer:
     """Sentiment and entities for the same texts.
+
+    With a trunk that has an entity-sentiment head, every ORG and TICKER entity also carries the
+    sentiment toward it (``Entity.sentiment``), read from the same pass.
 
     When both are heads of the trunk (the default), one encoder pass gives both
     (``models/trunk.py``). On CPU the work is split over two threads, each on half of the
@@ -83,7 +86,7 @@ class Analyzer:
         return list(zip(sentiments.result(), entities.result()))
 
     def _read_trunk(self, texts: list[str], side_by_side: bool) -> list[tuple]:
-        heads = ["sentiment", "entities"]
+        heads = ["sentiment", "entities", *([ENTITY_SENTIMENT] if self.trunk.has_entity_sentiment else [])]
         if self._lanes is None or not side_by_side or len(texts) < 2:
             read = self.trunk.read(texts, heads)
             return list(zip(read["sentiment"], read["entities"]))

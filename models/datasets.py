@@ -5,7 +5,11 @@ Split rules (documented in docs/MODELS.md):
   collapsed, sentences seen with two different labels dropped; then a stratified
   80/10/10 train/val/test split with ``SPLIT_SEED``.
 - twitter-financial-news: ``sent_train.csv`` for training, ``sent_valid.csv`` for evaluation only.
-- SEntFiN: the headlines with exactly one entity, labelled with that entity's sentiment.
+- SEntFiN: the headlines with exactly one entity, labelled with that entity's sentiment (headline level,
+  out of domain). Entity level (``sentfin_entity_splits``): every headline with each entity's span located
+  in the title (case-insensitive; entities not found are skipped and counted), split by headline (repeated
+  titles are one headline; all of a headline's entities in one part) 80/10/10 train/val/test with ``SPLIT_SEED``, stratified by the
+  headline's labels (all negative / all neutral / all positive / mixed).
 - CoNLL-2003: the standard train / valid / test files (IOB2).
 - banking77: ``train.csv`` (10% stratified hold-out with ``SPLIT_SEED`` for model selection), ``test.csv``.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +97,88 @@ def sentfin_single_entity(data: Path) -> TextSplit:
                 texts.append(r["Title"])
                 labels.append(next(iter(decisions.values())))
     return TextSplit(texts, labels)
+
+
+@dataclass
+class EntityHeadline:
+    """A headline and the sentiment toward each of its entities: ``(name, label, start, end)``, the span
+    ``title[start:end]`` located in the title."""
+
+    title: str
+    entities: list[tuple[str, str, int, int]]
+
+    @property
+    def conflicting(self) -> bool:
+        """Two or more entities with different labels."""
+        return len({label for _, label, _, _ in self.entities}) > 1
+
+
+def locate_entity(title: str, name: str) -> tuple[int, int] | None:
+    """The span of ``name`` in ``title``, case-insensitive: first as a whole word, else anywhere; None if absent."""
+    name = name.strip()
+    if not name:
+        return None
+    whole = re.search(r"(?<!\w)" + re.escape(name) + r"(?!\w)", title, flags=re.IGNORECASE)
+    if whole:
+        return whole.span()
+    at = title.casefold().find(name.casefold())
+    if at < 0 or len(title.casefold()) != len(title):  # casefold can change lengths (e.g. "ß"): no offsets then
+        return None
+    return at, at + len(name)
+
+
+def sentfin_entity_headlines(data: Path) -> tuple[list[EntityHeadline], int, int]:
+    """Every distinct SEntFiN headline with its located entities (in file order); how many entities were not
+    found in their title; how many were dropped because copies of the headline label them differently.
+
+    A title that occurs more than once (67 do) is one headline with the entities of all its copies (an entity
+    the copies label differently is dropped). A headline none of whose entities is found is left out."""
+    path = _need(data / "sentfin_v1" / "SEntFiN-v1.0.csv")
+    by_title: dict[str, tuple[str, dict[str, set[str]]]] = {}
+    with path.open(encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            title, decisions = by_title.setdefault(r["Title"].strip().casefold(), (r["Title"], {}))
+            for name, label in json.loads(r["Decisions"]).items():
+                decisions.setdefault(name, set()).add(label)
+    headlines, missing, ambiguous = [], 0, 0
+    for title, decisions in by_title.values():
+        found = []
+        for name, labels in decisions.items():
+            if len(labels) > 1:
+                ambiguous += 1
+                continue
+            span = locate_entity(title, name)
+            if span is None:
+                missing += 1
+                continue
+            found.append((name, next(iter(labels)), *span))
+        if found:
+            headlines.append(EntityHeadline(title, found))
+    return headlines, missing, ambiguous
+
+
+def _headline_stratum(h: EntityHeadline) -> str:
+    labels = {label for _, label, _, _ in h.entities}
+    return next(iter(labels)) if len(labels) == 1 else "mixed"
+
+
+def sentfin_entity_splits(data: Path) -> dict:
+    """Entity-level sentiment: SEntFiN headlines split 80/10/10 train/val/test by headline (``SPLIT_SEED``,
+    stratified by ``_headline_stratum``); ``missing``: the entities whose span was not found in their title;
+    ``ambiguous``: the entities that copies of one headline label differently (left out)."""
+    headlines, missing, ambiguous = sentfin_entity_headlines(data)
+    strata = [_headline_stratum(h) for h in headlines]
+    train, rest, _, rest_strata = train_test_split(headlines, strata, test_size=0.2, stratify=strata,
+                                                   random_state=SPLIT_SEED)
+    val, test = train_test_split(rest, test_size=0.5, stratify=rest_strata, random_state=SPLIT_SEED)
+    return {"train": train, "val": val, "test": test, "missing": missing, "ambiguous": ambiguous}
+
+
+def sentfin_single_entity_test(data: Path) -> TextSplit:
+    """The headlines of the entity-level test part (``sentfin_entity_splits``) with exactly one entity, labelled
+    with its sentiment: the single-entity set minus every headline a trunk with an entity-sentiment head trains on."""
+    test = [h for h in sentfin_entity_splits(data)["test"] if len(h.entities) == 1]
+    return TextSplit([h.title for h in test], [h.entities[0][1] for h in test])
 
 
 @dataclass

@@ -4,7 +4,8 @@
 --teacher``) over the labelled training texts (FPB train, twitter train) and over unlabelled
 in-domain text: the news-headline replay files, FiQA-2018 headlines and posts, and the
 SEntFiN headlines with more than one entity (the single-entity ones are the out-of-domain
-test, ``datasets.sentfin_single_entity``). Texts of any evaluation split are left out.
+test, ``datasets.sentfin_single_entity``). Texts of any evaluation split are left out, the
+entity-level SEntFiN validation and test headlines (``datasets.sentfin_entity_splits``) among them.
 ``sentinel train trunk --soft-labels FILE`` then trains the sentiment head on the hard labels
 and the teacher's probabilities (``distillation_loss``).
 
@@ -63,6 +64,8 @@ def _taken_texts(data: Path) -> set[str]:
     fpb = datasets.fpb_splits(data)
     held_out = [*fpb["val"].texts, *fpb["test"].texts, *datasets.twitter_split(data, "valid").texts,
                 *datasets.sentfin_single_entity(data).texts]
+    entity_level = datasets.sentfin_entity_splits(data)
+    held_out += [h.title for h in [*entity_level["val"], *entity_level["test"]]]
     return {t.casefold().strip() for t in [*held_out, *(t for _, t in labelled_texts(data))]}
 
 

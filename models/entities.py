@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import AutoModelForTokenClassification
@@ -47,10 +48,14 @@ class Entity:
     start: int
     end: int
     score: float
+    sentiment: Any = None  # ORG and TICKER entities, from a trunk with an entity-sentiment head: a ``Sentiment``
 
     def as_dict(self) -> dict:
-        return {"text": self.text, "label": self.label, "start": self.start, "end": self.end,
-                "score": round(self.score, 6)}
+        out = {"text": self.text, "label": self.label, "start": self.start, "end": self.end,
+               "score": round(self.score, 6)}
+        if self.sentiment is not None:
+            out["sentiment"] = {"label": self.sentiment.label, "score": round(self.sentiment.score, 6)}
+        return out
 
 
 def split_words(text: str) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rich.table import Table
@@ -12,6 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from infra.progress import console, progress
 from infra.settings import PROJECT_ROOT, Settings, get_settings
 from models import datasets
+
+EVENT_HEADLINES = PROJECT_ROOT / "models" / "written" / "event_headlines.jsonl"  # labelled event headlines
 
 
 def _in_chunks(label: str, items: Sequence, fn: Callable[[list], list], chunk: int = 256) -> list:
@@ -51,6 +54,9 @@ def evaluate_sentiment(data: Path, settings: Settings, sentfin: bool = True) -> 
     if sentfin:  # reported, not a bar: the test suite leaves it out to save time
         report["sentfin_single_entity"] = _classification("SEntFiN single-entity", model,
                                                           datasets.sentfin_single_entity(data))
+        # the part of it no trunk trains on (an entity-sentiment head trains on the rest)
+        report["sentfin_single_entity_test"] = _classification("SEntFiN single-entity, test part", model,
+                                                               datasets.sentfin_single_entity_test(data))
     return report
 
 
@@ -165,14 +171,22 @@ def evaluate_escalation(data: Path, settings: Settings) -> dict:
     }
 
 
-def run(task: str, data: Path, model: str | None = None) -> dict:
+def run(task: str, data: Path, model: str | None = None, event_headlines: Path | None = EVENT_HEADLINES) -> dict:
+    """``task``'s report; ``model``: the model to evaluate instead of the configured one (for
+    ``entity-sentiment`` and ``cascade``: the trunk)."""
     settings = get_settings()
-    if model:
+    if model and task in ("entity-sentiment", "cascade"):
+        settings = settings.model_copy(update={"trunk_model": model})
+    elif model:
         field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model",
                  "customer-state": "customer_state_model", "replies": "generator_model"}[task]
         settings = settings.model_copy(update={field: model})
-    report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
-              "customer-state": evaluate_customer_state, "replies": evaluate_replies}[task](data, settings)
+    if task == "cascade":
+        report = evaluate_cascade(data, settings, event_headlines=event_headlines)
+    else:
+        report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
+                  "customer-state": evaluate_customer_state, "replies": evaluate_replies,
+                  "entity-sentiment": evaluate_entity_sentiment}[task](data, settings)
     report["model"] = _shown_path(str(report["model"]))
     if task != "replies":  # the encoders' number format (the generator keeps its own)
         from models.runtime import dtype_name
@@ -193,6 +207,8 @@ def _shown_path(model: str) -> str:
 
 
 def print_report(report: dict) -> None:
+    if report["task"] == "sentiment-cascade":
+        return print_cascade(report)
     table = Table(title=f"{report['task']} — {report['model']}" + (f" ({report['dtype']})" if "dtype" in report else ""))
     table.add_column("split")
     table.add_column("n", justify="right")
@@ -293,3 +309,178 @@ def _redaction_summary() -> dict:
     from models.redaction_eval import evaluate_redaction
 
     return evaluate_redaction()
+
+
+# --- entity-level sentiment (the trunk's entity-sentiment head) -------------------------
+
+
+def _scores(gold: Sequence[str], predicted: Sequence[str]) -> dict:
+    return {"accuracy": round(accuracy_score(gold, predicted), 4),
+            "macro_f1": round(f1_score(gold, predicted, labels=datasets.SENTIMENT_LABELS, average="macro"), 4)}
+
+
+def evaluate_entity_sentiment(data: Path, settings: Settings) -> dict:
+    """The entity-sentiment head on SEntFiN's entity-level test part (gold entity spans), all headlines and the
+    headlines with conflicting labels (two or more entities, different labels) on their own; beside it, the
+    headline's own sentiment (the sentiment head) given to every entity of the headline."""
+    from models.sentiment import SentimentClassifier
+    from models.trunk import Trunk, load_trunk
+
+    loaded = load_trunk(settings)
+    trunk = Trunk(loaded, {}, settings.max_length, settings.max_batch, settings.token_budget)
+    if not trunk.has_entity_sentiment:
+        raise ValueError(f"{settings.trunk_model} has no entity-sentiment head; train one with "
+                         "`sentinel train trunk --entity-sentiment-repeat N`")
+    splits = datasets.sentfin_entity_splits(data)
+    test = splits["test"]
+    texts = [h.title for h in test]
+    started = time.perf_counter()
+    readings = trunk.entity_sentiments(texts, [[(a, b) for _, _, a, b in h.entities] for h in test])
+    elapsed = time.perf_counter() - started
+    headline = SentimentClassifier(replace(loaded, labels=list(loaded.meta["heads"]["sentiment"]["labels"]),
+                                           meta={**loaded.meta, "head": "sentiment", "head_kind": "sequence"}),
+                                   settings.max_length, settings.max_batch, settings.token_budget).predict(texts)
+
+    def part(which: list[int]) -> dict:
+        gold = [e[1] for k in which for e in test[k].entities]
+        got = [r.label if r else "none" for k in which for r in readings[k]]
+        whole = [headline[k].label for k in which for _ in test[k].entities]
+        return {"headlines": len(which), "n": len(gold), **_scores(gold, got),
+                "headline_sentiment_for_every_entity": _scores(gold, whole)}
+
+    every = list(range(len(test)))
+    report = {"task": "entity-sentiment", "model": f"{settings.trunk_model} (head entity_sentiment)",
+              "split": "sentfin_v1/SEntFiN-v1.0.csv, entity level, test part by headline "
+                       "(models.datasets.sentfin_entity_splits)",
+              "entities_not_found_in_titles": splits["missing"],
+              "sentfin_entity_test": {**part(every), "entities_per_second": round(
+                  sum(len(h.entities) for h in test) / elapsed, 1)},
+              "sentfin_entity_test_conflicting": part([k for k in every if test[k].conflicting])}
+    return report
+
+
+# --- the sentiment cascade: student, and the teacher under a margin ----------------------
+
+CASCADE_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.01)
+
+
+def read_labelled_jsonl(path: Path) -> datasets.TextSplit:
+    """{"text", "label" (or "sentiment")} lines as a split."""
+    import json
+
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            label = row.get("label", row.get("sentiment"))
+            label = label.get("label") if isinstance(label, dict) else label
+            texts.append(row["text"])
+            labels.append(str(label).lower())
+    return datasets.TextSplit(texts, labels)
+
+
+def cascade_sets(data: Path, event_headlines: Path | None = EVENT_HEADLINES) -> dict[str, datasets.TextSplit]:
+    fpb = datasets.fpb_splits(data)
+    sets = {"fpb_val": fpb["val"], "fpb_test": fpb["test"], "fpb_test_allagree": fpb["test_allagree"],
+            "twitter_valid": datasets.twitter_split(data, "valid"),
+            "sentfin_single_entity_test": datasets.sentfin_single_entity_test(data)}
+    if event_headlines is not None and event_headlines.is_file():
+        sets["event_headlines"] = read_labelled_jsonl(event_headlines)
+    return sets
+
+
+def _timed_readings(name: str, model, texts: list[str]) -> tuple[list, float]:
+    started = time.perf_counter()
+    readings = _in_chunks(name, texts, model.predict)
+    return readings, time.perf_counter() - started
+
+
+class _TeacherCache:
+    """The teacher's readings of each evaluation set and the seconds they took, kept between runs (the teacher
+    does not change with the student under it): one file, by teacher version and the set's texts."""
+
+    def __init__(self, path: Path, version: str):
+        import json
+
+        self.path, self.version = path, version
+        self.sets = json.loads(path.read_text()) if path.is_file() else {}
+
+    def _key(self, name: str, texts: Sequence[str]) -> str:
+        import hashlib
+
+        return f"{self.version}:{name}:" + hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+    def get(self, name: str, texts: Sequence[str]) -> tuple[list, float] | None:
+        from models.sentiment import Sentiment
+
+        found = self.sets.get(self._key(name, texts))
+        if found is None:
+            return None
+        return [Sentiment(r["label"], r["score"], r["scores"]) for r in found["readings"]], found["seconds"]
+
+    def put(self, name: str, texts: Sequence[str], readings: list, seconds: float) -> tuple[list, float]:
+        import json
+
+        self.sets[self._key(name, texts)] = {"seconds": seconds, "readings": [r.as_dict() for r in readings]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.sets))
+        return readings, seconds
+
+
+def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = CASCADE_MARGINS,
+                     event_headlines: Path | None = EVENT_HEADLINES) -> dict:
+    """Per set and per margin: the share of texts the cascade sends to the teacher, the accuracy and macro-F1 of
+    the cascade's labels, and its texts per second (the student's measured time on every text plus the teacher's
+    measured time per text on the routed share). The student and the teacher each read every text once (the
+    teacher's readings and times are kept in CACHE_DIR/cascade_teacher_readings.json for the next student); at
+    ``settings.sentiment_cascade_margin`` the cascade itself (``SentimentCascade``) is also run on FPB test,
+    timed, and its labels checked against the computed ones."""
+    from models.sentiment import SentimentCascade, SentimentClassifier, margin
+
+    off = settings.model_copy(update={"sentiment_cascade": "off"})
+    student = SentimentClassifier.from_settings(off)
+    teacher = SentimentCascade.from_settings(settings).teacher
+    report = {"task": "sentiment-cascade", "model": _task_model(settings, "sentiment_model", "sentiment"),
+              "teacher": settings.sentiment_cascade_model, "margins": list(margins), "sets": {}}
+    cache = _TeacherCache(settings.cache_dir / "cascade_teacher_readings.json", teacher.loaded.version)
+    for name, split in cascade_sets(data, event_headlines).items():
+        s_read, s_time = _timed_readings(f"{name}: student", student, split.texts)
+        t_read, t_time = cache.get(name, split.texts) or cache.put(
+            name, split.texts, *_timed_readings(f"{name}: teacher", teacher, split.texts))
+        margins_of = [margin(r) for r in s_read]
+        rows = []
+        for m in margins:
+            routed = [x < m for x in margins_of]
+            labels = [t.label if r else s.label for s, t, r in zip(s_read, t_read, routed)]
+            share = sum(routed) / len(routed)
+            rows.append({"margin": m, "routed": round(share, 4), **_scores(split.labels, labels),
+                         "texts_per_second": round(len(labels) / (s_time + t_time * share), 1)})
+        report["sets"][name] = {"n": len(split.texts), "student_texts_per_second": round(len(split.texts) / s_time, 1),
+                                "teacher_texts_per_second": round(len(split.texts) / t_time, 1), "curve": rows}
+    fpb_test = datasets.fpb_splits(data)["test"]
+    cascade = SentimentCascade(teacher, settings.sentiment_cascade_margin)
+    student.cascade = cascade
+    readings, elapsed = _timed_readings("FPB test: cascade", student, fpb_test.texts)
+    report["measured_cascade_fpb_test"] = {
+        "margin": settings.sentiment_cascade_margin, "n": len(readings), "routed": round(cascade.routed / cascade.seen, 4),
+        **_scores(fpb_test.labels, [r.label for r in readings]),
+        "texts_per_second": round(len(readings) / elapsed, 1)}
+    return report
+
+
+def print_cascade(report: dict) -> None:
+    table = Table(title=f"sentiment cascade: {report['model']} under the margin, {report['teacher']} below it"
+                  + (f" ({report['dtype']})" if "dtype" in report else ""))
+    names = list(report["sets"])
+    table.add_column("margin", justify="right")
+    for name in names:
+        table.add_column(f"{name} ({report['sets'][name]['n']})\nrouted / acc / F1 / texts/s", justify="right")
+    for k, m in enumerate(report["margins"]):
+        cells = []
+        for name in names:
+            row = report["sets"][name]["curve"][k]
+            cells.append(f"{row['routed']:.3f} / {row['accuracy']:.4f} / {row['macro_f1']:.4f} / "
+                         f"{row['texts_per_second']:.0f}")
+        table.add_row(f"{m:g}", *cells)
+    console.print(table)
+    console.print(f"measured cascade on FPB test: {report['measured_cascade_fpb_test']}")

@@ -1,11 +1,17 @@
-"""News sentiment: negative / neutral / positive with probabilities."""
+"""News sentiment: negative / neutral / positive with probabilities.
+
+With ``SENTINEL_SENTIMENT_CASCADE=on`` the readings the student (the trunk's head) is unsure of go to the
+teacher (``SentimentCascade``) inside the same call.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
+from infra.settings import Settings, get_settings
 from models.classifier import TextClassifier
 
 LABELS = ["negative", "neutral", "positive"]
@@ -20,14 +26,64 @@ class Sentiment:
     label: str
     score: float
     scores: dict[str, float]
+    cascaded: bool = False  # read by the cascade's teacher (``SentimentCascade``), not the student
 
     def as_dict(self) -> dict:
         return {"label": self.label, "score": self.score, "scores": self.scores}
 
 
+def margin(reading: Sentiment) -> float:
+    """Top probability minus the second: how sure a reading is."""
+    top, second = sorted(reading.scores.values(), reverse=True)[:2]
+    return top - second
+
+
+class SentimentCascade:
+    """The student's unsure readings read again by the teacher.
+
+    ``refine`` sends the texts whose student margin (``margin``) is below ``threshold`` to the teacher in
+    one batched call, in the calling thread (the student's own lane: no process or thread of its own), and
+    returns the teacher's readings for them and the student's for the others.
+    """
+
+    def __init__(self, teacher, threshold: float):
+        self.teacher, self.threshold = teacher, threshold
+        self.seen = self.routed = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SentimentCascade":
+        teacher = SentimentClassifier.from_settings(settings.model_copy(update={
+            "sentiment_model": settings.sentiment_cascade_model, "sentiment_cascade": "off"}))
+        return cls(teacher, settings.sentiment_cascade_margin)
+
+    def route(self, readings: list[Sentiment]) -> list[int]:
+        """Indices of the readings that go to the teacher."""
+        return [i for i, r in enumerate(readings) if margin(r) < self.threshold]
+
+    def refine(self, texts: Sequence[str], readings: list[Sentiment]) -> list[Sentiment]:
+        routed = self.route(readings)
+        self.seen += len(readings)
+        self.routed += len(routed)
+        if not routed:
+            return readings
+        out = list(readings)
+        for i, reading in zip(routed, self.teacher.predict([texts[i] for i in routed])):
+            out[i] = replace(reading, cascaded=True)
+        return out
+
+
 class SentimentClassifier(TextClassifier):
     task = "sentiment"
     setting = "sentiment_model"
+    cascade: SentimentCascade | None = None  # set by from_settings when SENTINEL_SENTIMENT_CASCADE=on
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "SentimentClassifier":
+        s = settings or get_settings()
+        model = super().from_settings(s)
+        if s.sentiment_cascade == "on" and s.sentiment_model != s.sentiment_cascade_model:
+            model.cascade = SentimentCascade.from_settings(s)  # the teacher is loaded only here
+        return model
 
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[Sentiment]:
         names = [_ALIASES.get(label.lower(), label.lower()) for label in self.labels]
@@ -40,4 +96,4 @@ class SentimentClassifier(TextClassifier):
             scores = {name: scores[name] for name in LABELS}
             label = max(scores, key=scores.get)
             results.append(Sentiment(label, scores[label], scores))
-        return results
+        return self.cascade.refine(texts, results) if self.cascade is not None else results

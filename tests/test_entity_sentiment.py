@@ -1,0 +1,253 @@
+"""Entity-level sentiment (the trunk's ``entity_sentiment`` head) and the sentiment cascade to the teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from infra.settings import ARTIFACTS, Settings
+from models import datasets
+from models.encoder import LoadedModel, base_encoder_path
+from models.entities import Entity, encode_texts
+from models.sentiment import LABELS, Sentiment, SentimentCascade, SentimentClassifier, margin
+from models.trunk import ENTITY_SENTIMENT, EMBEDDING, SPAN, Trunk, TrunkNet, span_features, token_range
+
+TRAINED = ARTIFACTS / "trunk_entity"
+TWO_COMPANIES = "Reliance Industries gains 3%, Bharti Airtel slips 2%"
+
+
+# --- the SEntFiN entity-level split ---------------------------------------------------------
+
+
+def test_the_sentfin_entity_split_is_fixed_and_by_headline(data_dir):
+    first, again = datasets.sentfin_entity_splits(data_dir), datasets.sentfin_entity_splits(data_dir)
+    parts = ("train", "val", "test")
+    assert all(first[p] == again[p] for p in parts), "the split is fixed"
+    titles = {p: [h.title.casefold().strip() for h in first[p]] for p in parts}
+    for p in parts:
+        assert len(titles[p]) == len(set(titles[p])), f"a headline repeated inside {p}"
+    assert not set(titles["train"]) & set(titles["val"])
+    assert not set(titles["train"]) & set(titles["test"])
+    assert not set(titles["val"]) & set(titles["test"])
+    n = sum(len(titles[p]) for p in parts)
+    assert [round(len(titles[p]) / n, 2) for p in parts] == [0.8, 0.1, 0.1]
+    # every entity of a headline stays with it, and its span is what the title says there
+    for h in first["test"]:
+        for name, label, start, end in h.entities:
+            assert h.title[start:end].casefold() == name.strip().casefold() and label in LABELS
+    assert sum(h.conflicting for h in first["test"]) > 50
+
+
+def test_entity_spans_are_found_case_insensitively_and_as_whole_words():
+    assert datasets.locate_entity("Shares of HDFC Bank rise", "hdfc bank") == (10, 19)
+    # a whole-word match wins over an earlier match inside a word
+    assert datasets.locate_entity("Tatas hold Tata stake", "Tata") == (11, 15)
+    assert datasets.locate_entity("TATAS hold tata stake", "Tata") == (11, 15)
+    assert datasets.locate_entity("Reliance Industries up", "Reliance Ind") == (0, 12)  # inside a word, if only that
+    assert datasets.locate_entity("Nifty ends flat", "Sensex") is None
+    assert datasets.locate_entity("Nifty ends flat", "  ") is None
+
+
+def test_a_span_maps_to_the_tokens_of_the_words_it_covers():
+    tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(""))
+    text = "Tata Motors slumps; Infosys rallies"
+    feature = encode_texts(tokenizer, [text], 64)[0]
+    a, b = token_range(feature, 0, 11)
+    assert tokenizer.decode(feature["input_ids"][a:b]) == "tata motors"
+    a, b = token_range(feature, text.index("Infosys"), text.index("Infosys") + 7)
+    assert tokenizer.decode(feature["input_ids"][a:b]) == "infosys"
+    a, b = token_range(feature, text.index("rallies"), len(text))  # the last word: its tokens, not [SEP]
+    assert tokenizer.decode(feature["input_ids"][a:b]) == "rallies"
+    assert token_range(feature, 200, 210) is None
+    cut = encode_texts(tokenizer, [text], 4)[0]  # [CLS] tata motors [SEP]: the words after are cut
+    assert token_range(cut, 0, 11) is not None and token_range(cut, 20, 27) is None
+
+
+def test_span_features_average_the_span_and_the_whole_row():
+    states = torch.arange(2 * 4 * 2, dtype=torch.float32).reshape(2, 4, 2)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    got = span_features(states, mask, torch.tensor([[0, 1, 3], [1, 0, 1]]))
+    assert torch.equal(got[0], torch.cat([states[0, 1:3].mean(0), states[0, :3].mean(0)]))
+    assert torch.equal(got[1], torch.cat([states[1, 0], states[1].mean(0)]))
+
+
+# --- the head, through the trunk's API ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_trunk():
+    """FAKE: a tiny randomly initialised two-layer BERT with the trunk's heads (no training), for shapes and
+    plumbing; it reads nothing meaningful."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(""))
+    encoder = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
+    heads = {"sentiment": {"kind": "sequence", "labels": LABELS},
+             "entities": {"kind": "token", "labels": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
+                                                      "B-MISC", "I-MISC"]},
+             ENTITY_SENTIMENT: {"kind": SPAN, "labels": LABELS}, EMBEDDING: {"kind": EMBEDDING, "labels": []}}
+    net = TrunkNet(encoder, heads).eval()
+    return LoadedModel(tokenizer, net, [], {"task": "trunk", "heads": heads, "use_shapes": True,
+                                            "word_features": True}, torch.device("cpu"), torch.float32,
+                       "(fake trunk)", True)
+
+
+def test_the_span_head_gives_one_reading_of_three_labels_per_span(fake_trunk):
+    net = fake_trunk.model
+    batch = {"input_ids": torch.randint(1000, 2000, (3, 7)), "attention_mask": torch.ones(3, 7, dtype=torch.long)}
+    spans = torch.tensor([[0, 1, 2], [0, 3, 5], [2, 1, 4], [1, 2, 3]])
+    with torch.no_grad():
+        assert net(**batch, heads=(ENTITY_SENTIMENT,), spans=spans)[ENTITY_SENTIMENT].shape == (4, 3)
+        states = net(**batch, heads=(ENTITY_SENTIMENT,))[ENTITY_SENTIMENT]  # no spans: the token states
+        assert states.shape == (3, 7, 32)
+        # the same logits from the pass's states after the pass (how serving applies it)
+        after = net.span_logits(ENTITY_SENTIMENT, list(states), [tuple(s) for s in spans.tolist()])
+        assert torch.allclose(after, net(**batch, heads=(ENTITY_SENTIMENT,), spans=spans)[ENTITY_SENTIMENT],
+                              atol=1e-5)
+
+
+def test_every_org_and_ticker_gets_a_reading_from_the_same_pass(fake_trunk, monkeypatch):
+    from models.entities import EntityRecognizer
+
+    trunk = Trunk(fake_trunk, {"entities": EntityRecognizer(_view(fake_trunk, "entities"))}, trace=False)
+    found = [[Entity("Infosys", "ORG", 0, 7, 0.9), Entity("Bengaluru", "LOC", 30, 39, 0.9),
+              Entity("INFY", "TICKER", 51, 55, 1.0)]]
+    monkeypatch.setattr(trunk.tasks["entities"], "decode", lambda texts, features, logits: found)
+    passes = []
+    real = fake_trunk.model.encoder.forward
+    monkeypatch.setattr(fake_trunk.model.encoder, "forward", lambda *a, **k: passes.append(1) or real(*a, **k))
+    read = trunk.read(["Infosys opens a new campus in Bengaluru (NYSE: INFY)"], ["entities", ENTITY_SENTIMENT])
+    assert len(passes) == 1, "the entity-sentiment head adds no encoder pass"
+    org, loc, ticker = read["entities"][0]
+    assert isinstance(org.sentiment, Sentiment) and isinstance(ticker.sentiment, Sentiment) and loc.sentiment is None
+    assert read[ENTITY_SENTIMENT] == [[org.sentiment, ticker.sentiment]]
+    assert org.as_dict()["sentiment"] == {"label": org.sentiment.label, "score": round(org.sentiment.score, 6)}
+    assert "sentiment" not in loc.as_dict()
+
+
+def _view(loaded: LoadedModel, head: str) -> LoadedModel:
+    from models.trunk import head_view
+
+    return head_view(loaded, head)
+
+
+@pytest.mark.skipif(not (TRAINED / "sentinel.json").is_file(), reason="models/artifacts/trunk_entity not trained")
+def test_two_companies_in_one_headline_each_get_their_own_reading():
+    """The trained head through the API: one company up, the other down, each read as such (the headline's own
+    sentiment is one label for both)."""
+    from models.analysis import Analyzer
+
+    analyzer = Analyzer.from_settings(Settings(trunk_model=str(TRAINED)))
+    (_, entities), = analyzer.analyze_texts([TWO_COMPANIES])
+    orgs = {e.text: e.sentiment.label for e in entities if e.label == "ORG"}
+    assert orgs["Reliance Industries"] == "positive"
+    assert [label for name, label in orgs.items() if name.endswith("Airtel")] == ["negative"]
+    record = next(analyzer.analyze([("1", TWO_COMPANIES)]))
+    assert {e["text"]: e["sentiment"]["label"] for e in record["entities"] if e["label"] == "ORG"} == orgs
+
+
+def test_a_trunk_without_the_head_gives_entities_no_sentiment():
+    from models.analysis import Analyzer
+
+    analyzer = Analyzer.from_settings(Settings(trunk_model=str(ARTIFACTS / "trunk")))
+    (_, entities), = analyzer.analyze_texts([TWO_COMPANIES])
+    assert entities and all(e.sentiment is None and "sentiment" not in e.as_dict() for e in entities)
+
+
+# --- the cascade ---------------------------------------------------------------------------------
+
+
+class FakeTeacher:
+    """FAKE teacher: reads every text as positive with certainty, and records what it was asked."""
+
+    def __init__(self):
+        self.asked: list[list[str]] = []
+
+    def predict(self, texts):
+        self.asked.append(list(texts))
+        return [Sentiment("positive", 1.0, {"negative": 0.0, "neutral": 0.0, "positive": 1.0}) for _ in texts]
+
+
+def _reading(negative: float, neutral: float, positive: float) -> Sentiment:
+    scores = {"negative": negative, "neutral": neutral, "positive": positive}
+    label = max(scores, key=scores.get)
+    return Sentiment(label, scores[label], scores)
+
+
+def test_the_cascade_sends_exactly_the_texts_under_the_margin_to_the_teacher_in_one_batch():
+    teacher = FakeTeacher()
+    cascade = SentimentCascade(teacher, 0.3)
+    readings = [_reading(0.9, 0.05, 0.05), _reading(0.4, 0.35, 0.25), _reading(0.2, 0.5, 0.3),
+                _reading(0.1, 0.25, 0.65), _reading(0.0, 0.3, 0.7)]
+    assert [round(margin(r), 4) for r in readings] == [0.85, 0.05, 0.2, 0.4, 0.4]
+    texts = ["a", "b", "c", "d", "e"]
+    out = cascade.refine(texts, readings)
+    assert teacher.asked == [["b", "c"]], "one batched call with the texts under the margin"
+    assert [r.label for r in out] == ["negative", "positive", "positive", "positive", "positive"]
+    assert [r.cascaded for r in out] == [False, True, True, False, False]
+    assert out[0] is readings[0] and out[3] is readings[3]
+    assert (cascade.seen, cascade.routed) == (5, 2)
+    assert SentimentCascade(FakeTeacher(), 0.0).refine(texts, readings) == readings
+
+
+def test_the_cascade_runs_inside_the_students_own_call(monkeypatch):
+    """Through the trunk's sentiment head: the decode of the student's logits hands the unsure texts to the teacher."""
+    student = SentimentClassifier.__new__(SentimentClassifier)
+    student.loaded = LoadedModel(None, None, list(LABELS), {}, torch.device("cpu"), torch.float32, "(fake)", True)
+    student.cascade = SentimentCascade(FakeTeacher(), 0.3)
+    logits = [torch.tensor([4.0, 0.0, 0.0]), torch.tensor([0.1, 0.0, 0.05])]
+    out = student.decode(["sure", "unsure"], [{}, {}], logits)
+    assert student.cascade.teacher.asked == [["unsure"]]
+    assert [(r.label, r.cascaded) for r in out] == [("negative", False), ("positive", True)]
+
+
+def test_the_teacher_is_loaded_only_when_the_cascade_is_on(monkeypatch):
+    loads = []
+    monkeypatch.setattr(SentimentCascade, "from_settings", classmethod(lambda cls, s: loads.append(s) or "cascade"))
+    assert SentimentClassifier.from_settings(Settings(sentiment_cascade="off")).cascade is None
+    assert not loads
+    assert SentimentClassifier.from_settings(Settings(sentiment_cascade="on")).cascade == "cascade"
+    assert len(loads) == 1
+
+
+def test_the_teacher_zip_is_checked_against_its_digest(tmp_path):
+    from models import teacher
+
+    try:
+        teacher.teacher_path(tmp_path, expected_sha256="0" * 64)
+        raise AssertionError("a wrong digest must stop the join")
+    except teacher.TeacherMissing:
+        pytest.skip("the teacher's parts are not installed")
+    except teacher.TeacherCorrupt as exc:
+        assert "0" * 64 in str(exc) and teacher.ZIP_SHA256 in str(exc)
+    assert not (tmp_path / "all-mpnet-base-v2").exists() and not (tmp_path / "all-mpnet-base-v2.zip").exists()
+
+
+def test_the_eval_sets_of_the_cascade_take_the_event_headlines_when_given(data_dir, tmp_path):
+    from models.evaluation import cascade_sets
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"text": "X recalls its cars", "label": "negative"}) + "\n")
+    sets = cascade_sets(data_dir, path)
+    assert sets["event_headlines"].texts == ["X recalls its cars"] and sets["event_headlines"].labels == ["negative"]
+    assert "event_headlines" not in cascade_sets(data_dir, tmp_path / "absent.jsonl")
+
+
+def test_training_rows_carry_each_entitys_token_span_and_label():
+    from models.training import entity_sentiment_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(""))
+    headlines = [datasets.EntityHeadline("Infosys rallies, Wipro falls", [("Infosys", "positive", 0, 7),
+                                                                          ("Wipro", "negative", 17, 22)]),
+                 datasets.EntityHeadline("No entity here", [])]
+    rows, dropped = entity_sentiment_rows(tokenizer, headlines)
+    assert len(rows) == 1 and dropped == 0, "a headline with no span gives no row"
+    (a1, b1, y1), (a2, b2, y2) = rows[0]["spans"]
+    assert tokenizer.decode(rows[0]["input_ids"][a1:b1]) == "infosys" and LABELS[y1] == "positive"
+    assert tokenizer.decode(rows[0]["input_ids"][a2:b2]) == "wipro" and LABELS[y2] == "negative"
+    assert not {"_first", "_words", "_spans"} & set(rows[0])
