@@ -32,7 +32,9 @@ demo: setup
 up: setup
 	$(BIN)/sentinel up
 
+# The import contracts first (every arrow downward, no cycles: pyproject.toml), then the whole suite.
 test: setup system-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra
 
 # The performance harness (models, pipeline, naive baseline, generation) in one run, ~15 minutes.

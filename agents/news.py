@@ -57,6 +57,25 @@ def central_keys(resolver: KeyResolver, entities, event: NewsEvent) -> set[str]:
     return keys
 
 
+def key_sentiments(resolver: KeyResolver, entities, event: NewsEvent) -> dict:
+    """The sentiment toward each key the article names in its lead (``lead_end``), from its entities' own
+    readings (the trunk's entity-sentiment head): the first mention of a key in the text speaks for it. A key
+    that is not an entity of the text (a ticker tag only), or an entity without a reading, is not here."""
+    end = lead_end(event)
+    found = {}
+    for e in sorted(entities, key=lambda e: e.start):
+        reading = getattr(e, "sentiment", None)
+        if reading is None or e.start >= end or e.label not in ("ORG", "TICKER"):
+            continue
+        key = entity_key(e.text, e.label)
+        if e.label == "ORG":
+            if key in NOT_COMPANIES:
+                continue
+            key = resolver.alias(key) or key
+        found.setdefault(key, reading)
+    return found
+
+
 @dataclass
 class ArticleFacts:
     """What spike screening needs of a stored article."""
@@ -123,17 +142,22 @@ class NewsPipeline:
             "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1}))
         keys, learned = self.resolver.keys_for(entities, event.tickers)
         keys &= central_keys(self.resolver, entities, event)  # a passing mention does not count (relevance)
+        own = key_sentiments(self.resolver, entities, event)  # each company's own reading, where there is one
         for key in sorted(keys):
+            reading = own.get(key, sentiment)
+            share = reading.scores
             rows.append((ArticleKey.__table__, {
-                "article_id": event.id, "key": key, "event_time": event_time, "negative": scores["negative"],
-                "sentiment": scores["positive"] - scores["negative"], "is_negative": sentiment.label == "negative",
+                "article_id": event.id, "key": key, "event_time": event_time, "negative": share["negative"],
+                "sentiment": share["positive"] - share["negative"], "is_negative": reading.label == "negative",
                 "story_id": story.story_id}))
         for alias, key in learned:
             rows.append((EntityAlias.__table__, {"alias": alias, "key": key, "source": "learned"}))
         for e in entities:
             rows.append((EntityMention.__table__, {
                 "article_id": event.id, "start": e.start, "end": e.end, "label": e.label, "text": e.text,
-                "score": e.score, "entity_key": entity_key(e.text, e.label)}))
+                "score": e.score, "entity_key": entity_key(e.text, e.label),
+                "sentiment_label": e.sentiment.label if getattr(e, "sentiment", None) is not None else None,
+                "sentiment_score": e.sentiment.score if getattr(e, "sentiment", None) is not None else None}))
         record = NewsEnriched(
             id=event.id, title=event.title, text=event.text, source=event.source, url=event.url,
             published_at=event.published_at.isoformat() if event.published_at else None,

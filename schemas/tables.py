@@ -73,6 +73,9 @@ class EntityMention(Base):
     text: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float)
     entity_key: Mapped[str] = mapped_column(String(256), index=True)
+    # the sentiment toward this entity (companies and tickers, read by the trunk's entity-sentiment head)
+    sentiment_label: Mapped[str | None] = mapped_column(String(16))
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
 
 
 class DeadLetter(Base):

@@ -577,3 +577,33 @@ def test_the_outbox_keeps_produced_rows_a_day_and_never_prunes_unsent_ones(engin
     assert OutboxSweep(engine, lease_s=30).prune() == 1
     with engine.connect() as conn:
         assert conn.execute(text("select source_id from outbox")).scalars().all() == ["n1"]
+
+
+class FakeAnalyzerWithEntitySentiment(FakeAnalyzer):
+    """FakeAnalyzer whose organisations carry a reading of their own: negative when the word after them is
+    ``lost``, positive when it is ``won``, neutral otherwise (the trunk's entity-sentiment head in miniature)."""
+
+    def analyze_texts(self, texts, side_by_side=True):
+        out = []
+        for (headline, entities), t in zip(super().analyze_texts(texts), texts):
+            for e in entities:
+                after = t[e.end:].split()[:1]
+                label = {"lost": "negative", "won": "positive"}.get(after[0] if after else "", "neutral")
+                scores = {"negative": 0.05, "neutral": 0.05, "positive": 0.05, label: 0.9}
+                e.sentiment = Sentiment(label, 0.9, scores)
+            out.append((headline, entities))
+        return out
+
+
+def test_each_company_in_a_headline_counts_with_its_own_sentiment(engine):
+    clear(engine)
+    loop, app = make_loop(engine, NewsPipeline(FakeAnalyzerWithEntitySentiment(), "fake-es", engine=engine))
+    process(loop, received([news(0, "Brightline won the port contract after Tessaly lost its bid", tickers=["XPRT"])]))
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("select key, is_negative from article_keys")).all())
+        mentions = dict(conn.execute(text("select text, sentiment_label from entity_mentions")).all())
+    assert keys == {"brightline": False, "tessaly": True, "ticker:XPRT": False}  # the tag keeps the headline's
+    assert mentions == {"Brightline": "positive", "Tessaly": "negative"}
+    record = json.loads(app.topics["news.enriched"].sent[0][1])
+    assert [(e["text"], e["sentiment"]["label"]) for e in record["entities"]] == [
+        ("Brightline", "positive"), ("Tessaly", "negative")]
