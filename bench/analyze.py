@@ -36,7 +36,7 @@ SEPARATE = {"sentiment_model": str(ARTIFACTS / "sentiment"), "entity_model": str
 
 
 def chat_messages(n: int) -> list[str]:
-    from models.datasets import SPLIT_SEED, banking77_splits
+    from models.training.datasets import SPLIT_SEED, banking77_splits
 
     test = banking77_splits(get_settings().data_dir)["test"]
     return [test.texts[i] for i in random.Random(SPLIT_SEED + 2).sample(range(len(test.texts)), n)]

@@ -116,7 +116,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
     from bench.common import print_table, save
     from infra.progress import console, progress
     from infra.settings import get_settings
-    from models import datasets
+    from models.training import datasets
     from models.runtime import collate, cpu_has_amx_bf16, plan_batches
     from models.sentiment import SentimentClassifier
 
@@ -257,7 +257,7 @@ def main(data: Path | None = None, batch_size: int = 64, calibration: int = 200,
     result = {
         "model": (f"the trunk ({model.loaded.version}: one adapter merged into all-MiniLM-L6-v2), its sentiment head"
                   if model.loaded.head else f"sentiment ({model.loaded.version}, LoRA merged into all-MiniLM-L6-v2)"),
-        "split": "FPB test (models.datasets.fpb_splits)",
+        "split": "FPB test (models.training.datasets.fpb_splits)",
         "sentences": n, "batch_size": batch_size, "max_length": model.max_length,
         "batches": len(plan), "mean_tokens": round(sum(lengths) / n, 1), "max_tokens": max(lengths),
         "timed_passes": passes, "cpu_amx_bf16": cpu_has_amx_bf16(), "torch_threads": torch.get_num_threads(), "ort_intra_op_threads": threads,

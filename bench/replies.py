@@ -18,7 +18,7 @@ from infra.settings import get_settings
 
 def main(n: int = 32) -> dict:
     from models.analysis import Analyzer
-    from models.datasets import SPLIT_SEED, banking77_splits
+    from models.training.datasets import SPLIT_SEED, banking77_splits
     from models.generator import ReplyGenerator
     from models.intent import IntentClassifier
     from models.knowledge import Retriever

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from transformers import AutoModelForSequenceClassification
 
 from infra.settings import Settings, get_settings
-from models.entities import encode_texts
+from models.encoder import encode_texts
 from models.runtime import BatchedModel
 
 

@@ -3,7 +3,7 @@
 Chat escalation used the financial sentiment model's ``negative`` probability, which
 learnt news ("loss", "decline") and scores an angry customer near zero. This model is
 trained for customer messages (``sentinel train customer-state``; the set is built in
-``models/datasets.py``, ``customer_state_sets``, and described in docs/MODELS.md):
+``models/training/datasets.py``, ``customer_state_sets``, and described in docs/MODELS.md):
 
 - ``calm``: requests, questions and plain complaints stated calmly;
 - ``frustrated``: impatient, fed up, disappointed, asking again;

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -178,8 +179,10 @@ def is_sentinel_artifact(source: str) -> bool:
     return (Path(source) / META_FILE).is_file()
 
 
-def load_model(source: str, auto_class, base_setting: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Load a Sentinel artefact folder, or any HF id/folder with ``auto_class``."""
+def load_model(source: str, auto_class, base_setting: str, device: torch.device, dtype: torch.dtype,
+               build_trunk=None) -> LoadedModel:
+    """Load a Sentinel artefact folder, or any HF id/folder with ``auto_class``. A trunk artefact needs
+    ``build_trunk(encoder, heads)``, its network before the adapter (``models.trunk`` passes it)."""
     if is_sentinel_artifact(source):
         from peft import PeftModel
 
@@ -187,9 +190,9 @@ def load_model(source: str, auto_class, base_setting: str, device: torch.device,
         # an artefact trained on the teacher loads on the teacher, whatever the student's setting
         base = base_encoder_path("teacher" if meta.get("base_encoder") == TEACHER else base_setting)
         if meta.get("task") == "trunk":
-            from models.trunk import TrunkNet
-
-            net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), meta["heads"])
+            if build_trunk is None:
+                raise ValueError(f"{source} is a trunk: load it with models.trunk.load_trunk (SENTINEL_TRUNK_MODEL)")
+            net = build_trunk(AutoModel.from_pretrained(base, add_pooling_layer=False), meta["heads"])
         else:
             net = build_tasknet(base, len(meta["labels"]), meta["head_kind"], bool(meta.get("use_shapes")))
         model = PeftModel.from_pretrained(net, source).merge_and_unload()
@@ -209,3 +212,68 @@ def load_model(source: str, auto_class, base_setting: str, device: torch.device,
         sentinel = False
     model.to(device=device, dtype=dtype).eval()
     return LoadedModel(tokenizer, model, labels, meta, device, dtype, source, sentinel)
+
+
+# -- words and their sub-token features (every head reads them) ------------------------------------
+
+IGNORE = -100  # a label the loss ignores (not a word's first sub-token)
+
+# PTB-like words, close to CoNLL's tokenisation: abbreviations (U.S.), numbers,
+# words with inner hyphens/ampersands, the possessive 's, then any other symbol.
+_WORD = re.compile(
+    r"(?:[A-Za-z]\.){2,}"
+    r"|\d+(?:[.,:/]\d+)*%?"
+    r"|'[sS]\b"
+    r"|\w+(?:[-&]\w+)*"
+    r"|[^\w\s]"
+)
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Word spans (start, end) of ``text``."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_length: int,
+                 word_labels: Sequence[Sequence[int]] | None = None) -> list[dict[str, list[int]]]:
+    """Sub-word features for pre-split words: ids, word shapes, first-sub-token map (and labels)."""
+    features: list[dict[str, list[int]]] = []
+    nonempty = [i for i, words in enumerate(word_lists) if words]
+    enc = tokenizer([list(word_lists[i]) for i in nonempty], is_split_into_words=True,
+                    truncation=True, max_length=max_length) if nonempty else None
+    by_index = {i: k for k, i in enumerate(nonempty)}
+    empty_ids = tokenizer("", truncation=True, max_length=max_length)["input_ids"]
+    for i, words in enumerate(word_lists):
+        if i not in by_index:
+            features.append({"input_ids": list(empty_ids), "shape_ids": [SHAPE_PAD] * len(empty_ids),
+                             "_first": [], "_words": [], **({"labels": [IGNORE] * len(empty_ids)} if word_labels else {})})
+            continue
+        k = by_index[i]
+        ids = enc["input_ids"][k]
+        word_ids = enc.word_ids(k)
+        shapes, first, first_words, labels = [], [], [], []
+        previous = None
+        for pos, w in enumerate(word_ids):
+            shapes.append(SHAPE_PAD if w is None else word_shape(words[w]))
+            is_first = w is not None and w != previous
+            if is_first:
+                first.append(pos)
+                first_words.append(w)
+            if word_labels is not None:
+                labels.append(word_labels[i][w] if is_first else IGNORE)
+            previous = w
+        # A word can yield no sub-token (e.g. a lone control character): keep its index.
+        feature = {"input_ids": ids, "shape_ids": shapes, "_first": first, "_words": first_words}
+        if word_labels is not None:
+            feature["labels"] = labels
+        features.append(feature)
+    return features
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+    """Word features of raw texts (``encode_words`` on ``split_words``), each with its word spans (``_spans``)."""
+    spans = [split_words(t) for t in texts]
+    features = encode_words(tokenizer, [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans)], max_length)
+    for f, sp in zip(features, spans):
+        f["_spans"] = sp
+    return features

@@ -17,21 +17,10 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from infra.settings import Settings, get_settings
-from models.encoder import SHAPE_PAD, word_shape
+from models.encoder import IGNORE, encode_texts, encode_words, split_words  # noqa: F401  (re-exported)
 from models.runtime import BatchedModel
 
 LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-IGNORE = -100
-
-# PTB-like words, close to CoNLL's tokenisation: abbreviations (U.S.), numbers,
-# words with inner hyphens/ampersands, the possessive 's, then any other symbol.
-_WORD = re.compile(
-    r"(?:[A-Za-z]\.){2,}"
-    r"|\d+(?:[.,:/]\d+)*%?"
-    r"|'[sS]\b"
-    r"|\w+(?:[-&]\w+)*"
-    r"|[^\w\s]"
-)
 
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
 _EXCHANGE = re.compile(
@@ -58,11 +47,6 @@ class Entity:
         return out
 
 
-def split_words(text: str) -> list[tuple[int, int]]:
-    """Word spans (start, end) of ``text``."""
-    return [m.span() for m in _WORD.finditer(text)]
-
-
 def find_tickers(text: str) -> list[Entity]:
     """Cashtags ($AAPL) and exchange tickers ((NASDAQ: AAPL)); the span covers the symbol."""
     found = []
@@ -70,51 +54,6 @@ def find_tickers(text: str) -> list[Entity]:
         for m in pattern.finditer(text):
             found.append(Entity(m.group(1), "TICKER", m.start(1), m.end(1), 1.0))
     return sorted(found, key=lambda e: e.start)
-
-
-def encode_words(tokenizer, word_lists: Sequence[Sequence[str]], max_length: int,
-                 word_labels: Sequence[Sequence[int]] | None = None) -> list[dict[str, list[int]]]:
-    """Sub-word features for pre-split words: ids, word shapes, first-sub-token map (and labels)."""
-    features: list[dict[str, list[int]]] = []
-    nonempty = [i for i, words in enumerate(word_lists) if words]
-    enc = tokenizer([list(word_lists[i]) for i in nonempty], is_split_into_words=True,
-                    truncation=True, max_length=max_length) if nonempty else None
-    by_index = {i: k for k, i in enumerate(nonempty)}
-    empty_ids = tokenizer("", truncation=True, max_length=max_length)["input_ids"]
-    for i, words in enumerate(word_lists):
-        if i not in by_index:
-            features.append({"input_ids": list(empty_ids), "shape_ids": [SHAPE_PAD] * len(empty_ids),
-                             "_first": [], "_words": [], **({"labels": [IGNORE] * len(empty_ids)} if word_labels else {})})
-            continue
-        k = by_index[i]
-        ids = enc["input_ids"][k]
-        word_ids = enc.word_ids(k)
-        shapes, first, first_words, labels = [], [], [], []
-        previous = None
-        for pos, w in enumerate(word_ids):
-            shapes.append(SHAPE_PAD if w is None else word_shape(words[w]))
-            is_first = w is not None and w != previous
-            if is_first:
-                first.append(pos)
-                first_words.append(w)
-            if word_labels is not None:
-                labels.append(word_labels[i][w] if is_first else IGNORE)
-            previous = w
-        # A word can yield no sub-token (e.g. a lone control character): keep its index.
-        feature = {"input_ids": ids, "shape_ids": shapes, "_first": first, "_words": first_words}
-        if word_labels is not None:
-            feature["labels"] = labels
-        features.append(feature)
-    return features
-
-
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
-    """Word features of raw texts (``encode_words`` on ``split_words``), each with its word spans (``_spans``)."""
-    spans = [split_words(t) for t in texts]
-    features = encode_words(tokenizer, [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans)], max_length)
-    for f, sp in zip(features, spans):
-        f["_spans"] = sp
-    return features
 
 
 def tags_to_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:

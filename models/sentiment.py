@@ -7,29 +7,19 @@ teacher (``SentimentCascade``) inside the same call.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from infra.settings import Settings, get_settings
 from models.classifier import TextClassifier
+from models.readings import Sentiment  # noqa: F401  (re-exported: models.sentiment.Sentiment)
 
 LABELS = ["negative", "neutral", "positive"]
 # Names other checkpoints use for the same classes (e.g. FinBERT, twitter-roberta).
 _ALIASES = {"neg": "negative", "bearish": "negative", "label_0": "negative",
             "neu": "neutral", "label_1": "neutral",
             "pos": "positive", "bullish": "positive", "label_2": "positive"}
-
-
-@dataclass
-class Sentiment:
-    label: str
-    score: float
-    scores: dict[str, float]
-    cascaded: bool = False  # read by the cascade's teacher (``SentimentCascade``), not the student
-
-    def as_dict(self) -> dict:
-        return {"label": self.label, "score": self.score, "scores": self.scores}
 
 
 def margin(reading: Sentiment) -> float:

@@ -33,8 +33,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from infra.settings import Settings, get_settings
-from models.encoder import NUM_SHAPES, LoadedModel, is_sentinel_artifact, load_model
-from models.entities import encode_texts
+from models.encoder import (
+    NUM_SHAPES,
+    LoadedModel,
+    encode_texts,
+    is_sentinel_artifact,
+    load_model,
+)
+from models.readings import Sentiment
 from models.runtime import BatchedModel, pick_device, pick_dtype
 
 SEQUENCE, TOKEN, EMBEDDING, SPAN = "sequence", "token", "embedding", "span"
@@ -169,7 +175,8 @@ def _load_trunk(source: str, base_encoder: str, device_setting: str, dtype_setti
     if not is_sentinel_artifact(source):
         raise FileNotFoundError(f"trunk {source!r} is not a Sentinel artefact folder; train one with "
                                 "`sentinel train trunk`, or set SENTINEL_TRUNK_MODEL to one")
-    loaded = load_model(source, None, base_encoder, device, pick_dtype(device, dtype_setting))
+    loaded = load_model(source, None, base_encoder, device, pick_dtype(device, dtype_setting),
+                        build_trunk=TrunkNet)
     if loaded.meta.get("task") != "trunk":
         raise ValueError(f"{source} is a {loaded.meta.get('task')} model, not a trunk; "
                          "set SENTINEL_TRUNK_MODEL to a folder written by `sentinel train trunk`")
@@ -182,7 +189,8 @@ def load_task_model(settings: Settings, setting: str, head: str, auto_class) -> 
     if not source:
         return head_view(load_trunk(settings), head)
     device = pick_device(settings.device)
-    return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device, settings.dtype))
+    return load_model(source, auto_class, settings.base_encoder, device, pick_dtype(device, settings.dtype),
+                      build_trunk=TrunkNet)
 
 
 def shared_trunk(tasks: dict, every: bool = True) -> Trunk | None:
@@ -258,8 +266,6 @@ class Trunk(BatchedModel):
 
     def span_sentiments(self, states: list[torch.Tensor], spans: list[tuple[int, int, int]]) -> list:
         """The entity-sentiment head's ``Sentiment`` for each ``(text, start, end)`` token span."""
-        from models.sentiment import Sentiment
-
         labels = self.loaded.meta["heads"][ENTITY_SENTIMENT]["labels"]
         probs = torch.softmax(self.loaded.model.span_logits(ENTITY_SENTIMENT, states, spans), dim=-1).tolist()
         out = []

@@ -32,8 +32,8 @@ card, a 16-digit number that fails the Luhn check, an IBAN with wrong check digi
 message (13,083) is changed, and none of the 695 order numbers, invoice numbers and refund
 amounts labelled in bitext's customer messages (the issuer-digit rule keeps 90 of them, 15-digit
 order numbers that pass the Luhn check, from being taken for cards). On the fixed evaluation set of
-``models/redaction_eval.py`` (558 planted identifiers, 262 near misses; ``python -m
-models.redaction_eval``) recall and precision are 1.0 and no near miss is redacted;
+``models/training/redaction_eval.py`` (558 planted identifiers, 262 near misses; ``sentinel
+eval-redaction``) recall and precision are 1.0 and no near miss is redacted;
 ``tests/test_redaction_properties.py`` draws cards, IBANs of every country stdnum knows, e-mail
 addresses, international phone numbers of every region and spaced SSNs written every way above.
 

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from models import datasets, redaction_eval
+from models.training import datasets, redaction_eval
 from models.replies import RISK_INTENTS
 from tests.helpers import Worker, produce, read_topic, start_services, wait_until
 

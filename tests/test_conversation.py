@@ -233,7 +233,7 @@ FOLLOW_UPS = [
 def multi_turn_set(data_dir, n: int = 240, seed: int = 17):
     """(first message, second message, the second's intent): generic follow-ups that keep the first message's
     intent, and changes of topic (another banking77 test message with another intent)."""
-    from models import datasets
+    from models.training import datasets
 
     test = datasets.banking77_splits(data_dir)["test"]
     rows = list(zip(test.texts, test.labels))

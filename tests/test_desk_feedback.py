@@ -21,8 +21,8 @@ from sqlalchemy import insert, text
 from agents.desk import feedback, store
 from agents.desk.app import create_app
 from infra.settings import PROJECT_ROOT, Settings
-from models.datasets import TextSplit
-from models.feedback import merge_corrections
+from models.training.datasets import TextSplit
+from models.training.feedback import merge_corrections
 from schemas.tables import ChatMessage, ReplyDraft
 
 LABELS = feedback.known_intents(Settings())

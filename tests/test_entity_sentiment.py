@@ -9,7 +9,7 @@ import torch
 from transformers import AutoTokenizer
 
 from infra.settings import ARTIFACTS, Settings
-from models import datasets
+from models.training import datasets
 from models.encoder import LoadedModel, base_encoder_path
 from models.entities import Entity, encode_texts
 from models.sentiment import LABELS, Sentiment, SentimentCascade, SentimentClassifier, margin
@@ -229,7 +229,7 @@ def test_the_teacher_zip_is_checked_against_its_digest(tmp_path):
 
 
 def test_the_eval_sets_of_the_cascade_take_the_event_headlines_when_given(data_dir, tmp_path):
-    from models.evaluation import cascade_sets
+    from models.training.evaluation import cascade_sets
 
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps({"text": "X recalls its cars", "label": "negative"}) + "\n")
@@ -239,7 +239,7 @@ def test_the_eval_sets_of_the_cascade_take_the_event_headlines_when_given(data_d
 
 
 def test_training_rows_carry_each_entitys_token_span_and_label():
-    from models.training import entity_sentiment_rows
+    from models.training.train import entity_sentiment_rows
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(""))
     headlines = [datasets.EntityHeadline("Infosys rallies, Wipro falls", [("Infosys", "positive", 0, 7),

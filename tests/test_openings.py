@@ -7,7 +7,7 @@ import pytest
 from infra.settings import Settings
 from models.knowledge import SHIPPED, load_entries
 from models.openings import LABELLED, LABELS, load_templates, opening_problem, template_for
-from models.openings_eval import draft_rows, evaluate_openings, read_labelled, sample_ids, shares
+from models.training.openings_eval import draft_rows, evaluate_openings, read_labelled, sample_ids, shares
 from models.replies import FALLBACK_OPENING, ReplyComposer
 
 FIELDS = {"id", "message", "gold_intent", "predicted_intent", "generated", "generated_label", "template",
@@ -109,7 +109,7 @@ def test_generated_mode_falls_back_to_the_intents_template(completion, expected,
 
 
 def test_the_labelled_file_is_the_fixed_sample_with_current_templates(data_dir):
-    from models.datasets import banking77_splits
+    from models.training.datasets import banking77_splits
 
     rows = read_labelled()
     test = banking77_splits(data_dir)["test"]
@@ -159,7 +159,7 @@ def test_evaluate_openings_reports_shares_stale_labels_and_the_modes_sources(gen
 
 
 def test_draft_rows_keep_a_label_only_for_an_unchanged_sentence(generator, data_dir, tmp_path):
-    from models.datasets import banking77_splits
+    from models.training.datasets import banking77_splits
 
     picks = sample_ids(len(banking77_splits(data_dir)["test"].texts), 2)
     composer = ReplyComposer(None, generator)

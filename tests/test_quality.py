@@ -5,7 +5,7 @@ import json
 import pytest
 
 from infra.settings import get_settings
-from models import datasets, evaluation
+from models.training import datasets, evaluation
 
 
 def test_fpb_split_is_fixed_deduplicated_and_stratified(data_dir):

@@ -1,4 +1,4 @@
-"""The fixed redaction evaluation set (models/redaction_eval.py): the redactor meets issue 17's targets on it,
+"""The fixed redaction evaluation set (models/training/redaction_eval.py): the redactor meets issue 17's targets on it,
 and the scorer notices a redactor that misses a type, takes a near miss, uses the wrong placeholder, leaves
 the raw value beside its placeholder, or puts placeholders where there is no identifier."""
 
@@ -11,8 +11,8 @@ from stdnum import iban as stdnum_iban
 from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
-from models import redaction_eval
-from models.redaction_eval import TYPES, evaluate_redaction, identifier_set, near_miss_set
+from models.training import redaction_eval
+from models.training.redaction_eval import TYPES, evaluate_redaction, identifier_set, near_miss_set
 from schemas import redaction
 from schemas.redaction import redact
 

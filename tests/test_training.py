@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from models.encoder import base_encoder_path, load_model
-from models.training import TrainConfig, TrainJob, train
+from models.training.train import TrainConfig, TrainJob, train
 
 PROBE = ["Operating profit fell sharply.", "Net sales rose 25% in the quarter."]
 
@@ -44,7 +44,7 @@ def test_weight_average_is_validated_and_saved_when_it_wins(tmp_path):
 
 def test_the_trunk_trains_every_head_and_resumes_from_its_checkpoint(tmp_path, data_dir, monkeypatch):
     """An interrupted `sentinel train trunk` resumes at its last checkpoint and skips the steps it had done."""
-    from models import training
+    from models.training import train as training
     from models.trunk import EMBEDDING, _load_trunk, load_trunk
     from infra.settings import Settings
 
@@ -83,7 +83,7 @@ def test_the_trunk_trains_every_head_and_resumes_from_its_checkpoint(tmp_path, d
 def test_distillation_mixes_the_teachers_probabilities_and_the_hard_label():
     from torch.nn import functional as F
 
-    from models.distillation import distillation_loss
+    from models.training.distillation import distillation_loss
     from models.entities import IGNORE
 
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
@@ -100,7 +100,7 @@ def test_distillation_mixes_the_teachers_probabilities_and_the_hard_label():
 def test_distillation_temperature_softens_teacher_and_student_alike():
     from torch.nn import functional as F
 
-    from models.distillation import distillation_loss
+    from models.training.distillation import distillation_loss
     from models.entities import IGNORE
 
     logits = torch.tensor([[3.0, 1.0, 0.0]])
@@ -126,8 +126,8 @@ def test_a_missing_teacher_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_the_unlabelled_distillation_texts_leave_every_evaluation_text_out(data_dir):
-    from models import datasets
-    from models.distillation import labelled_texts, unlabelled_texts
+    from models.training import datasets
+    from models.training.distillation import labelled_texts, unlabelled_texts
 
     unlabelled = unlabelled_texts(data_dir)
     fpb = datasets.fpb_splits(data_dir)
@@ -143,7 +143,7 @@ def test_the_unlabelled_distillation_texts_leave_every_evaluation_text_out(data_
 
 def test_the_trunk_repeats_the_sets_it_is_told_to_weigh(data_dir):
     """`--state-repeat` and `--entity-repeat` repeat those heads' rows per epoch; the other heads keep theirs."""
-    from models.training import trunk_tasks
+    from models.training.train import trunk_tasks
 
     tasks, _ = trunk_tasks(data_dir, "", limit=4, state_repeat=2, entity_repeat=3)
     sizes = {t.name: len(t.features) for t in tasks}
@@ -155,7 +155,7 @@ def test_the_trunk_repeats_the_sets_it_is_told_to_weigh(data_dir):
 def test_word_replacement_changes_some_whole_words_and_repeats_under_its_seed():
     import re
 
-    from models.distillation import WordReplacer
+    from models.training.distillation import WordReplacer
 
     text = "Operating profit fell to EUR 20.3 mn from EUR 74.2 mn in the second quarter of 2008 ."
     first = WordReplacer.from_settings(rate=0.3, seed=5).variants([text, "Sales rose ."], 3)
@@ -185,8 +185,8 @@ class FakeReplacer:
 def test_augmented_texts_leave_out_evaluation_and_training_texts(data_dir, tmp_path):
     import json
 
-    from models import datasets
-    from models.distillation import AUGMENTED, augmented_texts, read_teacher_labels
+    from models.training import datasets
+    from models.training.distillation import AUGMENTED, augmented_texts, read_teacher_labels
 
     fpb = datasets.fpb_splits(data_dir)
     test_text = fpb["test"].texts[0]

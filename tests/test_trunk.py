@@ -63,7 +63,7 @@ def test_the_default_task_models_are_heads_of_one_shared_trunk(heads):
 def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads, monkeypatch):
     """Default chat: one trunk pass for sentiment, entities, intent and the retrieval query; the customer
     state's own model; no base-encoder pass for the query."""
-    from agents.chat import ChatModels
+    from models.chat import ChatModels
     from models.knowledge import Retriever
     from models.replies import ReplyComposer
 
@@ -129,7 +129,7 @@ def test_the_trunk_embedding_stands_in_for_the_base_encoders_query(data_dir):
     the right entry (the message's intent's) at least as often as the base encoder's own embedding."""
     import random
 
-    from models import datasets
+    from models.training import datasets
     from models.knowledge import Retriever
     from models.trunk import Trunk
 

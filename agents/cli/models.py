@@ -100,8 +100,8 @@ def train(
                            "or the running stack's database), each text once.")] = False,
 ) -> None:
     """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
-    from models import training
-    from models.datasets import DataMissing
+    from models.training import train as training
+    from models.training.datasets import DataMissing
 
     folder = _data_dir(data)
     d = DEFAULTS[task]
@@ -153,7 +153,7 @@ def train(
         return
     try:
         if corrections is not None:
-            from models.feedback import intent_job
+            from models.training.feedback import intent_job
 
             job, report = intent_job(folder, base, config.max_length, corrections)
             err.print(report.summary())
@@ -179,11 +179,11 @@ def teacher_labels(
                    ] = None,
     augment: Annotated[int, typer.Option(
         min=0, help="Also label N variants of each FPB train sentence, some words replaced by the reply model's "
-                    "guesses (models/distillation.py); 0 = none.")] = 0,
+                    "guesses (models/training/distillation.py); 0 = none.")] = 0,
 ) -> None:
     """The teacher's sentiment probabilities on the training and unlabelled in-domain texts (for distillation)."""
-    from models.datasets import DataMissing
-    from models.distillation import write_teacher_labels
+    from models.training.datasets import DataMissing
+    from models.training.distillation import write_teacher_labels
     from models.sentiment import SentimentClassifier
 
     folder = _data_dir(data)
@@ -195,7 +195,7 @@ def teacher_labels(
         model = SentimentClassifier.from_settings(settings.model_copy(update={"sentiment_model": str(teacher)}))
         augmented = None
         if augment:
-            from models.distillation import WordReplacer, augmented_texts
+            from models.training.distillation import WordReplacer, augmented_texts
 
             augmented = augmented_texts(folder, WordReplacer.from_settings(settings), augment)
         counts = write_teacher_labels(folder, model, target, augmented=augmented)
@@ -234,8 +234,8 @@ def evaluate(
 ) -> None:
     """Evaluate a task model on its fixed, documented test splits (entity-sentiment: the trunk's entity-sentiment
     head on SEntFiN's entity-level test part; cascade: the sentiment cascade's curve over margins)."""
-    from models import evaluation
-    from models.datasets import DataMissing
+    from models.training import evaluation
+    from models.training.datasets import DataMissing
     from models.teacher import TeacherMissing
 
     folder = _data_dir(data)
@@ -316,7 +316,7 @@ def eval_auto_reply(
 @app.command("eval-redaction", rich_help_panel=PANEL)
 def eval_redaction(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Redaction's recall and precision on the fixed set of planted identifiers and near misses."""
-    from models.redaction_eval import evaluate_redaction, format_report
+    from models.training.redaction_eval import evaluate_redaction, format_report
 
     report = evaluate_redaction()
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
@@ -328,7 +328,7 @@ def eval_openings(
     = None,
 ) -> None:
     """The opening check of `sentinel eval replies`, as JSON."""
-    from models.openings_eval import LABELLED, evaluate_openings
+    from models.training.openings_eval import LABELLED, evaluate_openings
 
     typer.echo(json.dumps(evaluate_openings(get_settings(), labelled or LABELLED), indent=1))
 
@@ -339,7 +339,7 @@ def openings_draft(
     data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
 ) -> None:
     """Write the openings to label (labels kept where the sentence is unchanged)."""
-    from models.openings_eval import draft_rows
+    from models.training.openings_eval import draft_rows
 
     rows = draft_rows(_data_dir(data), get_settings())
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

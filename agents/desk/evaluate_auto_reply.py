@@ -47,7 +47,7 @@ def shown_model(model: str) -> str:
 
 def measure(data: Path) -> dict:
     from infra.settings import Settings
-    from models import datasets
+    from models.training import datasets
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
     from models.escalation import EscalationPolicy

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.datasets import TextSplit
+from models.training.datasets import TextSplit
 
 
 @dataclass
@@ -71,8 +71,9 @@ def intent_job(data: Path, base_setting: str, max_length: int, corrections: Iter
     """``training.intent_job`` with the corrections merged into its training rows: (job, report)."""
     from transformers import AutoTokenizer
 
-    from models import datasets, training
     from models.encoder import base_encoder_path
+    from models.training import datasets
+    from models.training import train as training
 
     names = datasets.banking77_labels(data)
     splits = datasets.banking77_splits(data)

@@ -1,4 +1,4 @@
-"""Evaluation on the fixed splits of ``models.datasets``; figures go to docs/MODELS.md."""
+"""Evaluation on the fixed splits of ``models.training.datasets``; figures go to docs/MODELS.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from infra.progress import console, progress
 from infra.settings import PROJECT_ROOT, Settings, get_settings
-from models import datasets
+from models.training import datasets
 
 EVENT_HEADLINES = PROJECT_ROOT / "models" / "written" / "event_headlines.jsonl"  # labelled event headlines
 
@@ -229,7 +229,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
     from models.escalation import EscalationPolicy
-    from models.openings_eval import evaluate_openings
+    from models.training.openings_eval import evaluate_openings
     from models.replies import CONTACT, PLACEHOLDER, ReplyComposer
 
     test = datasets.banking77_splits(data)["test"]
@@ -305,8 +305,8 @@ def evaluate_retrieval(data: Path, settings: Settings) -> dict:
 
 
 def _redaction_summary() -> dict:
-    """``models/redaction_eval.py`` on its fixed set: overall and per type (details: ``sentinel eval-redaction``)."""
-    from models.redaction_eval import evaluate_redaction
+    """``models/training/redaction_eval.py`` on its fixed set: overall and per type (details: ``sentinel eval-redaction``)."""
+    from models.training.redaction_eval import evaluate_redaction
 
     return evaluate_redaction()
 
@@ -351,7 +351,7 @@ def evaluate_entity_sentiment(data: Path, settings: Settings) -> dict:
     every = list(range(len(test)))
     report = {"task": "entity-sentiment", "model": f"{settings.trunk_model} (head entity_sentiment)",
               "split": "sentfin_v1/SEntFiN-v1.0.csv, entity level, test part by headline "
-                       "(models.datasets.sentfin_entity_splits)",
+                       "(models.training.datasets.sentfin_entity_splits)",
               "entities_not_found_in_titles": splits["missing"],
               "sentfin_entity_test": {**part(every), "entities_per_second": round(
                   sum(len(h.entities) for h in test) / elapsed, 1)},

@@ -14,7 +14,7 @@ from models.openings import LABELLED, LABELS, MODES, choose, load_templates, ope
 
 def sample_ids(n_test: int, n: int = 100, seed: int | None = None) -> list[int]:
     """The fixed sample of banking77 test rows (``random.Random(SPLIT_SEED).sample``, as ``sentinel eval replies``)."""
-    from models.datasets import SPLIT_SEED
+    from models.training.datasets import SPLIT_SEED
 
     return sorted(random.Random(SPLIT_SEED if seed is None else seed).sample(range(n_test), n))
 
@@ -106,7 +106,7 @@ def draft_rows(data: Path, settings: Settings, previous: Path | None = LABELLED,
     label is kept from ``previous`` where its row's sentence is unchanged, else left null for a reader."""
     from infra.progress import progress
     from models.analysis import Analyzer
-    from models.datasets import banking77_splits
+    from models.training.datasets import banking77_splits
     from models.generator import ReplyGenerator
     from models.intent import IntentClassifier
     from models.replies import ReplyComposer

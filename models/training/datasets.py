@@ -227,7 +227,7 @@ def banking77_labels(data: Path) -> list[str]:
 # --- the customer's state (chat) ---------------------------------------------------
 
 CUSTOMER_STATES = ["calm", "frustrated", "angry", "leaving"]
-WRITTEN = Path(__file__).resolve().parent / "written"  # customer messages written for this project
+WRITTEN = Path(__file__).resolve().parent.parent / "written"  # customer messages written for this project
 # GoEmotions labels taken as a customer state; a comment is used only when it has exactly one label.
 GOEMOTIONS_STATES = {"anger": "angry", "disgust": "angry", "annoyance": "frustrated",
                      "disappointment": "frustrated", "neutral": "calm", "curiosity": "calm",

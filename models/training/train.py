@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from infra.progress import console, progress
-from models import datasets
+from models.training import datasets
 from models.encoder import (
     MINILM,
     LoadedModel,
@@ -349,7 +349,7 @@ def intent_validator(val: datasets.TextSplit) -> Callable[[LoadedModel, int], fl
 
 
 def customer_state_job(data: Path, base_setting: str, max_length: int) -> TrainJob:
-    """calm / frustrated / angry / leaving (``models.datasets.customer_state_sets``); selected on macro-F1."""
+    """calm / frustrated / angry / leaving (``models.training.datasets.customer_state_sets``); selected on macro-F1."""
     from models.customer_state import LABELS
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
@@ -437,7 +437,7 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     banking77's 90% train part x``intent_repeat``; customer state: ``customer_state_sets`` x``state_repeat``. The chat
     texts (intent, customer state) also carry the base encoder's sentence embedding as the target of
     the ``embedding`` head. ``limit``: only the first N training rows of each task (smoke runs).
-    ``soft_labels``: the teacher's probabilities (``models/distillation.py``): every sentiment row
+    ``soft_labels``: the teacher's probabilities (``models/training/distillation.py``): every sentiment row
     carries them, and the unlabelled texts of the file join the sentiment rows without a hard label.
     ``partial_soft_labels``: the file may lack some labelled training texts (a teacher-labels run stopped
     early: it writes the labelled texts first); those rows learn from their hard label alone.
@@ -494,7 +494,7 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
                               SENTIMENT_LABELS)
     sentiment_sources = _sentiment_sources(fpb_repeat, 1.0)
     if soft_labels is not None:
-        from models.distillation import read_teacher_labels
+        from models.training.distillation import read_teacher_labels
 
         by_text, unlabelled = read_teacher_labels(soft_labels)
         held_out = {h.title.casefold().strip() for part in ("val", "test")
@@ -582,7 +582,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
     from peft import PeftModel, get_peft_model
     from transformers import AutoModel
 
-    from models.distillation import distillation_loss
+    from models.training.distillation import distillation_loss
     from models.trunk import EMBEDDING, ENTITY_SENTIMENT, SPAN, TrunkNet, head_module, head_view
 
     _seed_everything(config.seed)

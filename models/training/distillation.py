@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from models import datasets
+from models.training import datasets
 
 
 def _csv_column(path: Path, *names: str) -> list[str]:
