@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,17 +216,32 @@ def test_the_teacher_is_loaded_only_when_the_cascade_is_on(monkeypatch):
     assert len(loads) == 1
 
 
-def test_the_teacher_zip_is_checked_against_its_digest(tmp_path):
+def test_the_teacher_zip_is_checked_against_its_digest(tmp_path, monkeypatch):
+    """The join of the five parts, on fake parts (named as such): a tiny zip cut in five, standing in for the
+    installed packages' files."""
+    import hashlib
+    import io
+    import zipfile
+
     from models import teacher
 
-    try:
-        teacher.teacher_path(tmp_path, expected_sha256="0" * 64)
-        raise AssertionError("a wrong digest must stop the join")
-    except teacher.TeacherMissing:
-        pytest.skip("the teacher's parts are not installed")
-    except teacher.TeacherCorrupt as exc:
-        assert "0" * 64 in str(exc) and teacher.ZIP_SHA256 in str(exc)
-    assert not (tmp_path / "all-mpnet-base-v2").exists() and not (tmp_path / "all-mpnet-base-v2.zip").exists()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("all-mpnet-base-v2/model.safetensors", b"fake weights")
+    data = buffer.getvalue()
+    fake_parts = {}
+    for i, name in enumerate(teacher.PARTS):
+        fake_parts[name] = tmp_path / "parts" / f"all-mpnet-base-v2.zip.{i + 1:03d}"
+        fake_parts[name].parent.mkdir(exist_ok=True)
+        fake_parts[name].write_bytes(data[i * len(data) // 5:(i + 1) * len(data) // 5])
+    monkeypatch.setattr(teacher, "_part_file", fake_parts.__getitem__)
+    cache = tmp_path / "cache"
+    with pytest.raises(teacher.TeacherCorrupt) as wrong:
+        teacher.teacher_path(cache, expected_sha256="0" * 64)
+    assert "0" * 64 in str(wrong.value) and hashlib.sha256(data).hexdigest() in str(wrong.value)
+    assert not (cache / "all-mpnet-base-v2").exists() and not (cache / "all-mpnet-base-v2.zip").exists()
+    folder = teacher.teacher_path(cache, expected_sha256=hashlib.sha256(data).hexdigest())
+    assert (Path(folder) / "model.safetensors").read_bytes() == b"fake weights"
 
 
 def test_the_eval_sets_of_the_cascade_take_the_event_headlines_when_given(data_dir, tmp_path):

@@ -19,11 +19,12 @@ def test_settings_output_masks_secrets(monkeypatch):
     assert "canary" not in shown(s, "database_url") and "db:5432" in shown(s, "database_url")
     assert shown(s, "alert_webhook_token") == "***"
 
-    from infra import cli, settings as settings_module
+    from agents.cli import app
+    from infra import settings as settings_module
 
     settings_module.get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli.app, ["settings"])
+        result = CliRunner().invoke(app, ["settings"])
     finally:
         settings_module.get_settings.cache_clear()
     assert result.exit_code == 0, result.output
