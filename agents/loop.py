@@ -302,6 +302,15 @@ class AgentLoop:
         for topic, records in others.items():
             await produce(self._topic(topic), records, self.agent, self.sensor, self.policy)
         sent = [(topic, self._source_id(b)) for _, b in fresh for topic, _, _ in self._outputs(b)]
+        # a replayed event: what its first run stored and never sent goes now, as stored
+        replayed = [self._source_id(b) for m, b in stored if m not in batch.fresh]
+        unsent = await run(self.sink.retrying, outbox.take_unsent, self.sink.engine, replayed,
+                           self.outbox_lease) if replayed else []
+        for topic in sorted({p.topic for p in unsent}):
+            topic_of = self.output_topic if topic == self.pipeline.output_topic else self._topic(topic)
+            await produce(topic_of, [(p.key, p.value) for p in unsent if p.topic == topic], self.agent,
+                          sensor=self.sensor, policy=self.policy)
+        sent += [(p.topic, p.source_id) for p in unsent]
         await run(self.sink.retrying, outbox.mark_produced, self.sink.engine, sent)
         await produce(self.dead_topic, [(row["key"] or b"", dead_letters.envelope(row)) for row in dead], self.agent,
                       self.sensor, self.policy)

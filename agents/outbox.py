@@ -8,6 +8,8 @@ Every output record (``news.enriched``, ``chat.replies``, ``chat.outbound``) is 
   a replay are never sent, and what consumers get always matches what the desk and the tables show.
 - Right after the commit, the loop sends the records of the parents that were new in it, then
   marks them produced. Its rows are due for the sweep only after ``outbox_redeliver_after``.
+  For a replayed parent (a restart after a crash between commit and send) it sends the records
+  its row says were never sent, as they were stored (``take_unsent``), and nothing else.
 - The worker's sweep (``OutboxSweep``, on a timer) takes the rows that are due and unproduced,
   leasing them (``due_at`` moves on by the lease, so two workers never take the same row at
   once and a crash mid-send makes it due again), sends them, and marks them produced. It sends
@@ -63,6 +65,24 @@ def mark_produced(engine: Engine, sent: list[tuple[str, str]]) -> None:
         if replies:
             conn.execute(text("update outbound_replies set produced_at = now() "
                               "where message_id = any(:ids) and produced_at is null"), {"ids": replies})
+
+
+def take_unsent(engine: Engine, source_ids: list[str], lease_s: float) -> list[Pending]:
+    """The unsent records of these sources (replayed events whose first run stored them and then died before
+    sending), taken under a lease whatever their due time: the loop sends them now, as they were stored."""
+    if not source_ids:
+        return []
+    with engine.begin() as conn:
+        rows = conn.execute(text("""
+            update outbox o set due_at = now() + cast(:lease as interval)
+            from (select topic, source_id from outbox where produced_at is null and source_id = any(:ids)
+                  for update skip locked) d
+            where o.topic = d.topic and o.source_id = d.source_id
+            returning o.topic, o.source_id, o.key, o.value, o.created_at"""),
+            {"lease": timedelta(seconds=lease_s), "ids": source_ids}).all()
+    rows = sorted(rows, key=lambda r: (r.created_at, r.topic, r.source_id))
+    return [Pending(r.topic, r.source_id, bytes(r.key) if r.key is not None else None, bytes(r.value))
+            for r in rows]
 
 
 class OutboxSweep:

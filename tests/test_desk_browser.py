@@ -146,7 +146,11 @@ def test_sign_in_edit_and_approve_a_draft(desk, browser):
     reply.clear()
     reply.send_keys("Your card was posted on Monday; it arrives within 3 working days.")
     draft.find_element(By.CSS_SELECTOR, "form.approve button").click()
-    WebDriverWait(browser, 15).until(lambda d: "sent by ann" in card(d, "web-1").text)  # swapped in place by htmx
+    # swapped in place by htmx: a card read while it is swapped is stale, and read again
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: "sent by ann" in card(d, "web-1").text)
 
     violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert violations == []  # htmx and our script work within script-src 'self' and style-src 'self'

@@ -350,15 +350,26 @@ class CrashingTopic(FakeTopic):
         raise ConnectionError("the fake broker is gone")
 
 
-def test_records_a_crash_kept_from_being_sent_go_once_as_stored_with_the_outbox_sweep(engine):
+def test_records_a_crash_kept_from_being_sent_go_once_as_stored(engine):
     clear(engine)
     crashed, _ = news_loop(engine)
     crashed.output_topic = CrashingTopic("news.enriched")
     with pytest.raises(ConnectionError):
         process(crashed, received([news(0, "Acme and Globex sign a deal")]))
     replay, replay_app = make_loop(engine, NewsPipeline(FakeAnalyzer(), "fake-2", engine=engine))
-    process(replay, received([news(0, "Acme and Globex sign a deal")]))  # the restart replays it
-    assert replay_app.topics["news.enriched"].sent == []  # a replayed event's fresh records are never sent
+    process(replay, received([news(0, "Acme and Globex sign a deal"), news(1, "Umbrella grows")]))  # the restart
+    sent = {k: json.loads(v)["model_version"] for k, v in replay_app.topics["news.enriched"].sent}
+    assert sent == {b"n0": "fake-1", b"n1": "fake-2"}  # the replayed one as its first run stored it, at once
+    process(replay, received([news(0, "Acme and Globex sign a deal")]))  # a second replay: sent already
+    assert len(replay_app.topics["news.enriched"].sent) == 2
+
+
+def test_the_outbox_sweep_sends_what_is_due_once_under_a_lease(engine):
+    clear(engine)
+    crashed, _ = news_loop(engine)
+    crashed.output_topic = CrashingTopic("news.enriched")
+    with pytest.raises(ConnectionError):
+        process(crashed, received([news(0, "Acme and Globex sign a deal")]))  # and no restart replays it
     sweep = OutboxSweep(engine, lease_s=30)
     assert sweep.take() == []  # the loop's own records are due for the sweep only after the lease
     with engine.begin() as conn:
