@@ -441,7 +441,7 @@ def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = 
     student = SentimentClassifier.from_settings(off)
     teacher = SentimentCascade.from_settings(settings).teacher
     report = {"task": "sentiment-cascade", "model": _task_model(settings, "sentiment_model", "sentiment"),
-              "teacher": settings.sentiment_cascade_model, "margins": list(margins), "sets": {}}
+              "teacher": _shown_path(settings.sentiment_cascade_model), "margins": list(margins), "sets": {}}
     cache = _TeacherCache(settings.cache_dir / "cascade_teacher_readings.json", teacher.loaded.version)
     for name, split in cascade_sets(data, event_headlines).items():
         s_read, s_time = _timed_readings(f"{name}: student", student, split.texts)
