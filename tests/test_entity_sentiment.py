@@ -267,3 +267,63 @@ def test_training_rows_carry_each_entitys_token_span_and_label():
     assert tokenizer.decode(rows[0]["input_ids"][a1:b1]) == "infosys" and LABELS[y1] == "positive"
     assert tokenizer.decode(rows[0]["input_ids"][a2:b2]) == "wipro" and LABELS[y2] == "negative"
     assert not {"_first", "_words", "_spans"} & set(rows[0])
+
+
+# --- real and written news headlines for the sentiment heads ----------------------------------
+
+
+def test_a_score_becomes_a_class_outside_a_neutral_band():
+    assert [datasets.score_label(x) for x in (-0.5, -0.11, -0.1, 0.0, 0.1, 0.11, 0.9)] == [
+        "negative", "negative", "neutral", "neutral", "neutral", "positive", "positive"]
+
+
+def test_scored_rows_become_headlines_with_one_label_per_located_company():
+    headlines = datasets._entity_headlines([
+        ("Glencore rises, Anglo falls", "Glencore", 0.4), ("Glencore rises, Anglo falls", "Anglo", -0.3),
+        ("glencore rises, anglo falls", "Anglo", -0.5),          # a copy agrees: kept
+        ("Tesco warns", "Tesco", -0.6), ("Tesco warns", "Tesco", 0.6),   # copies disagree: dropped
+        ("Shell steady", "BP", 0.2)])                              # not in the title: skipped
+    assert [(h.title, h.entities) for h in headlines] == [
+        ("Glencore rises, Anglo falls", [("Glencore", "positive", 0, 8), ("Anglo", "negative", 16, 21)])]
+    assert datasets.agreeing(headlines).texts == [], "companies that disagree give no headline label"
+
+
+def test_semeval_and_fiqa_headlines_locate_their_companies(data_dir):
+    for headlines in (datasets.semeval_headlines(data_dir), datasets.fiqa_headlines(data_dir)):
+        assert len(headlines) > 400
+        for h in headlines:
+            for name, label, start, end in h.entities:
+                assert h.title[start:end].casefold() == name.casefold() and label in LABELS
+
+
+def test_the_written_training_events_share_no_company_or_headline_with_the_selection_set():
+    from models.training.evaluation import EVENT_HEADLINES
+    from models.training.train import WRITTEN_EVENTS_TRAIN
+
+    selection = datasets.written_event_headlines(EVENT_HEADLINES)
+    training = datasets.written_event_headlines(WRITTEN_EVENTS_TRAIN)
+    assert len(selection) >= 300 and len(training) >= 300
+
+    def words(text):
+        return set(text.casefold().split())
+
+    names = {n.casefold() for h in selection for n, *_ in h.entities}
+    assert not names & {n.casefold() for h in training for n, *_ in h.entities}
+    for h in training:
+        for name, label, start, end in h.entities:
+            assert h.title[start:end] == name and label in LABELS
+        assert all(len(words(h.title) & words(s.title)) / len(words(h.title) | words(s.title)) < 0.6
+                   for s in selection), h.title
+
+
+def test_an_epoch_keeps_the_kept_rows_and_samples_the_rest():
+    import random
+
+    from models.training.train import epoch_pool
+
+    pool = epoch_pool(1000, 50, 200, random.Random(1))
+    assert pool[:50] == list(range(50)) and len(pool) == 200 and len(set(pool)) == 200
+    assert epoch_pool(1000, 50, 200, random.Random(2))[50:] != pool[50:], "the rest is a fresh sample"
+    assert epoch_pool(100, 50, 200, random.Random(1)) == list(range(100))
+    assert epoch_pool(1000, 50, 0, random.Random(1)) == list(range(1000))
+    assert epoch_pool(1000, 300, 200, random.Random(1)) == list(range(300)), "never fewer than the kept rows"

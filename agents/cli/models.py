@@ -95,6 +95,9 @@ def train(
     entity_sentiment_repeat: Annotated[int, typer.Option(
         min=0, help="trunk: train the entity-sentiment head on SEntFiN's entity-level train part, repeated this "
                     "many times per epoch; 0 = no such head.")] = 0,
+    headline_repeat: Annotated[int, typer.Option(
+        min=0, help="trunk: news headlines (FiQA-2018's and the written training event headlines) join both "
+                    "sentiment heads, repeated this many times, every epoch; 0 = none.")] = 0,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -132,7 +135,8 @@ def train(
         fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
     for option, changed in (("--state-repeat", state_repeat > 1), ("--entity-repeat", entity_repeat > 1),
                             ("--entity-sentiment-repeat", entity_sentiment_repeat > 0),
-                            ("--intent-repeat", intent_repeat != 2), ("--sample-rows", sample_rows > 0)):
+                            ("--intent-repeat", intent_repeat != 2), ("--sample-rows", sample_rows > 0),
+                            ("--headline-repeat", headline_repeat > 0)):
         if changed and task is not TrainTask.trunk:
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
@@ -145,7 +149,8 @@ def train(
             training.train_trunk(folder, out or ARTIFACTS / "trunk", config, base, soft_labels=soft_labels,
                                  state_repeat=state_repeat, entity_repeat=entity_repeat,
                                  intent_repeat=intent_repeat, entity_sentiment_repeat=entity_sentiment_repeat,
-                                 partial_soft_labels=partial_soft_labels, sample_rows=sample_rows)
+                                 partial_soft_labels=partial_soft_labels, sample_rows=sample_rows,
+                                 headline_repeat=headline_repeat)
         except DataMissing as exc:
             fail(str(exc), "point --data at the shared data folder that holds these data sets")
         except ValueError as exc:

@@ -12,6 +12,13 @@ Split rules (documented in docs/MODELS.md):
   headline's labels (all negative / all neutral / all positive / mixed).
 - CoNLL-2003: the standard train / valid / test files (IOB2).
 - banking77: ``train.csv`` (10% stratified hold-out with ``SPLIT_SEED`` for model selection), ``test.csv``.
+- Real headlines with a sentiment score per company (SemEval-2017 Task 5, FiQA-2018 Task 1): a score above
+  ``SCORE_BAND`` is positive, below its negative is negative, else neutral (the band chosen before looking at any
+  result, as the data's README suggests). SemEval-2017 is evaluation only (real headlines no model trains or is
+  selected on); FiQA-2018 headlines may train (``--headline-repeat``).
+- Written event headlines: ``models/written/event_headlines.jsonl`` is the selection set (never trained on);
+  ``models/written/event_headlines_train.jsonl``, written apart from it (other companies, no close rewording),
+  may train.
 """
 
 from __future__ import annotations
@@ -179,6 +186,61 @@ def sentfin_single_entity_test(data: Path) -> TextSplit:
     with its sentiment: the single-entity set minus every headline a trunk with an entity-sentiment head trains on."""
     test = [h for h in sentfin_entity_splits(data)["test"] if len(h.entities) == 1]
     return TextSplit([h.title for h in test], [h.entities[0][1] for h in test])
+
+
+SCORE_BAND = 0.1
+
+
+def score_label(score: float) -> str:
+    """A sentiment score in [-1, 1] as a class (``SCORE_BAND`` either side of 0 is neutral)."""
+    return "positive" if score > SCORE_BAND else "negative" if score < -SCORE_BAND else "neutral"
+
+
+def _entity_headlines(items: list[tuple[str, str, float]]) -> list[EntityHeadline]:
+    """(title, company, score) rows as headlines (a title's rows are one headline; a company its rows score to
+    different classes is dropped; a company not found in the title is skipped), in first-seen order."""
+    by_title: dict[str, tuple[str, dict[str, set[str]]]] = {}
+    for title, company, score in items:
+        entry = by_title.setdefault(title.strip().casefold(), (title.strip(), {}))
+        entry[1].setdefault(company.strip(), set()).add(score_label(score))
+    out = []
+    for title, companies in by_title.values():
+        found = [(name, next(iter(labels)), *span) for name, labels in companies.items()
+                 if len(labels) == 1 and (span := locate_entity(title, name))]
+        if found:
+            out.append(EntityHeadline(title, found))
+    return out
+
+
+def semeval_headlines(data: Path) -> list[EntityHeadline]:
+    """SemEval-2017 Task 5 headlines, the sentiment toward each located company (evaluation only)."""
+    rows = json.loads(_need(data / "semeval2017_task5_headlines" / "SemEval2017Task5Headlines.json")
+                      .read_text(encoding="utf-8"))
+    return _entity_headlines([(r["title"], r["company"], float(r["sentiment"])) for r in rows])
+
+
+def fiqa_headlines(data: Path) -> list[EntityHeadline]:
+    """FiQA-2018 Task 1 headlines, the sentiment toward each located target."""
+    rows = json.loads(_need(data / "fiqa2018_task1" / "task1_headline_ABSA_train.json").read_text(encoding="utf-8"))
+    return _entity_headlines([(r["sentence"], i["target"], float(i["sentiment_score"]))
+                              for r in rows.values() for i in r["info"]])
+
+
+def written_event_headlines(path: Path) -> list[EntityHeadline]:
+    """A written event-headline file (``{"text", "label", "entities": [{"name", "start", "end", "label"}]}``)."""
+    out = []
+    for line in _need(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out.append(EntityHeadline(row["text"], [(e["name"], e["label"], e["start"], e["end"])
+                                                    for e in row.get("entities", [])]))
+    return out
+
+
+def agreeing(headlines: list[EntityHeadline]) -> TextSplit:
+    """The headlines whose companies all have one label, with that label (a headline-level set)."""
+    kept = [h for h in headlines if h.entities and not h.conflicting]
+    return TextSplit([h.title for h in kept], [h.entities[0][1] for h in kept])
 
 
 @dataclass

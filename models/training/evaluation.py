@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.table import Table
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from infra.progress import console, progress
 from infra.settings import PROJECT_ROOT, Settings, get_settings
@@ -28,16 +28,14 @@ def _in_chunks(label: str, items: Sequence, fn: Callable[[list], list], chunk: i
     return out
 
 
-def _classification(name: str, model, split: datasets.TextSplit) -> dict:
+def _classification(name: str, model, split: datasets.TextSplit, sentiment: bool = True) -> dict:
     started = time.perf_counter()
     predicted = [p.label for p in _in_chunks(name, split.texts, model.predict)]
     elapsed = time.perf_counter() - started
-    return {
-        "n": len(split.texts),
+    scores = _scores(split.labels, predicted) if sentiment else {
         "accuracy": round(accuracy_score(split.labels, predicted), 4),
-        "macro_f1": round(f1_score(split.labels, predicted, average="macro"), 4),
-        "sentences_per_second": round(len(split.texts) / elapsed, 1),
-    }
+        "macro_f1": round(f1_score(split.labels, predicted, average="macro"), 4)}
+    return {"n": len(split.texts), **scores, "sentences_per_second": round(len(split.texts) / elapsed, 1)}
 
 
 def evaluate_sentiment(data: Path, settings: Settings, sentfin: bool = True) -> dict:
@@ -57,6 +55,11 @@ def evaluate_sentiment(data: Path, settings: Settings, sentfin: bool = True) -> 
         # the part of it no trunk trains on (an entity-sentiment head trains on the rest)
         report["sentfin_single_entity_test"] = _classification("SEntFiN single-entity, test part", model,
                                                                datasets.sentfin_single_entity_test(data))
+    # real headlines no model trains or is selected on; then the written event headlines (the selection set)
+    report["semeval2017_headlines"] = _classification(
+        "SemEval-2017 headlines", model, datasets.agreeing(datasets.semeval_headlines(data)))
+    if EVENT_HEADLINES.is_file():
+        report["event_headlines"] = _classification("event headlines", model, read_labelled_jsonl(EVENT_HEADLINES))
     return report
 
 
@@ -89,7 +92,8 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
 
     model = IntentClassifier.from_settings(settings)
     return {"task": "intent", "model": _task_model(settings, "intent_model", "intent"),
-            "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"])}
+            "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"],
+                                             sentiment=False)}
 
 
 def _per_class(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict:
@@ -183,6 +187,8 @@ def run(task: str, data: Path, model: str | None = None, event_headlines: Path |
         settings = settings.model_copy(update={field: model})
     if task == "cascade":
         report = evaluate_cascade(data, settings, event_headlines=event_headlines)
+    elif task == "entity-sentiment":
+        report = evaluate_entity_sentiment(data, settings, event_headlines=event_headlines)
     else:
         report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
                   "customer-state": evaluate_customer_state, "replies": evaluate_replies,
@@ -316,13 +322,18 @@ def _redaction_summary() -> dict:
 
 def _scores(gold: Sequence[str], predicted: Sequence[str]) -> dict:
     return {"accuracy": round(accuracy_score(gold, predicted), 4),
-            "macro_f1": round(f1_score(gold, predicted, labels=datasets.SENTIMENT_LABELS, average="macro"), 4)}
+            "macro_f1": round(f1_score(gold, predicted, labels=datasets.SENTIMENT_LABELS, average="macro"), 4),
+            # a monitor is judged by its silences: the share of negative texts read as negative, on its own
+            "negative_recall": round(recall_score(gold, predicted, labels=["negative"], average="macro",
+                                                  zero_division=0), 4)}
 
 
-def evaluate_entity_sentiment(data: Path, settings: Settings) -> dict:
-    """The entity-sentiment head on SEntFiN's entity-level test part (gold entity spans), all headlines and the
-    headlines with conflicting labels (two or more entities, different labels) on their own; beside it, the
-    headline's own sentiment (the sentiment head) given to every entity of the headline."""
+def evaluate_entity_sentiment(data: Path, settings: Settings,
+                              event_headlines: Path | None = EVENT_HEADLINES) -> dict:
+    """The entity-sentiment head on gold entity spans: SEntFiN's entity-level test part (all headlines, and the
+    headlines with conflicting labels on their own) and its validation part, the written event headlines (the
+    selection set) and SemEval-2017's real headlines (never trained on); beside each, the headline's own
+    sentiment (the sentiment head) given to every entity of the headline."""
     from models.sentiment import SentimentClassifier
     from models.trunk import Trunk, load_trunk
 
@@ -331,31 +342,41 @@ def evaluate_entity_sentiment(data: Path, settings: Settings) -> dict:
     if not trunk.has_entity_sentiment:
         raise ValueError(f"{settings.trunk_model} has no entity-sentiment head; train one with "
                          "`sentinel train trunk --entity-sentiment-repeat N`")
+    headline_head = SentimentClassifier(replace(loaded, labels=list(loaded.meta["heads"]["sentiment"]["labels"]),
+                                                meta={**loaded.meta, "head": "sentiment", "head_kind": "sequence"}),
+                                        settings.max_length, settings.max_batch, settings.token_budget)
+
+    def scored(headlines: list) -> tuple[Callable[[list[int]], dict], float]:
+        texts = [h.title for h in headlines]
+        started = time.perf_counter()
+        readings = trunk.entity_sentiments(texts, [[(a, b) for _, _, a, b in h.entities] for h in headlines])
+        per_second = sum(len(h.entities) for h in headlines) / max(time.perf_counter() - started, 1e-9)
+        whole_texts = headline_head.predict(texts)
+
+        def part(which: list[int]) -> dict:
+            gold = [e[1] for k in which for e in headlines[k].entities]
+            got = [r.label if r else "none" for k in which for r in readings[k]]
+            whole = [whole_texts[k].label for k in which for _ in headlines[k].entities]
+            return {"headlines": len(which), "n": len(gold), **_scores(gold, got),
+                    "headline_sentiment_for_every_entity": _scores(gold, whole)}
+        return part, round(per_second, 1)
+
     splits = datasets.sentfin_entity_splits(data)
     test = splits["test"]
-    texts = [h.title for h in test]
-    started = time.perf_counter()
-    readings = trunk.entity_sentiments(texts, [[(a, b) for _, _, a, b in h.entities] for h in test])
-    elapsed = time.perf_counter() - started
-    headline = SentimentClassifier(replace(loaded, labels=list(loaded.meta["heads"]["sentiment"]["labels"]),
-                                           meta={**loaded.meta, "head": "sentiment", "head_kind": "sequence"}),
-                                   settings.max_length, settings.max_batch, settings.token_budget).predict(texts)
-
-    def part(which: list[int]) -> dict:
-        gold = [e[1] for k in which for e in test[k].entities]
-        got = [r.label if r else "none" for k in which for r in readings[k]]
-        whole = [headline[k].label for k in which for _ in test[k].entities]
-        return {"headlines": len(which), "n": len(gold), **_scores(gold, got),
-                "headline_sentiment_for_every_entity": _scores(gold, whole)}
-
     every = list(range(len(test)))
+    part, per_second = scored(test)
     report = {"task": "entity-sentiment", "model": f"{settings.trunk_model} (head entity_sentiment)",
               "split": "sentfin_v1/SEntFiN-v1.0.csv, entity level, test part by headline "
                        "(models.training.datasets.sentfin_entity_splits)",
               "entities_not_found_in_titles": splits["missing"],
-              "sentfin_entity_test": {**part(every), "entities_per_second": round(
-                  sum(len(h.entities) for h in test) / elapsed, 1)},
+              "sentfin_entity_test": {**part(every), "entities_per_second": per_second},
               "sentfin_entity_test_conflicting": part([k for k in every if test[k].conflicting])}
+    others = {"sentfin_entity_val": splits["val"], "semeval2017_headlines": datasets.semeval_headlines(data)}
+    if event_headlines is not None and event_headlines.is_file():
+        others["event_headlines"] = datasets.written_event_headlines(event_headlines)
+    for name, headlines in others.items():
+        part, _ = scored(headlines)
+        report[name] = part(list(range(len(headlines))))
     return report
 
 
@@ -384,6 +405,7 @@ def cascade_sets(data: Path, event_headlines: Path | None = EVENT_HEADLINES) -> 
     sets = {"fpb_val": fpb["val"], "fpb_test": fpb["test"], "fpb_test_allagree": fpb["test_allagree"],
             "twitter_valid": datasets.twitter_split(data, "valid"),
             "sentfin_single_entity_test": datasets.sentfin_single_entity_test(data)}
+    sets["semeval2017_headlines"] = datasets.agreeing(datasets.semeval_headlines(data))
     if event_headlines is not None and event_headlines.is_file():
         sets["event_headlines"] = read_labelled_jsonl(event_headlines)
     return sets

@@ -386,6 +386,25 @@ class TrunkTask:
     validate: Callable[[LoadedModel], float]
     metric: str
     sources: list[str]
+    kept: int = 0  # the first ``kept`` rows train every epoch, whatever ``sample_rows`` samples of the rest
+
+
+WRITTEN_EVENTS_TRAIN = Path(__file__).resolve().parents[1] / "written" / "event_headlines_train.jsonl"
+
+
+def news_headline_sets(data: Path) -> dict[str, list]:
+    """The news headlines the sentiment heads may train on (``headline_repeat``), by source."""
+    return {"fiqa2018_task1 headlines": datasets.fiqa_headlines(data),
+            "written training event headlines": datasets.written_event_headlines(WRITTEN_EVENTS_TRAIN)}
+
+
+def epoch_pool(n: int, kept: int, sample_rows: int, rng: random.Random) -> list[int]:
+    """The rows of a task one epoch trains on: all ``n`` without ``sample_rows``; else the first ``kept`` rows
+    and a seeded sample of the rest, ``sample_rows`` in all (never fewer than ``kept``)."""
+    if not sample_rows or n <= sample_rows:
+        return list(range(n))
+    kept = min(kept, n)
+    return list(range(kept)) + sorted(rng.sample(range(kept, n), max(0, sample_rows - kept)))
 
 
 def entity_sentiment_rows(tokenizer, headlines: list, max_length: int = 64) -> tuple[list[dict], int]:
@@ -430,7 +449,7 @@ def entity_sentiment_validator(headlines: list) -> Callable[[LoadedModel], float
 def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: int = 0,
                 soft_labels: Path | None = None, state_repeat: int = 1,
                 entity_repeat: int = 1, entity_sentiment_repeat: int = 0,
-                partial_soft_labels: bool = False) -> tuple[list[TrunkTask], Callable]:
+                partial_soft_labels: bool = False, headline_repeat: int = 0) -> tuple[list[TrunkTask], Callable]:
     """The four task sets in the trunk's word features, and a validator of the embedding head.
 
     Sentiment: FPB train x2 + twitter train (as ``sentiment_job``); entities: CoNLL train x``entity_repeat``; intent:
@@ -444,6 +463,9 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
     ``entity_sentiment_repeat``: when above 0, the entity-sentiment head (SEntFiN's entity-level train
     part, ``datasets.sentfin_entity_splits``, one row per headline) x``entity_sentiment_repeat``, selected
     on the entity-level accuracy of the validation part.
+    ``headline_repeat``: when above 0, news headlines join both sentiment heads, x``headline_repeat``, ahead of
+    the sampled rows (``TrunkTask.kept``): FiQA-2018's headlines and the written training event headlines
+    (``WRITTEN_EVENTS_TRAIN``); the headline head takes those whose companies agree, the entity head all.
     """
     from models.customer_state import LABELS as STATE_LABELS
     from models.entities import encode_texts
@@ -489,10 +511,17 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         return float((got * val_targets).sum(-1).mean())
 
     fpb_repeat = 2  # as the separate sentiment model is trained (`sentinel train sentiment`): FPB twice, all of twitter
-    sentiment_texts = list(fpb["train"].texts) * fpb_repeat + list(tw.texts)
-    sentiment_rows = features(sentiment_texts, list(fpb["train"].labels) * fpb_repeat + list(tw.labels),
+    news = news_headline_sets(data) if headline_repeat else {}
+    news_split = datasets.agreeing([h for hs in news.values() for h in hs])
+    news_texts, news_labels = list(news_split.texts) * headline_repeat, list(news_split.labels) * headline_repeat
+    sentiment_texts = news_texts + list(fpb["train"].texts) * fpb_repeat + list(tw.texts)
+    sentiment_rows = features(sentiment_texts, news_labels + list(fpb["train"].labels) * fpb_repeat + list(tw.labels),
                               SENTIMENT_LABELS)
     sentiment_sources = _sentiment_sources(fpb_repeat, 1.0)
+    if news:
+        sentiment_sources.insert(0, f"news headlines whose companies agree ({len(news_split.texts)}: "
+                                    + ", ".join(f"{k} {len(v)}" for k, v in news.items())
+                                    + f") x{headline_repeat}, every epoch")
     if soft_labels is not None:
         from models.training.distillation import read_teacher_labels
 
@@ -522,7 +551,8 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
                                      "them; the others learn from their hard label alone)" if missing else ""))
     tasks = [
         TrunkTask("sentiment", "sequence", SENTIMENT_LABELS, sentiment_rows,
-                  lambda m: validate_sentiment(m, 64), "accuracy", sentiment_sources),
+                  lambda m: validate_sentiment(m, 64), "accuracy", sentiment_sources,
+                  kept=min(len(news_texts), len(sentiment_rows))),
         TrunkTask("entities", "token", ENTITY_LABELS, entities.train_features[: limit or None] * entity_repeat,
                   lambda m: entities.validate(m, 128), "f1",
                   entities.sources + ([f"(every row x{entity_repeat})"] if entity_repeat > 1 else [])),
@@ -538,7 +568,8 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         from models.trunk import ENTITY_SENTIMENT, SPAN
 
         sentfin = datasets.sentfin_entity_splits(data)
-        rows, dropped = entity_sentiment_rows(tokenizer, sentfin["train"][: limit or None])
+        news_headlines = [h for hs in news.values() for h in hs] * headline_repeat
+        rows, dropped = entity_sentiment_rows(tokenizer, (news_headlines + sentfin["train"])[: limit or None])
         console.print(f"entity sentiment: {len(rows)} SEntFiN train headlines, "
                       f"{sum(len(r['spans']) for r in rows)} entities ({sentfin['missing']} not found in "
                       f"their titles, {sentfin['ambiguous']} labelled differently by copies of their headline, "
@@ -547,7 +578,9 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         tasks.append(TrunkTask(ENTITY_SENTIMENT, SPAN, SENTIMENT_LABELS, rows * entity_sentiment_repeat,
                                validate_spans, "accuracy",
                                ["sentfin_v1/SEntFiN-v1.0.csv (entity level, 80% part by headline)"
-                                + (f" x{entity_sentiment_repeat}" if entity_sentiment_repeat > 1 else "")]))
+                                + (f" x{entity_sentiment_repeat}" if entity_sentiment_repeat > 1 else "")]
+                               + ([f"news headlines ({', '.join(f'{k} {len(v)}' for k, v in news.items())}) "
+                                   f"x{headline_repeat}, in each repeat"] if news else [])))
     return tasks, validate_embedding
 
 
@@ -565,7 +598,8 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
 def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: str = "",
                 embedding_weight: float = 2.0, checkpoint_every: int = 200, soft_labels: Path | None = None,
                 state_repeat: int = 1, entity_repeat: int = 1, intent_repeat: int = 2,
-                entity_sentiment_repeat: int = 0, partial_soft_labels: bool = False, sample_rows: int = 0) -> dict:
+                entity_sentiment_repeat: int = 0, partial_soft_labels: bool = False, sample_rows: int = 0,
+                headline_repeat: int = 0) -> dict:
     """Train the trunk's one adapter and all its heads together (``sentinel train trunk``).
 
     Every step is one task's batch (length-grouped inside the task); the batches of all tasks are
@@ -592,7 +626,8 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                                             state_repeat=state_repeat, entity_repeat=entity_repeat,
                                             intent_repeat=intent_repeat,
                                             entity_sentiment_repeat=entity_sentiment_repeat,
-                                            partial_soft_labels=partial_soft_labels)
+                                            partial_soft_labels=partial_soft_labels,
+                                            headline_repeat=headline_repeat)
     heads = {t.name: {"kind": t.kind, "labels": t.labels} for t in tasks}
     heads[EMBEDDING] = {"kind": EMBEDDING, "labels": []}
     net = TrunkNet(AutoModel.from_pretrained(base, add_pooling_layer=False), heads)
@@ -619,7 +654,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
         lcfg.modules_to_save = ["shape_embedding", *(head_module(n) for n in heads)]
         model = get_peft_model(net, lcfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    sizes = {t.name: len(t.features) if not sample_rows or t.kind == SPAN else min(sample_rows, len(t.features))
+    sizes = {t.name: len(t.features) if not sample_rows or t.kind == SPAN else min(max(sample_rows, t.kept), len(t.features))
              for t in tasks}
     console.print(f"[bold]trunk[/]: {sizes}, {sum(p.numel() for p in trainable):,} trainable parameters, {config}")
 
@@ -627,9 +662,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
         rng = random.Random(config.seed * 1000 + epoch)  # fixed per epoch, so a resumed run sees the same order
         batches = []
         for k, t in enumerate(tasks):
-            pool = list(range(len(t.features)))
-            if sample_rows and t.kind != SPAN and len(pool) > sample_rows:
-                pool = sorted(rng.sample(pool, sample_rows))
+            pool = epoch_pool(len(t.features), t.kept, 0 if t.kind == SPAN else sample_rows, rng)
             rows = [t.features[i] for i in pool]
             batches += [(k, [pool[i] for i in ids]) for ids in _length_grouped_batches(rows, config.batch_size, rng)]
         rng.shuffle(batches)
@@ -656,7 +689,7 @@ def train_trunk(data: Path, out_dir: Path, config: TrainConfig, base_setting: st
                  "soft_labels": soft_labels.name if soft_labels else None, "state_repeat": state_repeat,
                  "entity_repeat": entity_repeat, "intent_repeat": intent_repeat,
                  "entity_sentiment_repeat": entity_sentiment_repeat, "partial_soft_labels": partial_soft_labels,
-                 "sample_rows": sample_rows}
+                 "sample_rows": sample_rows, "headline_repeat": headline_repeat}
     if config.init:  # a second stage: what the first one was, and how it went
         first = json.loads((Path(config.init) / "sentinel.json").read_text())
         meta_base["init_stage"] = {k: first.get(k) for k in ("config", "history", "train_seconds", "init_stage")}
