@@ -69,3 +69,57 @@ def test_span_scores_properties(rows, extra):
     wider = span_scores(gold, [p + extra if k == 0 else p for k, p in enumerate(predicted)])
     assert wider["strict"]["recall"] >= scores["strict"]["recall"]
     assert wider["overlap"]["recall"] >= scores["overlap"]["recall"]
+
+
+def test_org_span_report_counts_org_and_ticker_and_names_misses_and_false_positives():
+    from models.entities import Entity
+    from models.training.evaluation import org_span_report
+
+    rows = [{"id": "hl-1", "text": "Japan Display and Ebay gain", "orgs": [
+                {"start": 0, "end": 13, "text": "Japan Display", "company": None},
+                {"start": 18, "end": 22, "text": "Ebay", "company": None}]},
+            {"id": "hl-2", "text": "Factbox: $TSLA rallies", "orgs": [
+                {"start": 10, "end": 14, "text": "TSLA", "company": None}]}]
+    said = [[Entity("Japan", "LOC", 0, 5, 0.9), Entity("Display", "ORG", 6, 13, 0.9)],
+            [Entity("Factbox", "ORG", 0, 7, 0.9), Entity("TSLA", "TICKER", 10, 14, 1.0)]]
+    report = org_span_report(rows, said)
+    assert (report["gold"], report["predicted"]) == (3, 3)
+    assert report["strict"]["recall"] == round(1 / 3, 4) and report["overlap"]["recall"] == round(2 / 3, 4)
+    assert [(m["text"], m["count"]) for m in report["top_misses"]] == [("Ebay", 1)]
+    assert "read as nothing" in report["top_misses"][0]["example"]
+    assert [m["text"] for m in report["top_false_positives"]] == ["Factbox"]
+    assert [m["text"] for m in report["top_boundary_errors"]] == ["Japan Display"]
+
+
+def test_linking_report_counts_right_and_wrong_links_of_a_fake_linker():
+    from models.training.evaluation import linking_report
+
+    rows = load_headline_orgs(split="test")
+    gold = {(r["id"], o["start"]): (o["company"] or {}).get("ticker") for r in rows for o in r["orgs"]}
+    ids = {r["text"]: r["id"] for r in rows}
+
+    def fake_perfect_linker(text, entities):
+        return [{"ticker": gold[(ids[text], e.start)]} if gold[(ids[text], e.start)] else None for e in entities]
+
+    def fake_apple_linker(text, entities):
+        return [{"ticker": "AAPL"} for _ in entities]
+
+    perfect = linking_report(rows, fake_perfect_linker)
+    assert perfect["linked"] == perfect["listed_mentions"] and perfect["linked_right"] == 1.0
+    assert perfect["wrong_links_over_mentions"] == 0.0
+    apple = linking_report(rows, fake_apple_linker)
+    apples = sum(1 for t in gold.values() if t == "AAPL")
+    assert apple["linked"] == apple["mentions"] and apple["linked_right"] == round(apples / apple["mentions"], 4)
+    assert apple["wrong_links_over_mentions"] == round(1 - apples / apple["mentions"], 4)
+
+
+def test_the_headline_entities_eval_reads_the_served_model_on_both_parts(data_dir):
+    from models.training import evaluation
+
+    report = evaluation.run("headline-entities", data_dir)
+    test = report["headlines_test"]
+    assert test["n"] == TEST_SIZE and report["headlines_train"]["n"] == len(load_headline_orgs(split="train"))
+    assert test["gold"] == sum(len(r["orgs"]) for r in load_headline_orgs(split="test"))
+    assert 0.5 < test["overlap"]["recall"] <= 1.0 and test["strict"]["recall"] <= test["overlap"]["recall"]
+    assert test["misses"] == round(test["gold"] * (1 - test["overlap"]["recall"]))
+    assert "skipped" in report["linking_test"] or "linked_right" in report["linking_test"]
