@@ -39,6 +39,7 @@ class EvalTask(str, Enum):
     replies = "replies"
     entity_sentiment = "entity-sentiment"
     cascade = "cascade"
+    headline_entities = "headline-entities"
 
 
 DEFAULTS = {
@@ -238,7 +239,8 @@ def evaluate(
              "if it exists.")] = None,
 ) -> None:
     """Evaluate a task model on its fixed, documented test splits (entity-sentiment: the trunk's entity-sentiment
-    head on SEntFiN's entity-level test part; cascade: the sentiment cascade's curve over margins)."""
+    head on SEntFiN's entity-level test part; cascade: the sentiment cascade's curve over margins; headline-entities:
+    ORG precision and recall on the labelled real headlines of models/written/news_headline_orgs.jsonl)."""
     from models.training import evaluation
     from models.training.datasets import DataMissing
     from models.teacher import TeacherMissing

@@ -182,7 +182,8 @@ def run(task: str, data: Path, model: str | None = None, event_headlines: Path |
     if model and task in ("entity-sentiment", "cascade"):
         settings = settings.model_copy(update={"trunk_model": model})
     elif model:
-        field = {"sentiment": "sentiment_model", "entities": "entity_model", "intent": "intent_model",
+        field = {"sentiment": "sentiment_model", "entities": "entity_model", "headline-entities": "entity_model",
+                 "intent": "intent_model",
                  "customer-state": "customer_state_model", "replies": "generator_model"}[task]
         settings = settings.model_copy(update={field: model})
     if task == "cascade":
@@ -192,7 +193,8 @@ def run(task: str, data: Path, model: str | None = None, event_headlines: Path |
     else:
         report = {"sentiment": evaluate_sentiment, "entities": evaluate_entities, "intent": evaluate_intent,
                   "customer-state": evaluate_customer_state, "replies": evaluate_replies,
-                  "entity-sentiment": evaluate_entity_sentiment}[task](data, settings)
+                  "entity-sentiment": evaluate_entity_sentiment,
+                  "headline-entities": evaluate_headline_entities}[task](data, settings)
     report["model"] = _shown_path(str(report["model"]))
     if task != "replies":  # the encoders' number format (the generator keeps its own)
         from models.runtime import dtype_name
@@ -215,6 +217,8 @@ def _shown_path(model: str) -> str:
 def print_report(report: dict) -> None:
     if report["task"] == "sentiment-cascade":
         return print_cascade(report)
+    if report["task"] == "headline-entities":
+        return print_headline_entities(report)
     table = Table(title=f"{report['task']} — {report['model']}" + (f" ({report['dtype']})" if "dtype" in report else ""))
     table.add_column("split")
     table.add_column("n", justify="right")
@@ -506,3 +510,124 @@ def print_cascade(report: dict) -> None:
         table.add_row(f"{m:g}", *cells)
     console.print(table)
     console.print(f"measured cascade on FPB test: {report['measured_cascade_fpb_test']}")
+
+
+# --- ORG mentions in real headlines (models/written/news_headline_orgs.jsonl) ------------
+
+ORG_LIKE = ("ORG", "TICKER")  # the labels that name an organisation (TICKER: a cashtag or exchange ticker, by rule)
+
+
+def _most_common(items: Sequence[tuple[str, str]], top: int = 15) -> list[dict]:
+    """(surface, note) pairs counted by surface, most common first, each with its first note."""
+    counts: dict[str, list] = {}
+    for surface, note in items:
+        counts.setdefault(surface, [0, note])[0] += 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+    return [{"text": surface, "count": n, "example": note} for surface, (n, note) in ranked]
+
+
+def org_span_report(rows: Sequence[dict], entities: Sequence[Sequence]) -> dict:
+    """ORG precision and recall (``headline_orgs.span_scores``) of ``entities`` (one list of ``Entity`` per row)
+    against the rows' gold ORG spans, with the most common misses (gold spans no ORG-like entity overlaps, with
+    what the model called them), false positives (ORG-like entities over no gold span) and boundary errors."""
+    from models.training.headline_orgs import _overlaps, span_scores
+
+    gold = [[(o["start"], o["end"]) for o in r["orgs"]] for r in rows]
+    said = [[e for e in row if e.label in ORG_LIKE] for row in entities]
+    report = span_scores(gold, [[(e.start, e.end) for e in row] for row in said])
+    misses, false_positives, boundaries = [], [], []
+    for r, g, s, every in zip(rows, gold, said, entities):
+        for o, span in zip(r["orgs"], g):
+            if not any(_overlaps(span, (e.start, e.end)) for e in s):
+                read_as = [f"{e.label}:{e.text}" for e in every if _overlaps(span, (e.start, e.end))]
+                misses.append((o["text"], f"{r['id']}: {r['text']} (read as {', '.join(read_as) or 'nothing'})"))
+            elif span not in [(e.start, e.end) for e in s]:
+                boundaries.append((o["text"], f"{r['id']}: " + ", ".join(
+                    repr(e.text) for e in s if _overlaps(span, (e.start, e.end)))))
+        for e in s:
+            if not any(_overlaps((e.start, e.end), span) for span in g):
+                false_positives.append((e.text, f"{r['id']}: {r['text']} ({e.label})"))
+    return {"n": len(rows), **report, "misses": len(misses), "false_positives": len(false_positives),
+            "boundary_errors": len(boundaries), "top_misses": _most_common(misses),
+            "top_false_positives": _most_common(false_positives), "top_boundary_errors": _most_common(boundaries)}
+
+
+def _linker():
+    """The entity linker, when one is there: ``models.linking.link_entities(text, entities)`` giving a company
+    (an object or dict with ``ticker``) or None per entity."""
+    try:
+        from models.linking import link_entities  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return link_entities
+
+
+def linking_report(rows: Sequence[dict], link) -> dict:
+    """The linker on the gold ORG spans: of the mentions it links, the share linked to the gold company's ticker
+    (a mention of an unlisted company or of no company has no right link), and wrong links over all mentions."""
+    from models.entities import Entity
+
+    right = wrong = linked = 0
+    for r in rows:
+        spans = [Entity(o["text"], "ORG", o["start"], o["end"], 1.0) for o in r["orgs"]]
+        companies = link(r["text"], spans) if spans else []
+        for o, company in zip(r["orgs"], companies):
+            if company is None:
+                continue
+            ticker = company.get("ticker") if isinstance(company, dict) else getattr(company, "ticker", None)
+            gold = (o["company"] or {}).get("ticker")
+            linked += 1
+            if gold and ticker and ticker.upper() == gold.upper():
+                right += 1
+            else:
+                wrong += 1
+    mentions = sum(len(r["orgs"]) for r in rows)
+    listed = sum(1 for r in rows for o in r["orgs"] if (o["company"] or {}).get("ticker"))
+    return {"mentions": mentions, "listed_mentions": listed, "linked": linked,
+            "linked_right": round(right / linked, 4) if linked else None,
+            "wrong_links_over_mentions": round(wrong / mentions, 4) if mentions else None,
+            "listed_linked_right": round(right / listed, 4) if listed else None}
+
+
+def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
+    """ORG mentions in real Reuters and CNBC headlines (``models/written/news_headline_orgs.jsonl``): the served
+    entity model's ORG and TICKER spans against the labels, strict and by overlap, on the held-out test part (the
+    figure) and on the training part; linking accuracy when an entity linker is there."""
+    from models.entities import EntityRecognizer
+    from models.training.headline_orgs import HEADLINE_ORGS, load_headline_orgs
+
+    recognizer = EntityRecognizer.from_settings(settings)
+    report = {"task": "headline-entities", "model": _task_model(settings, "entity_model", "entities"),
+              "set": "models/written/news_headline_orgs.jsonl (models/written/README.md)", "labels": list(ORG_LIKE)}
+    link = _linker()
+    for split in ("test", "train"):
+        rows = load_headline_orgs(HEADLINE_ORGS, split)
+        entities = _in_chunks(f"headlines, {split} part", [r["text"] for r in rows], recognizer.predict, chunk=64)
+        report[f"headlines_{split}"] = org_span_report(rows, entities)
+        for source in sorted({r["source"] for r in rows}):
+            picked = [k for k, r in enumerate(rows) if r["source"] == source]
+            part = org_span_report([rows[k] for k in picked], [entities[k] for k in picked])
+            report[f"headlines_{split}"][f"by_source:{source}"] = {
+                k: part[k] for k in ("n", "gold", "predicted", "strict", "overlap")}
+        report[f"linking_{split}"] = linking_report(rows, link) if link else {
+            "skipped": "no entity linker yet (models.linking.link_entities)"}
+    return report
+
+
+def print_headline_entities(report: dict) -> None:
+    table = Table(title=f"ORG mentions in real headlines — {report['model']} ({report.get('dtype', '')})")
+    for column in ("part", "headlines", "gold", "predicted", "strict P / R / F1", "overlap P / R / F1"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for split in ("test", "train"):
+        part = report[f"headlines_{split}"]
+        rows = [(split, part)] + [(f"  {k.split(':')[1].split('_')[0]}", v) for k, v in part.items()
+                                  if k.startswith("by_source:")]
+        for name, figures in rows:
+            table.add_row(name, str(figures["n"]), str(figures["gold"]), str(figures["predicted"]),
+                          *(" / ".join(f"{figures[m][k]:.3f}" for k in ("precision", "recall", "f1"))
+                            for m in ("strict", "overlap")))
+    console.print(table)
+    test = report["headlines_test"]
+    for title, key in (("most common misses", "top_misses"), ("most common false positives", "top_false_positives")):
+        console.print(f"test part, {title}: " + ", ".join(f"{m['text']} ({m['count']})" for m in test[key][:10]))
+    console.print(f"linking (test part): {report['linking_test']}")
