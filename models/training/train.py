@@ -570,7 +570,8 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
         sentfin = datasets.sentfin_entity_splits(data)
         news_headlines = [h for hs in news.values() for h in hs] * headline_repeat
         rows, dropped = entity_sentiment_rows(tokenizer, (news_headlines + sentfin["train"])[: limit or None])
-        console.print(f"entity sentiment: {len(rows)} SEntFiN train headlines, "
+        console.print(f"entity sentiment: {len(rows)} headlines (SEntFiN train part"
+                      + (f", news headlines x{headline_repeat}" if news else "") + "), "
                       f"{sum(len(r['spans']) for r in rows)} entities ({sentfin['missing']} not found in "
                       f"their titles, {sentfin['ambiguous']} labelled differently by copies of their headline, "
                       f"{dropped} cut by truncation)")
