@@ -86,8 +86,9 @@ def version(engine: Engine) -> tuple:
 def import_demo(database_url: str) -> dict:
     """The default universe (when absent) and the demo feed's companies (``agents/demo/companies.csv``, as the
     user's own) into the database the demo runs on."""
-    from infra.db import make_engine
+    from infra.db import make_engine, migrate
 
+    migrate(database_url)  # the worker has not run yet where the demo starts it
     engine = make_engine(database_url, pool_size=1)
     try:
         ensure_default(engine)
