@@ -38,6 +38,7 @@ thresholds and their neighbours (the figures of ``docs/ALERTS.md``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -295,8 +296,10 @@ def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show
     clock = ArrivalClock()
     detector = SpikeDetector(engine, settings, clock=clock)
     resolver = KeyResolver(KeyResolver.read_map(settings.entity_map) if settings.entity_map else {}, {})
+    universe = _default_universe()  # the company master a fresh worker starts with
+    detector.companies = universe.companies
     pipeline = NewsPipeline(None, "backtest", resolver=resolver, detector=detector, engine=engine,
-                            settings=settings)
+                            settings=settings, universe=universe)
     pipeline.story_refresh = math.inf  # one worker: no other worker's stories to take in
     sink = PostgresSink(engine, "news")
     started = datetime.now(UTC)
@@ -397,9 +400,24 @@ def stored_alerts(engine: Engine, settings) -> list[Alert]:
 
 
 def _same_key(label: str, key: str) -> bool:
+    """A label's key names the alert's key: the same key, the key without its prefix, or a ticker (``ticker:X``
+    or ``X``) of the ``company:<id>`` key's company."""
+    if key.startswith("company:"):
+        symbol = label.split(":", 1)[1] if label.casefold().startswith("ticker:") else label
+        link = _default_universe().link(symbol, "TICKER") if ":" not in symbol else None
+        if link is not None and key == "company:" + link.company.id:
+            return True
     if ":" in label:
         return label.casefold() == key.casefold()
     return key.split(":", 1)[-1].casefold() == label.casefold()
+
+
+@functools.cache
+def _default_universe():
+    from models.companies import default_universe
+    from models.companies.linking import Universe
+
+    return Universe(default_universe())
 
 
 def score(result: Result, episodes: list[Episode] | None) -> Result:

@@ -20,12 +20,15 @@ from agents.alerts.stories import StoryIndex
 from agents.pipeline import Built, Received
 from infra.settings import Settings
 from models.analysis import Analyzer
+from agents.alerts.spikes import COMPANY_PREFIX
+from models.companies.linking import Universe, attach_links
 from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
 from schemas import topics
 from schemas.events import NewsEvent, parse_news
 from schemas.records import NewsEnriched
 from schemas.tables import ArticleKey, EntityAlias, EntityMention, NewsArticle, Story
 
+UNIVERSE_REFRESH_S = 60.0  # how often a worker looks for an import into the company master
 STORY_REFRESH_S = 2.0  # how often a worker takes in the stories other workers founded
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
@@ -40,21 +43,50 @@ def lead_end(event: NewsEvent) -> int:
     return found.end() if found else len(content)
 
 
-def central_keys(resolver: KeyResolver, entities, event: NewsEvent) -> set[str]:
+def mention_key(resolver: KeyResolver, e) -> str | None:
+    """An ORG or TICKER entity's alert key: ``company:<id>`` when it links to a company (``e.company``, set by
+    ``attach_links``), else today's surface key (``ticker:AAPL``, or the name joined to its ticker); None for a
+    name that is no company (a currency, an exchange)."""
+    company = getattr(e, "company", None)
+    if company:
+        return COMPANY_PREFIX + company["id"]
+    if e.label == "TICKER":
+        return entity_key(e.text, "TICKER")
+    org = entity_key(e.text, "ORG")
+    return None if org in NOT_COMPANIES else resolver.alias(org) or org
+
+
+def tag_key(universe: Universe | None, ticker: str) -> str:
+    """A publisher's ticker tag as an alert key: its company's when the symbol links, else ``ticker:SYMBOL``."""
+    link = universe.link(ticker, "TICKER") if universe is not None and len(universe) else None
+    return COMPANY_PREFIX + link.company.id if link else entity_key(ticker, "TICKER")
+
+
+def central_keys(resolver: KeyResolver, entities, event: NewsEvent, universe: Universe | None = None) -> set[str]:
     """The keys an article is about, not merely mentions: tickers the publisher tagged it with, and
     companies or tickers named in its lead (``lead_end``)."""
     end = lead_end(event)
-    keys = {entity_key(t, "TICKER") for t in event.tickers}
+    keys = {tag_key(universe, t) for t in event.tickers}
     for e in entities:
-        if e.start >= end:
+        if e.start >= end or e.label not in ("ORG", "TICKER"):
             continue
-        if e.label == "TICKER":
-            keys.add(entity_key(e.text, "TICKER"))
-        elif e.label == "ORG":
-            org = entity_key(e.text, "ORG")
-            if org not in NOT_COMPANIES:
-                keys.add(resolver.alias(org) or org)
+        key = mention_key(resolver, e)
+        if key is not None:
+            keys.add(key)
     return keys
+
+
+def article_keys(resolver: KeyResolver, entities, event: NewsEvent,
+                 universe: Universe | None = None) -> tuple[set[str], list[tuple[str, str]]]:
+    """Every key an article names, and the name-to-ticker joins it teaches: linked mentions and tags are their
+    companies' keys; the resolver joins and learns only from what did not link."""
+    linked = [e for e in entities if getattr(e, "company", None)]
+    tags = [tag_key(universe, t) for t in event.tickers]
+    keys, learned = resolver.keys_for([e for e in entities if not getattr(e, "company", None)],
+                                      [t for t, k in zip(event.tickers, tags) if not k.startswith(COMPANY_PREFIX)])
+    keys |= {k for k in tags if k.startswith(COMPANY_PREFIX)}
+    keys |= {COMPANY_PREFIX + e.company["id"] for e in linked if e.label in ("ORG", "TICKER")}
+    return keys, learned
 
 
 def key_sentiments(resolver: KeyResolver, entities, event: NewsEvent) -> dict:
@@ -67,12 +99,9 @@ def key_sentiments(resolver: KeyResolver, entities, event: NewsEvent) -> dict:
         reading = getattr(e, "sentiment", None)
         if reading is None or e.start >= end or e.label not in ("ORG", "TICKER"):
             continue
-        key = entity_key(e.text, e.label)
-        if e.label == "ORG":
-            if key in NOT_COMPANIES:
-                continue
-            key = resolver.alias(key) or key
-        found.setdefault(key, reading)
+        key = mention_key(resolver, e)
+        if key is not None:
+            found.setdefault(key, reading)
     return found
 
 
@@ -97,8 +126,12 @@ class NewsPipeline:
 
     def __init__(self, analyzer: Analyzer, model_version: str, resolver: KeyResolver | None = None,
                  detector=None, engine: Engine | None = None, story_index: StoryIndex | None = None,
-                 settings: Settings | None = None, sensor: sensors.Sensor | None = None):
+                 settings: Settings | None = None, sensor: sensors.Sensor | None = None,
+                 universe: Universe | None = None):
         self.analyzer = analyzer
+        self.universe = universe or Universe([])  # the company master; reloaded when its table changes
+        self._universe_version = None
+        self._universe_checked = time.monotonic()
         self.sensor = sensor or sensors.default  # replaced future times (agents/clock.py)
         self.model_version = model_version
         self.resolver = resolver or KeyResolver()
@@ -113,6 +146,16 @@ class NewsPipeline:
         if engine is not None and story_index is None:
             self.stories.load(engine)  # a restart must not split the stories under way
 
+    def refresh_universe(self) -> None:
+        """Reload the company master when the table changed (`sentinel companies import` while running)."""
+        from agents import companies
+
+        self._universe_checked = time.monotonic()
+        now = companies.version(self.engine)
+        if now != self._universe_version:
+            self._universe_version = now
+            self.universe = companies.load_universe(self.engine)
+
     def event_time(self, m: Received, event: NewsEvent) -> tuple[datetime, bool]:
         """The article's event time and whether it can move watermarks (``agents/clock.py``)."""
         return clock.event_time(event.published_at, m.timestamp, self.future_tolerance, sensor=self.sensor)
@@ -126,6 +169,7 @@ class NewsPipeline:
 
     def build(self, m: Received, event: NewsEvent, result) -> Built:
         sentiment, entities = result
+        attach_links(entities, event.content, self.universe)
         scores = sentiment.scores
         event_time, trusted = self.event_time(m, event)
         story = self.stories.assign(event.id, stories.headline_of(event.title, event.text), event_time)
@@ -140,8 +184,8 @@ class NewsPipeline:
         rows.append((Story.__table__, {
             "id": story.story_id, "first_seen": event_time, "last_seen": event_time, "headline": story.headline,
             "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1}))
-        keys, learned = self.resolver.keys_for(entities, event.tickers)
-        keys &= central_keys(self.resolver, entities, event)  # a passing mention does not count (relevance)
+        keys, learned = article_keys(self.resolver, entities, event, self.universe)
+        keys &= central_keys(self.resolver, entities, event, self.universe)  # a passing mention does not count (relevance)
         own = key_sentiments(self.resolver, entities, event)  # each company's own reading, where there is one
         for key in sorted(keys):
             reading = own.get(key, sentiment)
@@ -170,6 +214,8 @@ class NewsPipeline:
         """Align the learned aliases with the database's (first writer wins), recount the touched stories,
         then decide the windows that became final."""
         facts = [b.extra for b in stored]
+        if self.engine is not None and time.monotonic() - self._universe_checked >= UNIVERSE_REFRESH_S:
+            self.refresh_universe()
         if self.engine is not None:
             generation = getattr(self.detector, "generation", 0)
             if generation != self._generation:  # a rebalance: other workers' recent stories

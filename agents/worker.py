@@ -129,9 +129,13 @@ def build_app(settings: Settings) -> faust.App:
         for model in analyzer.timed():
             sensors.observe_model(model, sensor)
         model_versions.append(f"news:{analyzer.version}")
+        from agents import companies
+
+        companies.ensure_default(engine)  # an empty company master gets the default universe
         detector = SpikeDetector(engine, settings, sensor=sensor)
         news = NewsPipeline(analyzer, analyzer.version, load_resolver(engine, settings), detector, engine,
-                            sensor=sensor)
+                            sensor=sensor, universe=companies.load_universe(engine))
+        detector.companies = lambda: news.universe.companies
         news_lane = Lane(model_thread_pool(1, threads, "news-models"),
                          ThreadPoolExecutor(1, thread_name_prefix="news-db"))
         news_sink = add_agent(news, news_lane, settings.max_batch)

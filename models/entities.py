@@ -38,12 +38,15 @@ class Entity:
     end: int
     score: float
     sentiment: Any = None  # ORG and TICKER entities, from a trunk with an entity-sentiment head: a ``Sentiment``
+    company: dict | None = None  # ORG and TICKER entities: the linked company {"id", "name", "ticker"}, or None
 
     def as_dict(self) -> dict:
         out = {"text": self.text, "label": self.label, "start": self.start, "end": self.end,
                "score": round(self.score, 6)}
         if self.sentiment is not None:
             out["sentiment"] = {"label": self.sentiment.label, "score": round(self.sentiment.score, 6)}
+        if self.label in ("ORG", "TICKER"):
+            out["company"] = self.company
         return out
 
 

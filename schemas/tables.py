@@ -128,6 +128,24 @@ class EntityAlias(Base):
     source: Mapped[str] = mapped_column(String(32))
 
 
+class CompanyRow(Base):
+    """The company master (``models/companies``): one company, its listings and the names it goes by. ``source``
+    is ``user`` (``sentinel companies import``) or ``default`` (pytickersymbols); a user's row replaces a default
+    row of the same id or listing."""
+
+    __tablename__ = "companies"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    tickers: Mapped[list] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))  # [{"symbol", "exchange"}]
+    isin: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
+    lei: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    aliases: Mapped[list] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    industries: Mapped[list] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    source: Mapped[str] = mapped_column(String(16), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class Alert(Base):
     """One alert per episode: opened once, updated while it lasts, closed when the condition clears."""
 

@@ -10,7 +10,7 @@ from infra.settings import Settings
 from tests.helpers import Worker, news_values, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
-HRWL = "ticker:" + BURST_COMPANY[1]
+HRWL = "company:" + BURST_COMPANY[1]  # the demo universe (agents/demo/companies.csv) links every form of the name
 
 
 def stream(burst: bool, prefix: str) -> list[dict]:
@@ -26,6 +26,9 @@ def burst_start(events: list[dict]) -> datetime:
 
 
 def run(services, tmp_path, events, kill_during_burst=False):
+    from agents.companies import import_demo
+
+    import_demo(services.database_url)  # as `sentinel demo` does before its worker starts
     worker = Worker(services, tmp_path, SENTINEL_AGENTS="news").start()
     produce(services.bootstrap, "news", news_values(events))
     if kill_during_burst:
@@ -40,7 +43,7 @@ def run(services, tmp_path, events, kill_during_burst=False):
                    message=f"{len(events)} articles stored")
     finally:
         worker.stop()
-    alerts = services.rows("select id, key, severity, opened_at, payload from alerts order by opened_at")
+    alerts = services.rows("select id, key, severity, opened_at, payload, summary from alerts order by opened_at")
     if len(alerts) != 1:  # say what the windows held, to make a failure readable
         print(services.rows(f"""select date_trunc('hour', event_time) h, count(*), sum(is_negative::int)
                                from article_keys where key = '{HRWL}' group by 1 order by 1"""))
@@ -56,6 +59,8 @@ def assert_one_burst_alert(alerts, events):
     assert start <= alert.opened_at <= start + 2 * window, (start, alert.opened_at)
     payload = alert.payload
     assert payload["key"] == HRWL
+    assert payload["company"] == {"id": "HRWL", "name": BURST_COMPANY[0], "ticker": "HRWL"}
+    assert f"stories about {BURST_COMPANY[0]} negative" in alert.summary  # the name, not the key
     assert payload["window"]["negatives"] >= Settings().alert_min_mentions
     assert payload["baseline"]["mentions"] > 0
     tops = payload["top_headlines"]
@@ -100,7 +105,7 @@ def test_an_alert_survives_a_crash_between_its_commit_and_its_produce(services, 
                    timeout=900, message="every article stored and the alert delivered")
     finally:
         worker.stop()
-    alerts = services.rows("select id, key, severity, opened_at, payload from alerts order by opened_at")
+    alerts = services.rows("select id, key, severity, opened_at, payload, summary from alerts order by opened_at")
     assert_one_burst_alert(alerts, events)
     on_topic = [json.loads(r.value) for r in read_topic(services.bootstrap, "alerts", 1, timeout=20)]
     assert on_topic and {a["id"] for a in on_topic} == {stored[0].id}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
+from agents.alerts import records
+
 MAX_NAME = 64
 
 COLUMNS = ("id, kind, key, severity, status, opened_at, last_seen_at, closed_at, payload, summary, "
@@ -31,7 +33,8 @@ def as_dict(row) -> dict:
     def iso(t):
         return t.isoformat() if t is not None else None
 
-    return {"id": row.id, "kind": row.kind, "key": row.key, "severity": row.severity,
+    return {"id": row.id, "kind": row.kind, "key": row.key, "name": records.shown_name(row.key, row.payload),
+            "severity": row.severity,
             "status": lifecycle_status(row), "episode": row.status, "opened_at": iso(row.opened_at),
             "last_seen_at": iso(row.last_seen_at), "closed_at": iso(row.closed_at), "summary": row.summary,
             "payload": row.payload, "acknowledged_by": row.acknowledged_by,

@@ -44,6 +44,13 @@ class AlertRecord:
         return self.key.encode(), AlertMessage(**self.as_dict()).value()
 
 
+def shown_name(key: str, payload: dict | None) -> str:
+    """What a person reads for an alert's key: the linked company's name (``company:<id>`` keys carry it in the
+    payload), else the key itself."""
+    company = (payload or {}).get("company") if isinstance(payload, dict) else None
+    return str(company.get("name") or key) if isinstance(company, dict) else key
+
+
 def insert(conn, record: AlertRecord) -> bool:
     """Open the alert in this transaction; False when an alert with its id exists already."""
     row = record.row()

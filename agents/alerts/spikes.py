@@ -65,6 +65,7 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 KIND = "sentiment_spike"
+COMPANY_PREFIX = "company:"  # the key of a linked company (agents/news.py)
 PRIOR_WEIGHT = 20.0  # stories of market-wide share the key's own baseline is shrunk towards
 DEFAULT_MARKET_SHARE = 0.2  # before any history at all
 TOP_STORIES = 10
@@ -227,8 +228,11 @@ class Watermarks:
 
 class SpikeDetector:
     def __init__(self, engine: Engine, settings: Settings, clock=time.monotonic,
-                 sensor: sensors.Sensor | None = None):
+                 sensor: sensors.Sensor | None = None, companies=None):
         self.engine = engine
+        # ``company:<id>`` keys -> the company (``models.companies.Company``), for alert names: a mapping or a
+        # callable returning one (the news pipeline's current universe)
+        self.companies = companies
         self.sensor = sensor or sensors.default
         self.s = settings
         self.marks = Watermarks(settings.alert_idle_timeout, clock)
@@ -484,7 +488,7 @@ class SpikeDetector:
             alert = AlertRecord(
                 id=f"{KIND}:{w.key}:{w.end.isoformat()}", kind=KIND, key=w.key,
                 severity=severity(w, self.s.alert_max_tail), opened_at=w.end,
-                summary=f"{w.negatives} of {w.stories} stories about {w.key} negative ({w.share:.0%}, baseline "
+                summary=f"{w.negatives} of {w.stories} stories about {records.shown_name(w.key, payload)} negative ({w.share:.0%}, baseline "
                         f"{w.expected_share:.0%}, tail p={w.tail:.1e}); {w.articles} articles from "
                         f"{w.outlets} outlets",
                 payload=payload)
@@ -493,6 +497,15 @@ class SpikeDetector:
             log.warning("ALERT %r: %r", alert.id, alert.summary)
             return action, alert
         return action, None
+
+    def company_of(self, key: str) -> dict | None:
+        """``{"id", "name", "ticker"}`` of a ``company:<id>`` key's company; None for other keys."""
+        if not key.startswith(COMPANY_PREFIX):
+            return None
+        companies = self.companies() if callable(self.companies) else (self.companies or {})
+        company = companies.get(key[len(COMPANY_PREFIX):])
+        return company.summary() if company is not None else {"id": key[len(COMPANY_PREFIX):], "name": None,
+                                                                "ticker": None}
 
     def _payload(self, conn, w: Window) -> dict:
         """The alert's evidence: its stories (headline, outlets, URL, time, copies), counts and tail."""
@@ -514,7 +527,7 @@ class SpikeDetector:
                     "time": r.first_time.isoformat(), "copies": int(r.copies), "negative": bool(r.neg),
                     "article_id": r.first_id} for r in rows]
         return {
-            "key": w.key, "window": w.figures(),
+            "key": w.key, "company": self.company_of(w.key), "window": w.figures(),
             "baseline": {"mentions": w.baseline_stories, "stories": w.baseline_stories,
                          "negatives": w.baseline_negatives,
                          "negative_share": round(w.baseline_negatives / w.baseline_stories, 4)

@@ -7,7 +7,7 @@ is the order of ``sentinel --help``.
 
 # isort: off
 from agents.cli.common import app
-from agents.cli import stream, models, alerts, desk, ops  # noqa: F401,E402
+from agents.cli import stream, models, alerts, companies, desk, ops  # noqa: F401,E402
 # isort: on
 
 __all__ = ["app"]

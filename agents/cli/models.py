@@ -283,8 +283,34 @@ def analyze(
         analyzer = Analyzer.from_settings()
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), "check SENTINEL_TRUNK_MODEL (or SENTINEL_SENTIMENT_MODEL / SENTINEL_ENTITY_MODEL)")
-    for record in analyzer.analyze(items):
+    for record in analyzer.analyze(items, universe=_universe_for_analyze()):
         sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _universe_for_analyze():
+    """The company master of the configured (or running) database; the default universe without one."""
+    from agents.stack import resolve_services
+    from models.companies import default_universe
+    from models.companies.linking import Universe
+
+    s = resolve_services(get_settings())
+    if s.database_url:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from agents import companies
+        from infra.db import make_engine
+
+        try:
+            engine = make_engine(s.database_url, pool_size=1)
+            try:
+                universe = companies.load_universe(engine)
+            finally:
+                engine.dispose()
+            if len(universe):
+                return universe
+        except (SQLAlchemyError, OSError, ValueError):
+            pass  # no reachable master: the default universe links as well
+    return Universe(default_universe())
 
 
 @app.command("eval-stories", rich_help_panel=PANEL)

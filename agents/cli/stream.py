@@ -50,6 +50,10 @@ def up(
     code = 0
     try:
         with Stack(s, say=err.print) as stack:
+            if demo:  # the demo's companies, so its alerts name them (before the worker loads the master)
+                from agents.companies import import_demo
+
+                err.print(f"company master: {json.dumps(import_demo(stack.settings.database_url))}")
             worker = stack.start_worker()
             stack.start_desk()
             err.print(f"[green]sentinel is up[/]: {json.dumps(stack.status())}")

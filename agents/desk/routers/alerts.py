@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
-from agents.alerts import lifecycle
+from agents.alerts import lifecycle, records
 from agents.desk import store
 from agents.desk.charts import Chart, sentiment_chart
 from agents.desk.deps import EngineDep, FormCsrf, SignedIn, Writer, reading_caller, render
@@ -47,7 +47,8 @@ def alerts_page(request: Request, engine: EngineDep, user: SignedIn, status: str
         status = "unresolved"
     rows = lifecycle.list_alerts(engine, status, limit=100)
     return render(request, "alerts.html", user=user, alerts=[lifecycle.as_dict(r) for r in rows],
-                  charts=charts_of(engine, rows), status=status, statuses=list(lifecycle.STATUS_FILTERS))
+                  charts=charts_of(engine, rows), names={r.key: records.shown_name(r.key, r.payload) for r in rows},
+                  status=status, statuses=list(lifecycle.STATUS_FILTERS))
 
 
 def alert_form(request: Request, engine: Engine, user: User, csrf_ok: bool, alert_id: str,
