@@ -122,4 +122,17 @@ def test_the_headline_entities_eval_reads_the_served_model_on_both_parts(data_di
     assert test["gold"] == sum(len(r["orgs"]) for r in load_headline_orgs(split="test"))
     assert 0.5 < test["overlap"]["recall"] <= 1.0 and test["strict"]["recall"] <= test["overlap"]["recall"]
     assert test["misses"] == round(test["gold"] * (1 - test["overlap"]["recall"]))
-    assert "skipped" in report["linking_test"] or "linked_right" in report["linking_test"]
+    assert report["linking_test"]["linked"] > 0 and 0 <= report["linking_test"]["linked_right"] <= 1
+
+
+def test_a_link_is_right_by_any_listing_share_class_form_or_by_name_without_symbols():
+    from models.companies import Company, Ticker
+    from models.training.evaluation import _is_gold
+
+    berkshire = Company("BRYN.F", "Berkshire Hathaway", (Ticker("BRYN", "FRA"), Ticker("BRK.B", "NYSE")))
+    assert _is_gold(berkshire, {"name": "Berkshire Hathaway", "ticker": "BRK-B"})
+    assert not _is_gold(berkshire, {"name": "Berkshire Hills Bancorp", "ticker": "BHLB"})
+    ubisoft = Company("FR0000054470", "Ubisoft")
+    assert _is_gold(ubisoft, {"name": "Ubisoft", "ticker": "UBI.PA"})
+    assert not _is_gold(ubisoft, {"name": "Ubiquiti", "ticker": "UI"})
+    assert not _is_gold(berkshire, None) and not _is_gold(berkshire, {"name": "Berkshire Hathaway", "ticker": None})
