@@ -21,7 +21,7 @@ from agents.pipeline import Built, Received
 from infra.settings import Settings
 from models.analysis import Analyzer
 from agents.alerts.spikes import COMPANY_PREFIX
-from models.companies.linking import Universe, attach_links
+from models.companies.linking import Universe, add_known_companies, attach_links
 from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
 from schemas import topics
 from schemas.events import NewsEvent, parse_news
@@ -169,6 +169,7 @@ class NewsPipeline:
 
     def build(self, m: Received, event: NewsEvent, result) -> Built:
         sentiment, entities = result
+        add_known_companies(entities, event.content, self.universe)  # the entity model's misses it knows
         attach_links(entities, event.content, self.universe)
         scores = sentiment.scores
         event_time, trusted = self.event_time(m, event)

@@ -204,3 +204,47 @@ def test_the_migration_creates_the_table_and_a_user_row_displaces_the_default(en
     assert companies.import_companies(engine, default_universe())["skipped"] == 1  # the default never returns
     loaded = companies.load_universe(engine)
     assert loaded.link("Apple", "ORG", "Apple said").company.name == "My Apple"
+
+
+# --- the company names the entity model misses ------------------------------------------------------------
+
+
+def _entities(text: str, *spans: tuple[str, str]):
+    from models.entities import Entity
+
+    return [Entity(name, label, text.index(name), text.index(name) + len(name), 0.9) for name, label in spans]
+
+
+def test_known_company_names_the_entity_model_missed_are_added_as_orgs_that_link():
+    from models.companies.linking import add_known_companies, attach_links
+
+    text = "Disney cuts ad spending on Facebook as Huawei and Airbnb report"
+    entities = _entities(text, ("Facebook", "ORG"), ("Huawei", "MISC"), ("Airbnb", "MISC"))
+    added = add_known_companies(entities, text, universe())
+    assert [(e.text, e.label) for e in added] == [("Disney", "ORG"), ("Airbnb", "ORG")]
+    assert [(e.text, e.label) for e in entities] == [("Disney", "ORG"), ("Facebook", "ORG"), ("Huawei", "MISC"),
+                                                     ("Airbnb", "ORG")], "Airbnb's MISC span is replaced, in order"
+    attach_links(entities, text, universe())
+    assert entities[0].company["name"] == "The Walt Disney Company" or entities[0].company["id"] == "DIS"
+    assert entities[1].company is not None, "the model's own ORG is linked as before, not duplicated"
+
+
+def test_an_everyday_word_or_a_lower_case_name_is_not_added_without_evidence():
+    from models.companies.linking import add_known_companies
+
+    for text in ("Target date funds draw record inflows", "Next week brings a flood of earnings",
+                 "the apple harvest fell short this year"):
+        assert add_known_companies([], text, universe()) == [], text
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.text(max_size=120))
+@example("Shares of Apple and Microsoft rose")
+def test_added_names_are_the_texts_own_words_and_never_overlap(text):
+    from models.companies.linking import add_known_companies
+
+    entities: list = []
+    added = add_known_companies(entities, text, universe())
+    assert all(text[e.start:e.end] == e.text and e.label == "ORG" for e in added)
+    spans = sorted((e.start, e.end) for e in entities)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))

@@ -177,6 +177,14 @@ class Universe:
     def __len__(self) -> int:
         return len(self.companies)
 
+    def name_pattern(self) -> re.Pattern:
+        """Every company's ``surface_names`` as one whole-word, case-sensitive pattern, longest first."""
+        if getattr(self, "_name_pattern", None) is None:
+            names = sorted({n for c in self.companies.values() for n in surface_names(c)}, key=len, reverse=True)
+            self._name_pattern = re.compile(r"(?<![\w&])(?:" + "|".join(map(re.escape, names)) + r")(?![\w&])"
+                                            if names else r"(?!x)x")
+        return self._name_pattern
+
     def get(self, company_id: str) -> Company | None:
         return self.companies.get(company_id)
 
@@ -294,6 +302,47 @@ class Universe:
         if folded is None:
             folded = " " + " ".join(_words(text or mention)) + " "
         return self.link_name(mention, text or mention, folded, threshold)
+
+
+def surface_names(company: Company) -> set[str]:
+    """How a headline writes the company, case kept: its name without a leading "The" and trailing legal forms
+    ("The Walt Disney Company" -> "Walt Disney"), and its aliases; three characters or more."""
+    out = set()
+    for form in (company.name, *company.aliases):
+        words = _PAREN.sub(" ", form).split()
+        while len(words) > 1 and _NON_WORD.sub("", _fold(words[-1])) in _TRAILING:
+            words.pop()
+        if len(words) > 1 and words[0].casefold() == "the":
+            words.pop(0)
+        name = " ".join(words).strip(" ,")
+        if len(name) >= 3 and (name[0].isupper() or name[0].isdigit()):
+            out.add(name)
+    return out
+
+
+def add_known_companies(entities: list, text: str, universe: Universe) -> list:
+    """The entity model's misses of the companies the universe knows ("Wirecard", "Disney" read as nothing or
+    as MISC): every place the text writes a company's name or alias, case-sensitively and as whole words, that
+    no ORG or TICKER entity covers and that links (``Universe.link``: namesakes and everyday words still need
+    their evidence) is added to ``entities`` as an ORG entity, in place, replacing the entities it overlaps;
+    returns the added ones."""
+    from models.entities import Entity
+
+    if not len(universe) or not text:
+        return []
+    added = []
+    for m in universe.name_pattern().finditer(text):
+        start, end = m.span()
+        if any(_field(e, "label") in ("ORG", "TICKER") and _field(e, "start") < end and start < _field(e, "end")
+               for e in entities + added):
+            continue
+        link = universe.link(m.group(), "ORG", text, start)
+        if link is not None:
+            added.append(Entity(m.group(), "ORG", start, end, link.confidence))
+    if added:
+        entities[:] = sorted([e for e in entities if not any(_field(e, "start") < a.end and a.start < _field(e, "end")
+                                                             for a in added)] + added, key=lambda e: _field(e, "start"))
+    return added
 
 
 def _field(entity, name: str):

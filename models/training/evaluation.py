@@ -609,7 +609,8 @@ def linking_report(rows: Sequence[dict], link) -> dict:
 
 def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
     """ORG mentions in real Reuters and CNBC headlines (``models/written/news_headline_orgs.jsonl``): the served
-    entity model's ORG and TICKER spans against the labels, strict and by overlap, on the held-out test part (the
+    entity model's ORG and TICKER spans, with the company names the default universe knows added as served
+    (``add_known_companies``; the head alone under ``entity_head_<part>``), against the labels, strict and by overlap, on the held-out test part (the
     figure) and on the training part; and the entity linker's accuracy on the gold ORG spans."""
     from models.entities import EntityRecognizer
     from models.training.headline_orgs import HEADLINE_ORGS, load_headline_orgs
@@ -617,10 +618,18 @@ def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
     recognizer = EntityRecognizer.from_settings(settings)
     report = {"task": "headline-entities", "model": _task_model(settings, "entity_model", "entities"),
               "set": "models/written/news_headline_orgs.jsonl (models/written/README.md)", "labels": list(ORG_LIKE)}
+    from models.companies import default_universe
+    from models.companies.linking import Universe, add_known_companies
+
+    universe = Universe(default_universe())
     link = _linker()
     for split in ("test", "train"):
         rows = load_headline_orgs(HEADLINE_ORGS, split)
         entities = _in_chunks(f"headlines, {split} part", [r["text"] for r in rows], recognizer.predict, chunk=64)
+        report[f"entity_head_{split}"] = {k: v for k, v in org_span_report(rows, entities).items()
+                                          if k in ("n", "gold", "predicted", "strict", "overlap")}
+        for r, found in zip(rows, entities):  # as served: the company names the universe knows join the head's
+            add_known_companies(found, r["text"], universe)
         report[f"headlines_{split}"] = org_span_report(rows, entities)
         for source in sorted({r["source"] for r in rows}):
             picked = [k for k, r in enumerate(rows) if r["source"] == source]
