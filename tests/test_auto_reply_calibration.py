@@ -14,11 +14,23 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import insert, text
 
-from agents.desk.auto_reply import NEVER, UNCALIBRATED, AutoReplyPolicy, default_threshold
-from agents.desk.auto_reply_learning import Review, learn_overrides, merged, read_reviews
+from agents.desk.auto_reply import (
+    NEVER,
+    UNCALIBRATED,
+    AutoReplyPolicy,
+    default_threshold,
+)
+from agents.desk.auto_reply_learning import (
+    Review,
+    learn_overrides,
+    merged,
+    read_reviews,
+)
 from infra.settings import PROJECT_ROOT, Settings
 from models.calibration import (
     IntentCalibration,
@@ -116,7 +128,7 @@ def test_a_chosen_threshold_always_passes_its_own_bound(pairs):
 class FakeLoadedIntentModel:
     """Stands in for a loaded intent head: only its labels are read by ``decode``."""
 
-    labels = ["card_arrival", "exchange_rate", "top_up_failed"]
+    labels = ("card_arrival", "exchange_rate", "top_up_failed")
 
 
 def calibration_file(tmp_path, model_folder, temperature=0.5, threshold=0.97) -> IntentCalibration:
@@ -236,7 +248,7 @@ def test_sentinel_auto_reply_learn_reads_the_desks_decisions(engine, tmp_path):
     env = {**os.environ, "DATABASE_URL": engine.url.render_as_string(hide_password=False),
            "SENTINEL_AUTO_REPLY_MIN_SCORE": "0.9", "SENTINEL_STATE_DIR": str(tmp_path / "state")}
     done = subprocess.run([sys.executable, "-m", "agents.cli", "auto-reply", "learn", "--out", str(out)], env=env,
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text()) == {"card_arrival": 0.5, "exchange_rate": None, "top_up_failed": None}
     assert "10 decisions read; 2 intents tightened" in " ".join(done.stderr.split())
@@ -249,5 +261,5 @@ def test_sentinel_auto_reply_learn_reads_the_desks_decisions(engine, tmp_path):
 def test_auto_reply_learn_without_an_overrides_file_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SENTINEL_AUTO_REPLY_OVERRIDES"}
     done = subprocess.run([sys.executable, "-m", "agents.cli", "auto-reply", "learn"], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and "no overrides file" in done.stderr and "--out" in done.stderr

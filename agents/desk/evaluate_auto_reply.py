@@ -67,9 +67,9 @@ def risk_curve(calibration_rows: list[dict], test_rows: list[dict], targets=RISK
     out = []
     for target in targets:
         t = choose_threshold(calibration_rows, target)
-        at = (lambda rows: curve(rows, (t,))[0]) if t is not None else (lambda rows: None)
-        out.append({"risk_target": target, "threshold": t, "calibration": at(calibration_rows),
-                    "test": at(test_rows)})
+        measured = {name: curve(rows, (t,))[0] if t is not None else None
+                    for name, rows in (("calibration", calibration_rows), ("test", test_rows))}
+        out.append({"risk_target": target, "threshold": t, **measured})
     return out
 
 
@@ -114,7 +114,12 @@ def draft_rows(read: dict, intents, composer, temperature: float) -> list[dict]:
 
 def fit(read: dict, labels: list[str], rows_at, settings, shown: str):
     """The calibration fitted on the calibration split's ``read``: temperature by NLL, then the threshold."""
-    from models.calibration import IntentCalibration, fit_temperature, intent_model_source, model_digest
+    from models.calibration import (
+        IntentCalibration,
+        fit_temperature,
+        intent_model_source,
+        model_digest,
+    )
 
     index = {label: i for i, label in enumerate(labels)}
     logits = np.stack([row.numpy() for row in read["logits"]])
