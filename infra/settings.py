@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -284,12 +284,25 @@ class Settings(BaseSettings):
         "on", pattern="^(on|off)$",
         description="on: confident, non-escalated drafts go to chat.outbound by themselves; off: only people send.",
     )
-    auto_reply_min_score: float = Field(
-        0.9, ge=0, le=1, description="Intent confidence from which a non-escalated draft is sent automatically."
+    auto_reply_min_score: float | None = Field(
+        None, ge=0, le=1,
+        description="Intent confidence from which a non-escalated draft is sent automatically; unset = the "
+                    "threshold of SENTINEL_AUTO_REPLY_CALIBRATION (0.9 without a calibration for the served model).",
+    )
+    auto_reply_calibration: Path | None = Field(
+        PROJECT_ROOT / "models" / "intent_calibration.json",
+        description="The intent scores' calibration (temperature, risk-controlled auto-reply threshold; "
+                    "`sentinel eval-auto-reply --calibrate`); used only with the model it was fitted on.",
     )
     auto_reply_overrides: Path | None = Field(
         None, description="Optional JSON file {intent: min score, or null for never} overriding the auto-reply score."
     )
+    @field_validator("auto_reply_min_score", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value):
+        """An empty SENTINEL_AUTO_REPLY_MIN_SCORE (compose passes it through) means unset: the calibrated one."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     chat_opening: str = Field(
         "template", pattern="^(template|generated)$",
         description="A draft's first sentence: template (per intent) or generated (checked, else the template).",

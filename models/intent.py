@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from infra.settings import Settings, get_settings
 from models.classifier import TextClassifier
 
 
@@ -24,8 +25,22 @@ class IntentClassifier(TextClassifier):
     task = "intent"
     setting = "intent_model"
 
+    temperature = 1.0  # logits are divided by it (models/calibration.py fits it)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None):
+        """The served intent model, its scores temperature-scaled by the calibration fitted on it (if any)."""
+        from models.calibration import calibration_for
+
+        s = settings or get_settings()
+        model = super().from_settings(s)
+        calibration = calibration_for(s)
+        if calibration is not None:
+            model.temperature = calibration.temperature
+        return model
+
     def decode(self, texts, features, logits: list[torch.Tensor]) -> list[Intent]:
-        probs = torch.softmax(torch.stack(logits), dim=-1)
+        probs = torch.softmax(torch.stack(logits) / self.temperature, dim=-1)
         top, idx = probs.topk(min(3, probs.size(-1)), dim=-1)
         results = []
         for scores, ids in zip(top.tolist(), idx.tolist()):

@@ -91,7 +91,7 @@ def test_bad_overrides_file_is_refused(tmp_path, content):
 
 def test_policy_follows_the_settings():
     assert not AutoReplyPolicy.from_settings(Settings(auto_reply="off")).enabled
-    policy = AutoReplyPolicy.from_settings(Settings())
+    policy = AutoReplyPolicy.from_settings(Settings(auto_reply_calibration=None))  # uncalibrated: 0.9
     assert policy.enabled and policy.min_score == 0.9
 
 

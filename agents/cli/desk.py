@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -164,3 +165,50 @@ def desk_serve() -> None:
 
     err.print(f"desk on http://{s.desk_host}:{s.desk_port}/")
     serve(s)
+
+
+auto_reply_app = typer.Typer(help="Auto-reply: drafts sent without a person.", no_args_is_help=True)
+app.add_typer(auto_reply_app, name="auto-reply", rich_help_panel=PANEL)
+
+
+@auto_reply_app.command("learn")
+def auto_reply_learn(
+    out: Annotated[Optional[Path], typer.Option(
+        help="The overrides file to write (default: SENTINEL_AUTO_REPLY_OVERRIDES); its entries stay unless "
+             "a learnt one is stricter.")] = None,
+    target: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Wrong share among auto-sent drafts.")] = 0.005,
+    delta: Annotated[float, typer.Option(min=0.001, max=0.5, help="Chance that a learnt threshold misses it.")] = 0.1,
+) -> None:
+    """Tighten per-intent auto-reply thresholds from the desk's decisions (reply_reviews): intents the desk
+    rejects or corrects get a stricter threshold, or null (never)."""
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from agents.desk.auto_reply import default_threshold, read_overrides
+    from agents.desk.auto_reply_learning import learn_overrides, merged, read_reviews
+
+    settings = get_settings()
+    path = out or settings.auto_reply_overrides
+    if path is None:
+        fail("no overrides file to write", "pass --out PATH, or set SENTINEL_AUTO_REPLY_OVERRIDES")
+    try:
+        existing = read_overrides(path) if path.exists() else {}
+        floor = default_threshold(settings)
+    except ValueError as exc:
+        fail(str(exc), "fix or remove that file, then run the command again")
+    engine = _database_engine("read the desk's decisions from")
+    try:
+        reviews = read_reviews(engine)
+    except SQLAlchemyError as exc:
+        fail(f"cannot read reply_reviews: {_reason(exc)}", "apply the migrations with `sentinel migrate`")
+    finally:
+        engine.dispose()
+    learnt = learn_overrides(reviews, floor, target, delta)
+    content = merged(existing, learnt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    for intent, threshold in sorted(learnt.items()):
+        shown = "never" if threshold == float("inf") else f"{threshold:.6f}"
+        err.print(f"{intent}: {shown}")
+    err.print(f"{len(reviews)} decisions read; {len(learnt)} intents tightened above {floor:g}; wrote {path}")

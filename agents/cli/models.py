@@ -335,11 +335,15 @@ def eval_stories(
 def eval_auto_reply(
     data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate", help="Fit the intent scores' temperature and the auto-reply threshold on banking77's val "
+        "part and write them to SENTINEL_AUTO_REPLY_CALIBRATION (models/intent_calibration.json).")] = False,
 ) -> None:
-    """How many banking77 test messages auto-reply would send, and how many with the wrong intent, per threshold."""
+    """How many banking77 messages auto-reply would send, and how many with the wrong intent, per threshold,
+    before and after calibration (on the calibration split and on test)."""
     from agents.desk.evaluate_auto_reply import measure
 
-    text = json.dumps(measure(_data_dir(data)), indent=2) + "\n"
+    text = json.dumps(measure(_data_dir(data), calibrate), indent=2) + "\n"
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

@@ -1,9 +1,11 @@
 """When a reply draft may go to the customer without a person: the auto-reply policy.
 
 A draft is sent by itself only when auto-reply is on, the draft is not escalated, and its
-intent's confidence is at or above the threshold (``SENTINEL_AUTO_REPLY_MIN_SCORE``, or the
-intent's own entry in ``SENTINEL_AUTO_REPLY_OVERRIDES``; ``null`` there means never). The
-policy is a pure function of those values, so the worker, the evaluation and the tests share it.
+intent's confidence is at or above the threshold: the intent's own entry in
+``SENTINEL_AUTO_REPLY_OVERRIDES`` (``null`` there means never), else ``SENTINEL_AUTO_REPLY_MIN_SCORE``,
+else the threshold calibrated for the served intent model (``models/calibration.py``), whose scores
+are then temperature-scaled (``IntentClassifier``). The policy is a pure function of those values, so
+the worker, the evaluation and the tests share it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NEVER = math.inf  # a threshold no score reaches
+UNCALIBRATED = 0.9  # the threshold without a calibration for the served intent model
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,20 @@ class AutoReplyPolicy:
     @classmethod
     def from_settings(cls, settings) -> AutoReplyPolicy:
         overrides = read_overrides(settings.auto_reply_overrides) if settings.auto_reply_overrides else {}
-        return cls(settings.auto_reply == "on", settings.auto_reply_min_score, overrides)
+        return cls(settings.auto_reply == "on", default_threshold(settings), overrides)
+
+
+def default_threshold(settings) -> float:
+    """``SENTINEL_AUTO_REPLY_MIN_SCORE`` when set, else the calibrated threshold of the served intent model
+    (``models/calibration.py``; a calibration that met no threshold means never), else UNCALIBRATED."""
+    from models.calibration import calibration_for
+
+    if settings.auto_reply_min_score is not None:
+        return settings.auto_reply_min_score
+    calibration = calibration_for(settings)
+    if calibration is None:
+        return UNCALIBRATED
+    return NEVER if calibration.threshold is None else calibration.threshold
 
 
 def read_overrides(path: Path) -> dict[str, float]:
