@@ -10,7 +10,7 @@ from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
 from models.runtime import model_thread_pool, use_threads
 from models.sentiment import SentimentClassifier
-from models.trunk import ENTITY_SENTIMENT, shared_trunk
+from models.trunk import EMBEDDING, ENTITY_SENTIMENT, shared_trunk
 
 
 def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
@@ -75,31 +75,51 @@ class Analyzer:
             self.entities.warm_up()
         self.analyze_texts(["Warm-up sentence for the task threads."])
 
-    def analyze_texts(self, texts: list[str], side_by_side: bool = True) -> list[tuple]:
-        """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread."""
-        if self.trunk is not None:
-            return self._read_trunk(texts, side_by_side)
-        if self._lanes is None or not side_by_side:
-            return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
-        sentiments = self._lanes.submit(self.sentiment.predict, texts)
-        entities = self._lanes.submit(self.entities.predict, texts)
-        return list(zip(sentiments.result(), entities.result()))
+    @property
+    def embeds(self) -> bool:
+        """Whether ``analyze_texts`` can read embeddings: the trunk has an embedding head."""
+        return self.trunk is not None and EMBEDDING in self.trunk.heads
 
-    def _read_trunk(self, texts: list[str], side_by_side: bool) -> list[tuple]:
-        heads = ["sentiment", "entities", *([ENTITY_SENTIMENT] if self.trunk.has_entity_sentiment else [])]
+    def analyze_texts(self, texts: list[str], side_by_side: bool = True,
+                      headline_ends: list[int] | None = None) -> list[tuple]:
+        """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread.
+
+        ``headline_ends``: (sentiment, entities, embedding) per text instead, the embedding (a unit tensor, or
+        None when the trunk has no embedding head) of the text's first ``headline_ends[i]`` characters, read
+        from the same pass (``Trunk.read``)."""
+        if self.trunk is not None:
+            return self._read_trunk(texts, side_by_side, headline_ends if self.embeds else None, headline_ends)
+        if self._lanes is None or not side_by_side:
+            pairs = list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
+        else:
+            sentiments = self._lanes.submit(self.sentiment.predict, texts)
+            entities = self._lanes.submit(self.entities.predict, texts)
+            pairs = list(zip(sentiments.result(), entities.result()))
+        return pairs if headline_ends is None else [(*pair, None) for pair in pairs]
+
+    def _read_trunk(self, texts: list[str], side_by_side: bool, ends: list[int] | None,
+                    asked: list[int] | None) -> list[tuple]:
+        heads = ["sentiment", "entities", *([ENTITY_SENTIMENT] if self.trunk.has_entity_sentiment else []),
+                 *([EMBEDDING] if ends is not None else [])]
+
+        def rows(read: dict) -> list[tuple]:
+            if ends is not None:
+                return list(zip(read["sentiment"], read["entities"], read[EMBEDDING]))
+            pairs = zip(read["sentiment"], read["entities"])
+            return [(*pair, None) for pair in pairs] if asked is not None else list(pairs)
+
         if self._lanes is None or not side_by_side or len(texts) < 2:
-            read = self.trunk.read(texts, heads)
-            return list(zip(read["sentiment"], read["entities"]))
+            return rows(self.trunk.read(texts, heads, ends))
         # Texts dealt alternately in order of length: the two halves carry about the same number of
         # tokens, so neither thread waits long for the other (the runtime sorts each half again).
         by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         halves = (by_length[0::2], by_length[1::2])
-        parts = [self._lanes.submit(self.trunk.read, [texts[i] for i in half], heads) for half in halves]
+        parts = [self._lanes.submit(self.trunk.read, [texts[i] for i in half], heads,
+                                    None if ends is None else [ends[i] for i in half]) for half in halves]
         out: list = [None] * len(texts)
         for half, part in zip(halves, parts):
-            read = part.result()
-            for i, pair in zip(half, zip(read["sentiment"], read["entities"])):
-                out[i] = pair
+            for i, row in zip(half, rows(part.result())):
+                out[i] = row
         return out
 
     def analyze(self, items: Iterable[tuple[str, str]], chunk: int = 256) -> Iterator[dict]:
