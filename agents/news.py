@@ -122,7 +122,7 @@ class NewsPipeline:
         return parse_news(raw)
 
     def infer(self, events: list[NewsEvent]) -> list[tuple]:
-        """(sentiment, entities, headline embedding) per event, from one pass over its content."""
+        """(sentiment, entities, headline embedding) per event (``Analyzer.analyze_texts``)."""
         return self.analyzer.analyze_texts([event.content for event in events],
                                            headline_ends=[stories.headline_end(e.title, e.content) for e in events])
 

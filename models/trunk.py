@@ -14,9 +14,7 @@ a small head per task:
   span of every ORG and TICKER entity (no second pass);
 - ``embedding``: a linear map of the pooled state back onto the base encoder's
   sentence embedding, so the knowledge base keeps its index from the base encoder and
-  a chat message's retrieval query costs no extra pass. ``Trunk.read(..., prefix_ends=...)``
-  pools it over the first characters of each text only (a news article's headline, for
-  stories) from the same pass.
+  a chat message's retrieval query costs no extra pass.
 
 Every head reads the same inputs: the text split into words (``models.entities.split_words``)
 with word-shape embeddings, which the entity head needs and the others learnt with.
@@ -46,7 +44,6 @@ from models.readings import Sentiment
 from models.runtime import BatchedModel, pick_device, pick_dtype
 
 SEQUENCE, TOKEN, EMBEDDING, SPAN = "sequence", "token", "embedding", "span"
-STATES = "states"  # not a head: the encoder's token states themselves (for pooling over part of a text)
 ENTITY_SENTIMENT = "entity_sentiment"
 SENTIMENT_ENTITY_LABELS = ("ORG", "TICKER")  # the entities that get a sentiment of their own
 
@@ -112,9 +109,6 @@ class TrunkNet(nn.Module):
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         out = {}
         for name in heads or self.kinds:
-            if name == STATES:
-                out[name] = states
-                continue
             layer, kind = getattr(self, head_module(name)), self.kinds[name]
             if kind == TOKEN:
                 out[name] = layer(self.dropout(states))
@@ -235,27 +229,18 @@ class Trunk(BatchedModel):
     def encode(self, texts: Sequence[str]) -> list[dict[str, list[int]]]:
         return encode_texts(self.loaded.tokenizer, texts, self.max_length)
 
-    def read(self, texts: Sequence[str], heads: Sequence[str],
-             prefix_ends: Sequence[int | None] | None = None) -> dict[str, list]:
-        """Each head's results for ``texts`` (the ``embedding`` head gives a tensor of unit rows).
-
-        ``prefix_ends``: per text, where the part that the embedding is pooled over ends (characters; None or
-        the text's length: the whole text), read from the same pass (``prefix_embeddings``)."""
+    def read(self, texts: Sequence[str], heads: Sequence[str]) -> dict[str, list]:
+        """Each head's results for ``texts`` (the ``embedding`` head gives a tensor of unit rows)."""
         texts = list(texts)
         if not texts:
             return {name: [] for name in heads}
         with self.timings.phase("tokenize", len(texts)):
             features = self.encode(texts)
-        partial = EMBEDDING in heads and prefix_ends is not None and any(
-            end is not None and end < len(t) for end, t in zip(prefix_ends, texts))
-        outputs = self.run_heads(features, [*heads, STATES] if partial else heads)
+        outputs = self.run_heads(features, heads)
         with self.timings.phase("decode", len(texts)):
             read = {}
             for name in heads:
-                if name == EMBEDDING and partial:
-                    read[name] = self.prefix_embeddings(features, outputs[STATES], outputs[EMBEDDING], prefix_ends,
-                                                        texts)
-                elif name == EMBEDDING:  # unit length again in fp32: bf16 rounds the norm to about 1e-3
+                if name == EMBEDDING:  # unit length again in fp32: bf16 rounds the norm to about 1e-3
                     read[name] = F.normalize(torch.stack(outputs[name]), dim=-1)
                 elif name != ENTITY_SENTIMENT:
                     read[name] = self.tasks[name].decode(texts, features, outputs[name])
@@ -264,25 +249,6 @@ class Trunk(BatchedModel):
                     raise ValueError("the entity-sentiment head reads the entities of the same pass: ask for both")
                 read[ENTITY_SENTIMENT] = self._entity_sentiments(features, read["entities"], outputs[ENTITY_SENTIMENT])
             return read
-
-    def prefix_embeddings(self, features: list[dict], states: list[torch.Tensor], whole: list[torch.Tensor],
-                          ends: Sequence[int | None], texts: Sequence[str]) -> torch.Tensor:
-        """Unit embeddings of each text's first ``ends[k]`` characters: the embedding head on the mean of the
-        states of [CLS], the prefix's tokens and the closing [SEP], as the head pools a text of its own. A text
-        that ends within its prefix (or whose prefix has no token) keeps the whole text's embedding."""
-        layer = getattr(self.loaded.model, head_module(EMBEDDING))
-        weight = next(layer.parameters())
-        rows = []
-        for k, feature in enumerate(features):
-            end = ends[k]
-            span = token_range(feature, 0, end) if end is not None and end < len(texts[k]) else None
-            if span is None:
-                rows.append(whole[k].float())
-                continue
-            own = states[k]
-            pooled = torch.cat([own[: span[1]], own[-1:]]).float().mean(0)
-            rows.append(layer(pooled.to(weight.device, weight.dtype)).float().cpu())
-        return F.normalize(torch.stack(rows), dim=-1)
 
     def _entity_sentiments(self, features: list[dict], entities: list[list], states: list[torch.Tensor]) -> list:
         """Per text, per ORG and TICKER entity (in order), its ``Sentiment``; also set as each entity's
