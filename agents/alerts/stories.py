@@ -11,9 +11,10 @@ Method:
   and "B beats A" differ); a headline in a script written without spaces (Chinese, Japanese,
   Thai ...) is one run of characters, so its shingles are its character pairs instead. A MinHash of the shingles (``datasketch``, 128 permutations, a
   fixed seed) goes into a MinHash LSH index tuned to ``story_threshold``.
-- The headline's embedding (the trunk's ``embedding`` head, unit length, read in the same pass
-  as sentiment and entities: ``Analyzer.analyze_texts(..., headline_ends=...)``) goes into an
-  in-memory matrix of the stories' embeddings. Candidates are the stories the LSH index returns
+- The headline's embedding (the trunk's ``embedding`` head, unit length: from the pass that reads
+  sentiment and entities when the headline is the whole text, else from a pass over the headline
+  alone; ``Analyzer.analyze_texts(..., headline_ends=...)``) goes into an in-memory matrix of the
+  stories' embeddings. Candidates are the stories the LSH index returns
   and those whose embedding has a cosine of at least ``story_cosine`` with the article's.
 - A candidate whose first article lies within ``story_horizon`` of the article's event time is
   similar when the cosine reaches ``story_cosine`` or the exact Jaccard similarity of the shingle
