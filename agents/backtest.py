@@ -285,6 +285,7 @@ def thresholds(settings) -> dict:
 def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show_progress: bool = False,
         batch_size: int = BATCH) -> Result:
     """Feed the history through NewsPipeline and SpikeDetector on ``engine`` (a migrated, empty schema)."""
+    from agents.alerts import stories
     from agents.alerts.spikes import SpikeDetector
     from agents.news import NewsPipeline
     from agents.pipeline import Received
@@ -317,7 +318,8 @@ def run(engine: Engine, lines: list[Line], settings, analyzer_factory=None, show
             if unread:
                 if analyzer is None:
                     analyzer = _load_models(analyzer_factory)
-                read = analyzer.analyze_texts([ln.event.content for ln in unread])
+                read = analyzer.analyze_texts([ln.event.content for ln in unread], headline_ends=[
+                    stories.headline_end(ln.event.title, ln.event.content) for ln in unread])
                 results = dict(zip((id(ln) for ln in unread), read))
                 from_models += len(unread)
             batch = Batch(pipeline.parent, pipeline.children)

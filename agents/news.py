@@ -165,15 +165,18 @@ class NewsPipeline:
         return parse_news(raw)
 
     def infer(self, events: list[NewsEvent]) -> list[tuple]:
-        return self.analyzer.analyze_texts([event.content for event in events])
+        """(sentiment, entities, headline embedding) per event (``Analyzer.analyze_texts``)."""
+        return self.analyzer.analyze_texts([event.content for event in events],
+                                           headline_ends=[stories.headline_end(e.title, e.content) for e in events])
 
     def build(self, m: Received, event: NewsEvent, result) -> Built:
-        sentiment, entities = result
+        sentiment, entities, *embedding = result  # no embedding: stories compare by Jaccard only
         add_known_companies(entities, event.content, self.universe)  # the entity model's misses it knows
         attach_links(entities, event.content, self.universe)
         scores = sentiment.scores
         event_time, trusted = self.event_time(m, event)
-        story = self.stories.assign(event.id, stories.headline_of(event.title, event.text), event_time)
+        story = self.stories.assign(event.id, stories.headline_of(event.title, event.text), event_time,
+                                    embedding[0] if embedding else None)
         rows = [(NewsArticle.__table__, {
             "id": event.id, "title": event.title, "text": event.text, "source": event.source, "url": event.url,
             "published_at": event.published_at, "tickers": event.tickers,
@@ -184,7 +187,8 @@ class NewsPipeline:
         })]
         rows.append((Story.__table__, {
             "id": story.story_id, "first_seen": event_time, "last_seen": event_time, "headline": story.headline,
-            "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1}))
+            "normalized": story.normalized, "outlets": [event.source] if event.source else [], "copies": 1,
+            "embedding": story.embedding}))
         keys, learned = article_keys(self.resolver, entities, event, self.universe)
         keys &= central_keys(self.resolver, entities, event, self.universe)  # a passing mention does not count (relevance)
         own = key_sentiments(self.resolver, entities, event)  # each company's own reading, where there is one

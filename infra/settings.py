@@ -221,7 +221,12 @@ class Settings(BaseSettings):
         48 * 3600.0, gt=0, description="Seconds of event time within which near-duplicate articles form one story."
     )
     story_threshold: float = Field(
-        0.6, gt=0, lt=1, description="Jaccard similarity of normalised headlines (MinHash LSH) that makes one story."
+        0.6, gt=0, lt=1, description="Jaccard similarity of normalised headlines (MinHash LSH) that makes one story "
+                                     "(with no conflict between their events: agents/alerts/story_events.py).",
+    )
+    story_cosine: float = Field(
+        0.86, gt=0, lt=1, description="Cosine of headline embeddings (the trunk's embedding head) that makes one story "
+                                     "(with no conflict between their events); chosen by `sentinel eval-stories`.",
     )
     alert_cooldown: float = Field(
         3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."

@@ -10,7 +10,7 @@ from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
 from models.runtime import model_thread_pool, use_threads
 from models.sentiment import SentimentClassifier
-from models.trunk import ENTITY_SENTIMENT, shared_trunk
+from models.trunk import EMBEDDING, ENTITY_SENTIMENT, shared_trunk
 
 
 def read_jsonl_inputs(path: Path) -> list[tuple[str, str]]:
@@ -75,31 +75,71 @@ class Analyzer:
             self.entities.warm_up()
         self.analyze_texts(["Warm-up sentence for the task threads."])
 
-    def analyze_texts(self, texts: list[str], side_by_side: bool = True) -> list[tuple]:
-        """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread."""
-        if self.trunk is not None:
-            return self._read_trunk(texts, side_by_side)
-        if self._lanes is None or not side_by_side:
-            return list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
-        sentiments = self._lanes.submit(self.sentiment.predict, texts)
-        entities = self._lanes.submit(self.entities.predict, texts)
-        return list(zip(sentiments.result(), entities.result()))
+    @property
+    def embeds(self) -> bool:
+        """Whether ``analyze_texts`` can read embeddings: the trunk has an embedding head."""
+        return self.trunk is not None and EMBEDDING in self.trunk.heads
 
-    def _read_trunk(self, texts: list[str], side_by_side: bool) -> list[tuple]:
-        heads = ["sentiment", "entities", *([ENTITY_SENTIMENT] if self.trunk.has_entity_sentiment else [])]
+    def analyze_texts(self, texts: list[str], side_by_side: bool = True,
+                      headline_ends: list[int] | None = None) -> list[tuple]:
+        """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread.
+
+        ``headline_ends``: (sentiment, entities, embedding) per text instead, the embedding (a unit tensor, or
+        None when the trunk has no embedding head) of the text's first ``headline_ends[i]`` characters. A text
+        that is all headline gets it from the same pass; the others from a second pass over their headlines
+        alone: pooled over the headline inside the whole text, the embedding drifts too far from the headline's
+        own (median cosine 0.87 on Reuters headlines with their descriptions) for the story threshold, which is
+        chosen on headlines alone (docs/MODELS.md, "Stories")."""
+        if self.trunk is not None:
+            return self._read_trunk(texts, side_by_side, headline_ends if self.embeds else None, headline_ends)
+        if self._lanes is None or not side_by_side:
+            pairs = list(zip(self.sentiment.predict(texts), self.entities.predict(texts)))
+        else:
+            sentiments = self._lanes.submit(self.sentiment.predict, texts)
+            entities = self._lanes.submit(self.entities.predict, texts)
+            pairs = list(zip(sentiments.result(), entities.result()))
+        return pairs if headline_ends is None else [(*pair, None) for pair in pairs]
+
+    def _read_trunk(self, texts: list[str], side_by_side: bool, ends: list[int] | None,
+                    asked: list[int] | None) -> list[tuple]:
+        heads = ["sentiment", "entities", *([ENTITY_SENTIMENT] if self.trunk.has_entity_sentiment else []),
+                 *([EMBEDDING] if ends is not None else [])]
+
+        def rows(read: dict) -> list[tuple]:
+            if ends is not None:
+                return list(zip(read["sentiment"], read["entities"], read[EMBEDDING]))
+            pairs = zip(read["sentiment"], read["entities"])
+            return [(*pair, None) for pair in pairs] if asked is not None else list(pairs)
+
+        if ends is not None:
+            return self._with_headline_embeddings(rows(self._read_split(texts, heads, side_by_side)), texts, ends)
+        return rows(self._read_split(texts, heads, side_by_side))
+
+    def _with_headline_embeddings(self, read: list[tuple], texts: list[str], ends: list[int]) -> list[tuple]:
+        """Each row's embedding replaced by its headline's own where the headline is not the whole text."""
+        partial = [i for i, (t, end) in enumerate(zip(texts, ends)) if end < len(t)]
+        if not partial:
+            return read
+        own = self.trunk.read([texts[i][:ends[i]] for i in partial], [EMBEDDING])[EMBEDDING]
+        for i, embedding in zip(partial, own):
+            read[i] = (*read[i][:2], embedding)
+        return read
+
+    def _read_split(self, texts: list[str], heads: list[str], side_by_side: bool) -> dict:
+        """The trunk's reading of ``texts``, split over the two task threads when there are."""
         if self._lanes is None or not side_by_side or len(texts) < 2:
-            read = self.trunk.read(texts, heads)
-            return list(zip(read["sentiment"], read["entities"]))
+            return self.trunk.read(texts, heads)
         # Texts dealt alternately in order of length: the two halves carry about the same number of
         # tokens, so neither thread waits long for the other (the runtime sorts each half again).
         by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         halves = (by_length[0::2], by_length[1::2])
         parts = [self._lanes.submit(self.trunk.read, [texts[i] for i in half], heads) for half in halves]
-        out: list = [None] * len(texts)
+        out: dict = {name: [None] * len(texts) for name in heads}
         for half, part in zip(halves, parts):
             read = part.result()
-            for i, pair in zip(half, zip(read["sentiment"], read["entities"])):
-                out[i] = pair
+            for name in heads:
+                for i, value in zip(half, read[name]):
+                    out[name][i] = value
         return out
 
     def analyze(self, items: Iterable[tuple[str, str]], chunk: int = 256, universe=None) -> Iterator[dict]:

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 metadata = MetaData(naming_convention={
@@ -318,6 +318,8 @@ class Story(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     headline: Mapped[str] = mapped_column(Text)
     normalized: Mapped[str] = mapped_column(Text)  # the founder's normalised headline, to rebuild the index
+    # the founder's headline embedding (the trunk's embedding head), so a restart rebuilds without the model
+    embedding: Mapped[list | None] = mapped_column(ARRAY(REAL), nullable=True)
     outlets: Mapped[list] = mapped_column(JSONB, default=list)
     copies: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

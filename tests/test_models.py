@@ -106,3 +106,19 @@ def test_analyze_cli_reports_bad_input(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "line 1 is not JSON" in proc.stderr and "what to do" in proc.stderr
+
+
+def test_headline_embeddings_are_the_headlines_own_whatever_the_body(analyzer):
+    from agents.alerts.stories import headline_end
+    from models.trunk import EMBEDDING
+    from schemas.events import NewsEvent
+
+    events = [NewsEvent(id="1", title="Kestrel Paper to cut 300 jobs", text="The mill in Ohio closes in May."),
+              NewsEvent(id="2", title="Kestrel Paper to cut 300 jobs", text="Unions said they would fight it."),
+              NewsEvent(id="3", title="Kestrel Paper to cut 300 jobs", text="")]
+    read = analyzer.analyze_texts([e.content for e in events], headline_ends=[headline_end(e.title, e.content)
+                                                                               for e in events])
+    alone = analyzer.trunk.read([events[0].title], [EMBEDDING])[EMBEDDING][0]
+    for sentiment, entities, embedding in read:
+        assert float(embedding @ alone) > 0.999
+    assert [r[:2] for r in read] == analyzer.analyze_texts([e.content for e in events])

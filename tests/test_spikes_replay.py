@@ -39,7 +39,7 @@ class FakeNewsAnalyzer:
 
     version = "fake-news-1"
 
-    def analyze_texts(self, texts, side_by_side=True):
+    def analyze_texts(self, texts, side_by_side=True, headline_ends=None):
         out = []
         for t in texts:
             neg = bool(NEGATIVE_WORDS & set(t.lower().replace(",", " ").split()))

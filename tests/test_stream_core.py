@@ -85,7 +85,7 @@ class FakeAnalyzer:
 
     version = "fake-1"
 
-    def analyze_texts(self, texts, side_by_side=True):
+    def analyze_texts(self, texts, side_by_side=True, headline_ends=None):
         if any("BOOM" in t for t in texts):
             raise RuntimeError("the fake model fails on BOOM")
         out = []
@@ -299,7 +299,7 @@ def test_a_replay_under_another_model_leaves_the_stored_article_as_it_was(engine
     class OtherModel(FakeAnalyzer):
         version = "fake-2"
 
-        def analyze_texts(self, texts, side_by_side=True):
+        def analyze_texts(self, texts, side_by_side=True, headline_ends=None):
             return [(s, [Entity("Initech", "ORG", 0, 7, 0.5)]) for s, _ in super().analyze_texts(texts)]
 
     replay, _ = make_loop(engine, NewsPipeline(OtherModel(), "fake-2", engine=engine))
@@ -538,7 +538,7 @@ def test_a_model_batch_past_its_timeout_makes_the_worker_degraded_until_it_ends(
     release = threading.Event()
 
     class SlowAnalyzer(FakeAnalyzer):
-        def analyze_texts(self, texts, side_by_side=True):
+        def analyze_texts(self, texts, side_by_side=True, headline_ends=None):
             release.wait(10)
             return super().analyze_texts(texts)
 
@@ -594,7 +594,7 @@ class FakeAnalyzerWithEntitySentiment(FakeAnalyzer):
     """FakeAnalyzer whose organisations carry a reading of their own: negative when the word after them is
     ``lost``, positive when it is ``won``, neutral otherwise (the trunk's entity-sentiment head in miniature)."""
 
-    def analyze_texts(self, texts, side_by_side=True):
+    def analyze_texts(self, texts, side_by_side=True, headline_ends=None):
         out = []
         for (headline, entities), t in zip(super().analyze_texts(texts), texts):
             for e in entities:

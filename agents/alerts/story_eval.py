@@ -1,8 +1,22 @@
-"""A labelled near-duplicate set and the precision and recall of story grouping on it.
+"""Story grouping measured: a labelled pair set (the target) and a generated copy set (scale).
 
-    sentinel eval-stories --data ../shared/data [--seed 16] [--bases 1500]
+    sentinel eval-stories --data ../shared/data [--pairs models/written/story_pairs.jsonl] [--seed 16] [--bases 1500]
 
-The set is built, never stored: base headlines are read from ``news_headlines/`` (Reuters,
+**The pair set** (``models/written/story_pairs.jsonl``, how it was made: ``models/written/README.md``):
+headline pairs labelled the same story (reprints, wire prefixes and suffixes, paraphrases) or
+different stories (hard negatives: opposite verbs, other numbers, periods, names, swapped roles,
+negation), split once into a tuning part and a held-out test part by base headline. Each pair goes
+through a fresh ``StoryIndex`` (the first headline founds a story; grouped: the second joins it), with
+the headlines' embeddings from the trunk's ``embedding`` head, as the news agent reads them. Reported
+per part: pairwise precision and recall over the same-story pairs, the share of hard negatives merged,
+and per kind. The cosine threshold is chosen without the test part: among ``COSINES`` whose tuning
+precision is at least ``MIN_PRECISION``, hard-negative merge rate at most ``MAX_MERGED``, and whose
+precision on the generated set (below) is at least the rule before's, the one with the most tuning
+recall (ties: the highest); the test part is then read at it once. Beside it: the Jaccard rule
+alone (no embedding, as a trunk without an embedding head runs) and the rule before (exact Jaccard
+>= 0.6, no checks).
+
+**The generated set** (built, never stored): base headlines read from ``news_headlines/`` (Reuters,
 CNBC, Guardian and Nasdaq/FNSPID files; licences in the data folder's README) and
 deduplicated on their normalised text; each is one story. With a fixed seed, half of the
 bases get 1-4 copies made the way wires and aggregators make them (labelled the same story):
@@ -10,13 +24,11 @@ a wire prefix, an outlet suffix, other casing, a ticker tag, punctuation, and sm
 word dropped, an attribution added, a verb in another tense or a synonym). Hard negatives
 (labelled other stories): one base in ten gets a copy whose event differs (antonym swapped,
 number changed: "raises" → "cuts", 12% → 31%), and the Nasdaq files hold many headlines about
-the same company (Agilent, Alcoa, Apple) and different events.
+the same company (Agilent, Alcoa, Apple) and different events. Every item goes through one
+``StoryIndex`` in a shuffled order, all within one horizon: pairwise precision and recall over
+all items, recall per kind of copy, the share of hard negatives merged into their base.
 
-Every item goes through ``StoryIndex.assign`` in a shuffled order, all within one horizon.
-Reported: pairwise precision and recall (pairs of items grouped together vs labelled
-together), recall per kind of copy, the share of hard negatives merged into their base, at
-the configured threshold and a sweep of thresholds. Writes ``docs/stories.json`` and the
-stories section of ``docs/MODELS.md`` (between its markers).
+Writes ``docs/results/stories.json`` and the stories section of ``docs/MODELS.md`` (between its markers).
 """
 
 from __future__ import annotations
@@ -29,8 +41,12 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agents.alerts.stories import StoryIndex, normalize
+from agents.alerts.stories import StoryIndex, jaccard, normalize, shingles
 from infra.settings import PROJECT_ROOT, Settings
+
+PAIRS = PROJECT_ROOT / "models" / "written" / "story_pairs.jsonl"
+COSINES = [0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.95]
+MIN_PRECISION, MAX_MERGED = 0.98, 0.05
 
 FILES = {"reuters_headlines.csv": "Headlines", "cnbc_headlines.csv": "Headlines", "guardian_headlines.csv": "Headlines",
          "fnspid_nasdaq_headlines_a.csv": "Headline", "fnspid_nasdaq_headlines_aa.csv": "Headline",
@@ -45,7 +61,6 @@ ANTONYMS = {"rises": "falls", "falls": "rises", "rise": "fall", "fall": "rise", 
             "buy": "sell", "sell": "buy", "higher": "lower", "lower": "higher", "gains": "losses", "losses": "gains",
             "surges": "plunges", "plunges": "surges", "wins": "loses", "loses": "wins", "top": "bottom",
             "bullish": "bearish", "bearish": "bullish", "record": "weak", "strong": "weak", "weak": "strong"}
-THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 MARK_BEGIN, MARK_END = "<!-- stories:begin -->", "<!-- stories:end -->"
 
 
@@ -133,69 +148,200 @@ def build_set(data: Path, seed: int, n_bases: int) -> list[dict]:
 def pairs(groups: dict) -> int:
     return sum(len(v) * (len(v) - 1) // 2 for v in groups.values())
 
-
-def score(items: list[dict], threshold: float, horizon_s: float) -> dict:
-    index = StoryIndex(threshold=threshold, horizon_s=horizon_s)
+def score(items: list[dict], threshold: float, horizon_s: float, cosine: float, embeddings: dict) -> dict:
+    """The generated set through one index (module docstring)."""
+    index = StoryIndex(threshold=threshold, horizon_s=horizon_s, cosine=cosine)
     t0 = datetime(2026, 3, 2, tzinfo=UTC)
     predicted = {}
     for k, item in enumerate(items):
-        predicted[item["id"]] = index.assign(item["id"], item["text"], t0 + timedelta(seconds=k)).story_id
+        predicted[item["id"]] = index.assign(item["id"], item["text"], t0 + timedelta(seconds=k),
+                                             embeddings.get(item["text"])).story_id
+    base_story = {i["story"]: i["id"] for i in items if i["kind"] == "base"}
+    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item in items:
+        if item["kind"] in ("base", "hard_negative"):
+            continue
+        per_kind[item["kind"]][0] += predicted[item["id"]] == predicted[base_story[item["story"]]]
+        per_kind[item["kind"]][1] += 1
+    return {"threshold": threshold, "cosine": cosine, **_score_predicted(items, predicted),
+            "copies_joined": {k: round(v[0] / v[1], 4) for k, v in sorted(per_kind.items())}}
+
+
+def _score_predicted(items: list[dict], predicted: dict) -> dict:
+    """Pairwise precision and recall of a grouping of the generated set, and its hard negatives merged."""
     truth, pred, both = defaultdict(list), defaultdict(list), defaultdict(list)
     for item in items:
         truth[item["story"]].append(item["id"])
         pred[predicted[item["id"]]].append(item["id"])
         both[(item["story"], predicted[item["id"]])].append(item["id"])
     tp, p_pairs, t_pairs = pairs(both), pairs(pred), pairs(truth)
-    precision = tp / p_pairs if p_pairs else 1.0
-    recall = tp / t_pairs if t_pairs else 1.0
-    base_story = {i["story"]: i["id"] for i in items if i["kind"] == "base"}
-    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for item in items:
-        if item["kind"] in ("base",):
-            continue
-        if item["kind"] == "hard_negative":
-            merged = predicted[item["id"]] == predicted[item["base"]]
-            per_kind["hard_negative"][0] += merged
-        else:
-            per_kind[item["kind"]][0] += predicted[item["id"]] == predicted[base_story[item["story"]]]
-        per_kind[item["kind"]][1] += 1
-    return {"threshold": threshold, "precision": round(precision, 4), "recall": round(recall, 4),
+    precision, recall = (tp / p_pairs if p_pairs else 1.0), (tp / t_pairs if t_pairs else 1.0)
+    negatives = [i for i in items if i["kind"] == "hard_negative"]
+    merged = sum(predicted[i["id"]] == predicted[i["base"]] for i in negatives)
+    return {"precision": round(precision, 4), "recall": round(recall, 4),
             "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
             "true_pairs": t_pairs, "predicted_pairs": p_pairs,
-            "copies_joined": {k: round(v[0] / v[1], 4) for k, v in sorted(per_kind.items()) if k != "hard_negative"},
-            "hard_negatives_merged": round(per_kind["hard_negative"][0] / per_kind["hard_negative"][1], 4)
-            if per_kind["hard_negative"][1] else None}
+            "hard_negatives_merged": round(merged / len(negatives), 4) if negatives else 0.0}
+
+
+def generated_before(items: list[dict], threshold: float) -> dict:
+    """The rule before: the generated set grouped by exact Jaccard alone, in arrival order (the most similar
+    earlier story at or above ``threshold``, else a story of its own)."""
+    founders: list[tuple[str, frozenset]] = []
+    predicted = {}
+    for item in items:
+        sh = shingles(normalize(item["text"]))
+        best = max(((jaccard(sh, f_sh), sid) for sid, f_sh in founders if sh and jaccard(sh, f_sh) >= threshold),
+                   default=None)
+        if best is None:
+            founders.append((item["id"], sh))
+            predicted[item["id"]] = item["id"]
+        else:
+            predicted[item["id"]] = best[1]
+    return predicted
+
+
+def read_pairs(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in rows:
+        if r.get("label") not in ("same", "different") or r.get("part") not in ("tune", "test"):
+            raise ValueError(f"{path.name}: pair {r.get('id')} needs label same|different and part tune|test")
+    return rows
+
+
+def grouped_pairs(rows: list[dict], threshold: float, cosine: float, horizon_s: float, embeddings: dict) -> list[bool]:
+    """Per pair: whether its second headline joins the story its first founded (a fresh index per pair)."""
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    out = []
+    for r in rows:
+        index = StoryIndex(threshold=threshold, horizon_s=horizon_s, cosine=cosine)
+        first = index.assign("a", r["a"], t0, embeddings.get(r["a"]))
+        second = index.assign("b", r["b"], t0 + timedelta(minutes=5), embeddings.get(r["b"]))
+        out.append(second.story_id == first.story_id)
+    return out
+
+
+def pair_scores(rows: list[dict], grouped: list[bool]) -> dict:
+    same = [g for r, g in zip(rows, grouped) if r["label"] == "same"]
+    different = [g for r, g in zip(rows, grouped) if r["label"] == "different"]
+    tp, fp = sum(same), sum(different)
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r, g in zip(rows, grouped):
+        kinds[r["kind"]][0] += g
+        kinds[r["kind"]][1] += 1
+    return {"pairs": len(rows), "same_pairs": len(same), "hard_negatives": len(different),
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "recall": round(tp / len(same), 4) if same else 1.0,
+            "hard_negatives_merged": round(fp / len(different), 4) if different else 0.0,
+            "grouped_by_kind": {k: f"{v[0]}/{v[1]}" for k, v in sorted(kinds.items())},
+            "missed": [r["id"] for r, g in zip(rows, grouped) if r["label"] == "same" and not g],
+            "merged": [r["id"] for r, g in zip(rows, grouped) if r["label"] == "different" and g]}
+
+
+def choose_cosine(sweep: list[dict], floor: float) -> float:
+    """Among the cosines whose tuning scores meet the bars and whose generated-set precision is at least
+    ``floor`` (the rule before's: real headlines of other stories are not grouped more often than before), the
+    one with the most tuning recall (ties: the highest cosine, the most cautious); the highest swept if none."""
+    passing = [r for r in sweep if r["precision"] >= MIN_PRECISION and r["hard_negatives_merged"] <= MAX_MERGED
+               and r["generated_precision"] >= floor]
+    if not passing:
+        return sweep[-1]["cosine"]
+    return max(passing, key=lambda r: (r["recall"], r["cosine"]))["cosine"]
+
+
+def headline_embeddings(texts: list[str]) -> dict:
+    """Each headline's unit embedding from the trunk's embedding head (a headline alone: the whole text)."""
+    from models.trunk import EMBEDDING, Trunk, load_trunk
+
+    loaded = load_trunk()
+    if EMBEDDING not in loaded.meta.get("heads", {}):
+        raise ValueError(f"the trunk at {loaded.source} has no embedding head; stories need one to be measured")
+    trunk = Trunk(loaded, {})
+    texts = sorted(set(texts))
+    out = {}
+    for start in range(0, len(texts), 512):
+        chunk = texts[start:start + 512]
+        out.update(zip(chunk, trunk.read(chunk, [EMBEDDING])[EMBEDDING]))
+    return out
+
+
+def _row(label: str, s: dict) -> str:
+    return (f"| {label} | {s['precision']:.3f} | {s['recall']:.3f} | {s['hard_negatives_merged']:.1%} | "
+            f"{s['same_pairs']} / {s['hard_negatives']} |")
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Set: {report['items']} headlines in {report['stories']} stories ({report['bases']} bases from "
-             f"`news_headlines/`, {report['copies']} generated copies, {report['hard_negatives']} generated hard "
-             f"negatives), seed {report['seed']}. Command: `{report['command']}`.", "",
-             "| threshold | pairwise precision | pairwise recall | F1 | hard negatives merged |",
-             "|---|---|---|---|---|"]
-    for r in report["sweep"]:
-        mark = " (default)" if r["threshold"] == report["threshold"] else ""
-        lines.append(f"| {r['threshold']}{mark} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+    p = report["pairs"]
+    lines = [f"Pair set: `{p['file']}`, {p['tune']['pairs']} tuning pairs and {p['test']['pairs']} held-out test "
+             f"pairs. Cosine chosen without the test part: **{p['cosine']}** (the most tuning recall, then the "
+             f"highest cosine, among those with tuning precision >= {MIN_PRECISION}, hard negatives merged <= "
+             f"{MAX_MERGED:.0%}, and precision on the generated set at least the rule before's, "
+             f"{report['generated']['before']['precision']:.3f}). Command: `{report['command']}`.", "",
+             "| method, part | pairwise precision | pairwise recall | hard negatives merged | same / different pairs |",
+             "|---|---|---|---|---|",
+             _row(f"embedding + checks (cosine {p['cosine']}), **test**", p["test"]),
+             _row(f"embedding + checks (cosine {p['cosine']}), tuning", p["tune"]),
+             _row("Jaccard + checks (no embedding), test", p["jaccard_checks"]["test"]),
+             _row("before: exact Jaccard >= 0.6, no checks, test", p["before"]["test"]), "",
+             "Grouped by kind on the test part (same-story kinds: grouped is right; the others: grouped is wrong): "
+             + ", ".join(f"{k} {v}" for k, v in p["test"]["grouped_by_kind"].items()) + ".", "",
+             "Tuning sweep (cosine: precision / recall / hard negatives merged on the tuning pairs; precision on "
+             "the generated set): " + "; ".join(
+                 f"{r['cosine']}: {r['precision']:.3f} / {r['recall']:.3f} / {r['hard_negatives_merged']:.1%}; "
+                 f"{r['generated_precision']:.3f}" for r in p["sweep"]) + ".", ""]
+    g = report["generated"]
+    lines += [f"Generated set: {g['items']} headlines in {g['stories']} stories ({g['bases']} bases from "
+              f"`news_headlines/`, {g['copies']} generated copies, {g['hard_negatives']} generated hard negatives), "
+              f"seed {g['seed']}, at the chosen cosine and Jaccard {g['threshold']}:", "",
+              "| method | pairwise precision | pairwise recall | F1 | hard negatives merged |", "|---|---|---|---|---|"]
+    for name, r in (("embedding + checks", g["embedding_checks"]), ("before: Jaccard, no checks", g["before"])):
+        lines.append(f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
                      f"{r['hard_negatives_merged']:.1%} |")
-    default = next(r for r in report["sweep"] if r["threshold"] == report["threshold"])
-    lines += ["", "Copies joined to their base at the default threshold, by kind: " + ", ".join(
-        f"{k} {v:.1%}" for k, v in default["copies_joined"].items()) + "."]
+    lines += ["", "Copies joined to their base (embedding + checks), by kind: " + ", ".join(
+        f"{k} {v:.1%}" for k, v in g["embedding_checks"]["copies_joined"].items()) + "."]
     return "\n".join(lines)
 
 
-def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500, out: Path = PROJECT_ROOT / "docs" / "stories.json",
-                     models_doc: Path = PROJECT_ROOT / "docs" / "MODELS.md") -> str:
-    """Build the labelled set, sweep the thresholds, write ``out`` and the table in ``models_doc``; the table."""
+def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500,
+                     out: Path = PROJECT_ROOT / "docs" / "results" / "stories.json",
+                     models_doc: Path = PROJECT_ROOT / "docs" / "MODELS.md", pairs_file: Path = PAIRS,
+                     progress=print) -> str:
+    """Score the pair set (cosine chosen without its test part) and the generated set; write ``out`` and the
+    section in ``models_doc``; return the section."""
     settings = Settings()
+    rows = read_pairs(pairs_file)
     items = build_set(data, seed, bases)
+    progress(f"embedding {len({r[k] for r in rows for k in 'ab'} | {i['text'] for i in items})} headlines "
+             "with the trunk ...")
+    embeddings = headline_embeddings([r[k] for r in rows for k in "ab"] + [i["text"] for i in items])
+    parts = {name: [r for r in rows if r["part"] == name] for name in ("tune", "test")}
+    horizon, jac = settings.story_horizon, settings.story_threshold
+    progress("sweeping the cosine threshold on the tuning part and the generated set ...")
+    before_generated = _score_predicted(items, generated_before(items, 0.6))
+    sweep = [{"cosine": c, **pair_scores(parts["tune"], grouped_pairs(parts["tune"], jac, c, horizon, embeddings)),
+              "generated_precision": score(items, jac, horizon, c, embeddings)["precision"]} for c in COSINES]
+    cosine = choose_cosine(sweep, before_generated["precision"])
+    scored = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, embeddings))
+              for name, part in parts.items()}
+    jaccard_checks = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, {}))
+                      for name, part in parts.items()}
+    before = {name: pair_scores(part, [jaccard(shingles(normalize(r["a"])), shingles(normalize(r["b"]))) >= 0.6
+                                       for r in part]) for name, part in parts.items()}
+    progress(f"the generated set ({len(items)} headlines) ...")
     kinds = Counter(i["kind"] for i in items)
+    generated = {"seed": seed, "items": len(items), "stories": len({i["story"] for i in items}),
+                 "bases": kinds["base"], "hard_negatives": kinds["hard_negative"],
+                 "copies": len(items) - kinds["base"] - kinds["hard_negative"], "threshold": jac,
+                 "embedding_checks": score(items, jac, horizon, cosine, embeddings), "before": before_generated}
+    resolved = pairs_file.resolve()
+    shown = resolved.relative_to(PROJECT_ROOT) if resolved.is_relative_to(PROJECT_ROOT) else pairs_file.name
     report = {"command": f"sentinel eval-stories --data ../shared/data --seed {seed} --bases {bases}",
-              "seed": seed, "items": len(items), "stories": len({i["story"] for i in items}),
-              "bases": kinds["base"], "hard_negatives": kinds["hard_negative"],
-              "copies": len(items) - kinds["base"] - kinds["hard_negative"],
-              "threshold": settings.story_threshold, "method": "MinHash LSH (datasketch, 128 permutations) on word "
-              "and word-pair shingles of normalised headlines, checked by exact Jaccard",
-              "sweep": [score(items, t, settings.story_horizon) for t in THRESHOLDS]}
+              "method": "cosine of the trunk's headline embeddings or Jaccard of shingles, and no conflict between "
+                        "the headlines' events (agents/alerts/story_events.py)",
+              "pairs": {"file": str(shown), "cosine": cosine, "jaccard": jac, "sweep": sweep,
+                        **scored, "jaccard_checks": jaccard_checks, "before": before},
+              "generated": generated}
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     doc = models_doc.read_text() if models_doc.exists() else ""

@@ -318,17 +318,27 @@ def eval_stories(
     data: Annotated[Optional[Path], typer.Option(help="Shared data folder (default: SENTINEL_DATA_DIR).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the labelled set.")] = 16,
     bases: Annotated[int, typer.Option(help="Base headlines in the set.")] = 1500,
-    out: Annotated[Path, typer.Option(help="Write the report here.")] = PROJECT_ROOT / "docs" / "stories.json",
+    out: Annotated[Path, typer.Option(help="Write the report here.")] = PROJECT_ROOT / "docs" / "results" /
+        "stories.json",
     models_doc: Annotated[Path, typer.Option(help="Refresh the table between its marks in this file.")] =
         PROJECT_ROOT / "docs" / "MODELS.md",
+    pairs: Annotated[Path, typer.Option(help="The labelled pair set (JSONL).")] =
+        PROJECT_ROOT / "models" / "written" / "story_pairs.jsonl",
 ) -> None:
-    """Story grouping's precision and recall on a labelled near-duplicate set built from real headlines."""
+    """Story grouping's precision and recall: a labelled pair set (cosine chosen on its tuning part, read on its
+    test part) and a generated copy set built from real headlines."""
     from agents.alerts.story_eval import evaluate_stories
 
     folder = _data_dir(data)
     if not (folder / "news_headlines").is_dir():
         fail(f"{folder / 'news_headlines'} is not a folder", "pass --data with the shared data folder")
-    typer.echo(evaluate_stories(folder, seed, bases, out, models_doc))
+    if not pairs.is_file():
+        fail(f"{pairs} is not a file", "pass --pairs with the labelled pair set (models/written/story_pairs.jsonl)")
+    try:
+        table = evaluate_stories(folder, seed, bases, out, models_doc, pairs, progress=lambda m: typer.echo(m, err=True))
+    except ValueError as exc:
+        fail(str(exc), "fix the pair set or the trunk named by SENTINEL_TRUNK_MODEL")
+    typer.echo(table)
 
 
 @app.command("eval-auto-reply", rich_help_panel=PANEL)
