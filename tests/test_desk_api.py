@@ -289,8 +289,18 @@ def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
     with engine.begin() as conn:
         conn.execute(insert(Alert.__table__).values(
             id="spike:chart", kind="sentiment_spike", key=hostile_key, severity="high", status="open",
-            opened_at=opened, last_seen_at=opened, payload={"window": {"negatives": 6}, "note": HOSTILE},
-            summary=f"{hostile_key}: negative news"))
+            opened_at=opened, last_seen_at=opened, summary=f"{hostile_key}: negative news", payload={
+                "note": HOSTILE,
+                "window": {"start": "2026-03-02T11:45:00+00:00", "end": "2026-03-02T12:00:00+00:00", "stories": 18,
+                           "negatives": 14, "articles": 31, "outlets": 9, "tail": 1.2e-6},
+                "baseline": {"expected_share": 0.12},
+                "stories": [
+                    {"article_id": "chart-2", "headline": HOSTILE, "url": "javascript:window.__pwned=3",
+                     "outlets": ["Wire <b>", "Daily"], "outlet_count": 4, "copies": 5, "negative": True,
+                     "time": "2026-03-02T11:50:00.258000+00:00"},
+                    {"article_id": "chart-0", "headline": "Acme recalls \"widgets\" & more",
+                     "url": 'https://news.example/a?x=1&y="2"', "outlets": ["Wire"], "outlet_count": 1,
+                     "copies": 1, "negative": False, "time": "2026-03-02T07:00:00+00:00"}]}))
         for i, (hours, negative) in enumerate([(-5, False), (-1, True), (0, True)]):
             when = opened + timedelta(hours=hours)
             conn.execute(insert(NewsArticle.__table__).values(
@@ -309,10 +319,22 @@ def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
     with engine.connect() as conn:
         assert conn.execute(text("select resolved_by from alerts where id = 'spike:chart'")).scalar() == "sam"
     chart = page[page.index("<svg"):page.index("</svg>")]
-    assert chart.count("<rect") == 1 + 3  # the frame and one bar per hour with articles
+    assert chart.count('class="bar"') == 3  # one bar per hour with articles
     assert re.search(r'<polyline points="[\d., ]+"', chart)
+    assert "time (UTC)" in chart and "mean sentiment" in chart and "negative articles / hour" in chart  # axis titles
     assert "<script>x</script>" not in page and "acme&lt;script&gt;x&lt;/script&gt;" in page
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # the evidence, as text
+    # the statistics in a sentence, the stories as a table; times readable without the page's script
+    assert ("14 of 18 stories negative (78%) in the 15 min to 02 Mar 2026 12:00 UTC, against a usual 12% ± 8%"
+            in page)
+    table = page[page.index('<table class="stories">'):page.index("</table>")]
+    assert '<time class="when" datetime="2026-03-02T11:50:00.258000+00:00"' in table
+    assert ">02 Mar 2026 11:50 UTC</time>" in table and ">2026-03-02T11:50" not in table
+    assert "javascript:" not in table and table.count("<a ") == 1  # only the https URL is a link
+    assert '<a href="https://news.example/a?x=1&amp;y=&#34;2&#34;" rel="noopener noreferrer nofollow">' in table
+    assert "Acme recalls &#34;widgets&#34; &amp; more" in table and "Wire &lt;b&gt;, Daily and 2 more" in table
+    # sentiment toward the company (article_keys) where stored: chart-2 is negative toward it
+    assert re.search(r'class="sentiment-negative">negative \(-0\.80\)<', table)
     assert 'action="/alerts/spike%3Achart/resolve"' in page  # a supervisor may resolve
 
 
