@@ -281,35 +281,40 @@ def test_bodies_are_size_limited(client):
     assert r.status_code == 413
 
 
-def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
+def add_spike_alert(engine, alert_id: str, key: str, opened: datetime = datetime(2026, 3, 2, 12, tzinfo=UTC)) -> None:
+    """A spike alert on ``key`` with the evidence the detector stores (two stories: a hostile headline with a
+    ``javascript:`` URL, and a plain one with an https URL) and three articles around it for its chart."""
     from schemas.tables import ArticleKey, NewsArticle
 
-    opened = datetime(2026, 3, 2, 12, tzinfo=UTC)
-    hostile_key = "acme<script>x</script>"
     with engine.begin() as conn:
         conn.execute(insert(Alert.__table__).values(
-            id="spike:chart", kind="sentiment_spike", key=hostile_key, severity="high", status="open",
-            opened_at=opened, last_seen_at=opened, summary=f"{hostile_key}: negative news", payload={
+            id=alert_id, kind="sentiment_spike", key=key, severity="high", status="open",
+            opened_at=opened, last_seen_at=opened, summary=f"{key}: negative news", payload={
                 "note": HOSTILE,
-                "window": {"start": "2026-03-02T11:45:00+00:00", "end": "2026-03-02T12:00:00+00:00", "stories": 18,
-                           "negatives": 14, "articles": 31, "outlets": 9, "tail": 1.2e-6},
+                "window": {"start": (opened - timedelta(minutes=15)).isoformat(), "end": opened.isoformat(),
+                           "stories": 18, "negatives": 14, "articles": 31, "outlets": 9, "tail": 1.2e-6},
                 "baseline": {"expected_share": 0.12},
                 "stories": [
-                    {"article_id": "chart-2", "headline": HOSTILE, "url": "javascript:window.__pwned=3",
+                    {"article_id": f"{alert_id}-2", "headline": HOSTILE, "url": "javascript:window.__pwned=3",
                      "outlets": ["Wire <b>", "Daily"], "outlet_count": 4, "copies": 5, "negative": True,
-                     "time": "2026-03-02T11:50:00.258000+00:00"},
-                    {"article_id": "chart-0", "headline": "Acme recalls \"widgets\" & more",
+                     "time": (opened - timedelta(minutes=9, seconds=59.742)).isoformat()},
+                    {"article_id": f"{alert_id}-0", "headline": "Acme recalls \"widgets\" & more",
                      "url": 'https://news.example/a?x=1&y="2"', "outlets": ["Wire"], "outlet_count": 1,
-                     "copies": 1, "negative": False, "time": "2026-03-02T07:00:00+00:00"}]}))
+                     "copies": 1, "negative": False, "time": (opened - timedelta(hours=5)).isoformat()}]}))
         for i, (hours, negative) in enumerate([(-5, False), (-1, True), (0, True)]):
             when = opened + timedelta(hours=hours)
             conn.execute(insert(NewsArticle.__table__).values(
-                id=f"chart-{i}", text="t", sentiment_label="negative" if negative else "neutral",
+                id=f"{alert_id}-{i}", text="t", sentiment_label="negative" if negative else "neutral",
                 sentiment_score=0.9, negative=0.9 if negative else 0.1, neutral=0.1, positive=0.0,
                 model_version="m", kafka_partition=0, kafka_offset=i, event_time=when, tickers=[]))
             conn.execute(insert(ArticleKey.__table__).values(
-                article_id=f"chart-{i}", key=hostile_key, event_time=when, negative=0.9 if negative else 0.1,
+                article_id=f"{alert_id}-{i}", key=key, event_time=when, negative=0.9 if negative else 0.1,
                 sentiment=-0.8 if negative else 0.2, is_negative=negative))
+
+
+def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
+    hostile_key = "acme<script>x</script>"
+    add_spike_alert(engine, "spike:chart", hostile_key)
     with TestClient(create_app(settings, engine=engine)) as browser:
         browser.post("/login", data={"username": "sam", "password": "sam-password-1",
                                      "csrf_token": csrf_of(browser.get("/login").text)})
