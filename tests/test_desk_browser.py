@@ -369,6 +369,8 @@ def test_every_page_has_no_serious_accessibility_violations(desk, browser):
     for path in ("/drafts", "/drafts?status=sent", "/escalations", "/conversations/conv-web", "/alerts", "/login"):
         browser.get(url + path)
         found[path] = serious_accessibility_violations(browser)
+        if path in ("/conversations/conv-web", "/login"):
+            screenshot(browser, path.split("/")[1])
     # the error page: a form whose token has expired, posted without htmx
     signed_in(browser, url)
     browser.execute_script("""const f = document.querySelector("form.decide");
