@@ -311,6 +311,8 @@ def test_claims_and_decisions_from_the_keyboard_alone(desk, browser):
             break
         keys(browser, Keys.TAB)
     assert active(browser).text == "Take over from bob"
+    focus_ring = "const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]"
+    assert browser.execute_script(focus_ring) == ["solid", "3px"]  # the desk's own visible focus, not a faint default
     keys(browser, Keys.ENTER)
     wait_for(browser, lambda d: "You are editing this draft" in card(d, "web-app").text)
     assert store.get_draft(engine, "web-app").editor == "ann"

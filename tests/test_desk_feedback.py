@@ -183,6 +183,8 @@ def test_the_review_queue_offers_the_labels_in_one_select_per_card(desk, engine)
         assert re.findall(r"<option>([^<]+)</option>", options) == LABELS
         assert '<option value="" selected>card_arrival (as read)</option>' in options
     form = {"csrf_token": csrf_of(page), "text": "Cards arrive within 3 to 7 working days."}
+    with_reason = browser.post("/drafts/fb-page/approve", data={**form, "reason": "wrong answer"})
+    assert with_reason.status_code == 422 and "press Reject" in with_reason.text  # Enter in the reason never sends
     refused = browser.post("/drafts/fb-page/approve", data={**form, "intent": "made_up"}, follow_redirects=False)
     assert refused.status_code == 422 and store.get_draft(engine, "fb-page").status == "pending"
     sent = browser.post("/drafts/fb-page/approve", data={**form, "intent": "card_linking"}, follow_redirects=False)
