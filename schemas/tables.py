@@ -214,6 +214,11 @@ class ReplyDraft(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="pending", index=True)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The desk's claim: who opened the draft for editing and when (it lapses after SENTINEL_DESK_CLAIM_TTL), and
+    # a version that moves when someone takes the draft over or decides it, so a decision from a stale page fails.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class DeskUser(Base):

@@ -281,25 +281,40 @@ def test_bodies_are_size_limited(client):
     assert r.status_code == 413
 
 
-def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
+def add_spike_alert(engine, alert_id: str, key: str, opened: datetime = datetime(2026, 3, 2, 12, tzinfo=UTC)) -> None:
+    """A spike alert on ``key`` with the evidence the detector stores (two stories: a hostile headline with a
+    ``javascript:`` URL, and a plain one with an https URL) and three articles around it for its chart."""
     from schemas.tables import ArticleKey, NewsArticle
 
-    opened = datetime(2026, 3, 2, 12, tzinfo=UTC)
-    hostile_key = "acme<script>x</script>"
     with engine.begin() as conn:
         conn.execute(insert(Alert.__table__).values(
-            id="spike:chart", kind="sentiment_spike", key=hostile_key, severity="high", status="open",
-            opened_at=opened, last_seen_at=opened, payload={"window": {"negatives": 6}, "note": HOSTILE},
-            summary=f"{hostile_key}: negative news"))
+            id=alert_id, kind="sentiment_spike", key=key, severity="high", status="open",
+            opened_at=opened, last_seen_at=opened, summary=f"{key}: negative news", payload={
+                "note": HOSTILE,
+                "window": {"start": (opened - timedelta(minutes=15)).isoformat(), "end": opened.isoformat(),
+                           "stories": 18, "negatives": 14, "articles": 31, "outlets": 9, "tail": 1.2e-6},
+                "baseline": {"expected_share": 0.12},
+                "stories": [
+                    {"article_id": f"{alert_id}-2", "headline": HOSTILE, "url": "javascript:window.__pwned=3",
+                     "outlets": ["Wire <b>", "Daily"], "outlet_count": 4, "copies": 5, "negative": True,
+                     "time": (opened - timedelta(minutes=9, seconds=59.742)).isoformat()},
+                    {"article_id": f"{alert_id}-0", "headline": "Acme recalls \"widgets\" & more",
+                     "url": 'https://news.example/a?x=1&y="2"', "outlets": ["Wire"], "outlet_count": 1,
+                     "copies": 1, "negative": False, "time": (opened - timedelta(hours=5)).isoformat()}]}))
         for i, (hours, negative) in enumerate([(-5, False), (-1, True), (0, True)]):
             when = opened + timedelta(hours=hours)
             conn.execute(insert(NewsArticle.__table__).values(
-                id=f"chart-{i}", text="t", sentiment_label="negative" if negative else "neutral",
+                id=f"{alert_id}-{i}", text="t", sentiment_label="negative" if negative else "neutral",
                 sentiment_score=0.9, negative=0.9 if negative else 0.1, neutral=0.1, positive=0.0,
                 model_version="m", kafka_partition=0, kafka_offset=i, event_time=when, tickers=[]))
             conn.execute(insert(ArticleKey.__table__).values(
-                article_id=f"chart-{i}", key=hostile_key, event_time=when, negative=0.9 if negative else 0.1,
+                article_id=f"{alert_id}-{i}", key=key, event_time=when, negative=0.9 if negative else 0.1,
                 sentiment=-0.8 if negative else 0.2, is_negative=negative))
+
+
+def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
+    hostile_key = "acme<script>x</script>"
+    add_spike_alert(engine, "spike:chart", hostile_key)
     with TestClient(create_app(settings, engine=engine)) as browser:
         browser.post("/login", data={"username": "sam", "password": "sam-password-1",
                                      "csrf_token": csrf_of(browser.get("/login").text)})
@@ -309,10 +324,22 @@ def test_alerts_page_shows_evidence_and_the_sentiment_chart(settings, engine):
     with engine.connect() as conn:
         assert conn.execute(text("select resolved_by from alerts where id = 'spike:chart'")).scalar() == "sam"
     chart = page[page.index("<svg"):page.index("</svg>")]
-    assert chart.count("<rect") == 1 + 3  # the frame and one bar per hour with articles
+    assert chart.count('class="bar"') == 3  # one bar per hour with articles
     assert re.search(r'<polyline points="[\d., ]+"', chart)
+    assert "time (UTC)" in chart and "mean sentiment" in chart and "negative articles / hour" in chart  # axis titles
     assert "<script>x</script>" not in page and "acme&lt;script&gt;x&lt;/script&gt;" in page
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # the evidence, as text
+    # the statistics in a sentence, the stories as a table; times readable without the page's script
+    assert ("14 of 18 stories negative (78%) in the 15 min to 02 Mar 2026 12:00 UTC, against a usual 12% ± 8%"
+            in page)
+    table = page[page.index('<table class="stories">'):page.index("</table>")]
+    assert '<time class="when" datetime="2026-03-02T11:50:00.258000+00:00"' in table
+    assert ">02 Mar 2026 11:50 UTC</time>" in table and ">2026-03-02T11:50" not in table
+    assert "javascript:" not in table and table.count("<a ") == 1  # only the https URL is a link
+    assert '<a href="https://news.example/a?x=1&amp;y=&#34;2&#34;" rel="noopener noreferrer nofollow">' in table
+    assert "Acme recalls &#34;widgets&#34; &amp; more" in table and "Wire &lt;b&gt;, Daily and 2 more" in table
+    # sentiment toward the company (article_keys) where stored: chart-2 is negative toward it
+    assert re.search(r'class="sentiment-negative">negative \(-0\.80\)<', table)
     assert 'action="/alerts/spike%3Achart/resolve"' in page  # a supervisor may resolve
 
 

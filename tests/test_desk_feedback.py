@@ -168,7 +168,7 @@ def csrf_of(html: str) -> str:
 
 
 @pytest.mark.integration
-def test_the_review_queue_offers_the_labels_in_a_select_on_both_forms(desk, engine):
+def test_the_review_queue_offers_the_labels_in_one_select_per_card(desk, engine):
     add_draft(engine, "fb-page", "card_arrival", "<script>window.x=1</script> card?")
     browser = TestClient(desk.app)
     browser.post("/login", data={"username": "fay", "password": "fay-password-1",
@@ -176,12 +176,15 @@ def test_the_review_queue_offers_the_labels_in_a_select_on_both_forms(desk, engi
     page = browser.get("/drafts").text
     card = page[page.index('data-message-id="fb-page"'):]
     card = card[:card.index("</article>")]
-    selects = re.findall(r'<select name="intent">(.*?)</select>', card, re.S)
-    assert len(selects) == 2  # approve and reject
+    selects = re.findall(r'<select name="intent"[^>]*>(.*?)</select>', card, re.S)
+    assert len(selects) == 1 and card.count("<form") - card.count('class="inline"') == 1  # one control, one form
+    assert 'formaction="/drafts/fb-page/reject"' in card  # reject is the same form's other button
     for options in selects:
         assert re.findall(r"<option>([^<]+)</option>", options) == LABELS
         assert '<option value="" selected>card_arrival (as read)</option>' in options
     form = {"csrf_token": csrf_of(page), "text": "Cards arrive within 3 to 7 working days."}
+    with_reason = browser.post("/drafts/fb-page/approve", data={**form, "reason": "wrong answer"})
+    assert with_reason.status_code == 422 and "press Reject" in with_reason.text  # Enter in the reason never sends
     refused = browser.post("/drafts/fb-page/approve", data={**form, "intent": "made_up"}, follow_redirects=False)
     assert refused.status_code == 422 and store.get_draft(engine, "fb-page").status == "pending"
     sent = browser.post("/drafts/fb-page/approve", data={**form, "intent": "card_linking"}, follow_redirects=False)

@@ -284,9 +284,9 @@ def test_card_buttons_act_on_their_own_draft_whatever_its_id(settings, engine):
         page = browser.get("/drafts").text
         card = page[page.index('data-message-id="dots/../plain"'):]
         card = card[:card.index("</article>")]
-        approve = re.search(r'<form method="post" action="([^"]+)" class="approve"\s+hx-post="([^"]+)"', card)
+        approve = re.search(r'<form method="post" action="([^"]+)" class="decide"\s+hx-post="([^"]+)"', card)
         assert approve.group(1) == approve.group(2) == "/drafts/dots%2F..%2Fplain/approve"
-        reject = re.search(r'action="([^"]+)" class="reject"', card).group(1)
+        reject = re.search(r'class="reject" formaction="([^"]+)"', card).group(1)
         assert browser.post(reject, data={"reason": "wrong", "csrf_token": csrf_of(page)},
                             follow_redirects=False).status_code == 303
     assert store.get_draft(engine, "dots/../plain").status == "rejected"

@@ -79,7 +79,7 @@ def desk_after_worker(services, tmp_path):
         reply = draft.find_element(By.NAME, "text")
         reply.clear()
         reply.send_keys(edited)
-        draft.find_element(By.CSS_SELECTOR, "form.approve button").click()
+        draft.find_element(By.CSS_SELECTOR, "button.approve").click()
         WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: "sent by ann" in card(d, "s-lost").text)  # a card read while htmx swaps it is read again
     records = [json.loads(r.value) for r in read_topic(services.bootstrap, "chat.outbound", 3, timeout=30)]

@@ -104,3 +104,66 @@ def test_curve_counts_sent_and_wrong():
     assert (at[0.9]["auto_sent"], at[0.9]["wrong_intent"], at[0.9]["auto_share"]) == (2, 1, 0.5)
     assert at[0.9]["score_only_sent"] == 3
     assert (at[0.5]["auto_sent"], at[0.99]["auto_sent"]) == (3, 0)
+
+
+# -- what the pages show: links, times, evidence ------------------------------------------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+from agents.desk.present import dom_id, evidence_sentence, http_url, story_rows, time_tag  # noqa: E402
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "JavaScript:alert(1)", " javascript:alert(1)",
+                                 "java\tscript:alert(1)", "data:text/html,<script>x</script>", "//evil.example/x",
+                                 "/relative", "https://", "http:///x", "vbscript:x", "https://a b.example/"])
+def test_only_absolute_http_urls_may_become_links(url):
+    assert http_url(url) is None
+
+
+def test_http_and_https_urls_are_kept_as_they_are():
+    assert http_url("https://news.example/a?x=1&y=2#top") == "https://news.example/a?x=1&y=2#top"
+    assert http_url("HTTP://news.example") == "HTTP://news.example"
+
+
+@given(st.text(max_size=200))
+def test_any_text_is_a_link_only_when_it_is_an_http_url(value):
+    url = http_url(value)
+    assert url is None or (url == value and value.lower().startswith(("http://", "https://")))
+
+
+@given(st.text(max_size=200))
+def test_a_time_tag_escapes_what_is_not_a_time(value):
+    html = str(time_tag(value))
+    assert "<" not in html.replace('<time class="when"', "").replace("</time>", "")
+    assert '"' not in html.split(">", 1)[-1]  # no quote escapes into the text either
+
+
+def test_a_time_tag_carries_iso_and_a_readable_utc_fallback():
+    assert str(time_tag("2026-12-07T04:32:52.258000+00:00")) == (
+        '<time class="when" datetime="2026-12-07T04:32:52.258000+00:00" title="2026-12-07T04:32:52.258000+00:00">'
+        "07 Dec 2026 04:32 UTC</time>")
+    assert "04:32 UTC" in str(time_tag("2026-12-07T05:32:00+01:00"))  # shown in UTC on the server
+
+
+@given(st.text(max_size=100))
+def test_dom_ids_are_fixed_form_whatever_the_message_id(value):
+    assert dom_id(value).isalnum() and len(dom_id(value)) == 17
+
+
+def test_the_statistics_read_as_one_sentence():
+    payload = {"window": {"start": "2026-12-07T04:17:00+00:00", "end": "2026-12-07T04:32:00+00:00", "stories": 18,
+                          "negatives": 14, "articles": 31, "outlets": 9, "tail": 2.3e-7},
+               "baseline": {"expected_share": 0.12}}
+    assert evidence_sentence(payload) == (
+        "14 of 18 stories negative (78%) in the 15 min to 07 Dec 2026 04:32 UTC, against a usual 12% ± 8% "
+        "(31 articles from 9 outlets; chance by luck p = 2e-07).")
+    assert evidence_sentence({"conversation_id": "c"}) is None  # an escalation has no window
+
+
+def test_story_rows_prefer_the_reading_toward_the_company():
+    payload = {"stories": [{"article_id": "a1", "headline": "h", "url": "javascript:x", "outlets": ["o"],
+                            "copies": 2, "negative": True, "time": "2026-12-07T04:32:00+00:00"},
+                           {"article_id": "a2", "headline": "g", "url": "https://x.example", "negative": False}]}
+    rows = story_rows(payload, {"a1": {"label": "negative", "score": -0.6, "toward": True},
+                                "a2": {"label": "positive", "score": 0.5, "toward": False}})
+    assert (rows[0].url, rows[0].sentiment, rows[0].toward, rows[0].copies) == (None, "negative", True, 2)
+    assert (rows[1].url, rows[1].sentiment, rows[1].toward) == ("https://x.example", "positive", False)

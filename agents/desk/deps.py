@@ -18,7 +18,7 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
-from agents.desk import store
+from agents.desk import present, store
 from agents.desk.security import Csrf, token_digest
 from agents.desk.store import User
 from infra.settings import Settings
@@ -58,6 +58,10 @@ def make_templates() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined)
     env.filters["url_part"] = url_part
     env.filters["pretty"] = pretty
+    env.filters["time_tag"] = present.time_tag
+    env.filters["dom_id"] = present.dom_id
+    env.filters["http_url"] = present.http_url
+    env.globals["waiting_tag"] = present.waiting_tag
     return env
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import Engine
 
 from agents.alerts import lifecycle, records
-from agents.desk import store
+from agents.desk import present, store
 from agents.desk.charts import Chart, sentiment_chart
 from agents.desk.deps import EngineDep, FormCsrf, SignedIn, Writer, reading_caller, render
 from agents.desk.store import User
@@ -40,13 +40,25 @@ def charts_of(engine: Engine, rows: list) -> dict[str, Chart]:
     return charts
 
 
+def shown(engine: Engine, row) -> dict:
+    """An alert as its page shows it: the fields, the statistics in a sentence and its stories as rows."""
+    alert = lifecycle.as_dict(row)
+    payload = row.payload if isinstance(row.payload, dict) else {}
+    stories = payload.get("stories") if isinstance(payload.get("stories"), list) else []
+    ids = [str(s["article_id"]) for s in stories if isinstance(s, dict) and s.get("article_id") is not None]
+    readings = store.story_sentiments(engine, row.key, ids) if row.kind != "escalation" else {}
+    return {**alert, "name": records.shown_name(row.key, row.payload), "opened": row.opened_at,
+            "sentence": present.evidence_sentence(payload),
+            "stories": present.story_rows(payload, readings)}
+
+
 # -- pages ----------------------------------------------------------------------------------------------
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(request: Request, engine: EngineDep, user: SignedIn, status: str = "unresolved"):
     if status not in lifecycle.STATUS_FILTERS:
         status = "unresolved"
     rows = lifecycle.list_alerts(engine, status, limit=100)
-    return render(request, "alerts.html", user=user, alerts=[lifecycle.as_dict(r) for r in rows],
+    return render(request, "alerts.html", user=user, alerts=[shown(engine, r) for r in rows],
                   charts=charts_of(engine, rows), names={r.key: records.shown_name(r.key, r.payload) for r in rows},
                   status=status, statuses=list(lifecycle.STATUS_FILTERS))
 
