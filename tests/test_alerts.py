@@ -90,6 +90,9 @@ def test_restart_during_burst_still_one_alert(services, tmp_path):
 def test_an_alert_survives_a_crash_between_its_commit_and_its_produce(services, tmp_path):
     """The failpoint exits the worker right after the alert's transaction, before anything is produced:
     the restarted worker delivers that alert (the outbox), and no second episode is opened."""
+    from agents.companies import import_demo
+
+    import_demo(services.database_url)  # as `sentinel demo` does before its worker starts
     events = stream(True, "obx")
     crashing = Worker(services, tmp_path, SENTINEL_AGENTS="news", SENTINEL_FAILPOINT="alert_stored").start()
     produce(services.bootstrap, "news", news_values(events))
