@@ -34,6 +34,7 @@ from schemas.tables import OutboxRecord
 OUTBOX = OutboxRecord.__table__
 OUTBOUND = topics.CHAT_OUTBOUND.name
 KEEP_PRODUCED = timedelta(days=1)  # produced rows are kept this long (to look into), then pruned
+WEBHOOK = "webhook"  # rows POSTed to watchlists' webhooks (agents/alerts/routing.py), never produced to Kafka
 
 
 def row(topic: str, source_id: str, key: bytes | None, value: bytes, due_in: float) -> dict:
@@ -76,32 +77,36 @@ def take_unsent(engine: Engine, source_ids: list[str], lease_s: float) -> list[P
         rows = conn.execute(text("""
             update outbox o set due_at = now() + cast(:lease as interval)
             from (select topic, source_id from outbox where produced_at is null and source_id = any(:ids)
-                  for update skip locked) d
+                  and topic <> :webhook for update skip locked) d
             where o.topic = d.topic and o.source_id = d.source_id
             returning o.topic, o.source_id, o.key, o.value, o.created_at"""),
-            {"lease": timedelta(seconds=lease_s), "ids": source_ids}).all()
+            {"lease": timedelta(seconds=lease_s), "ids": source_ids, "webhook": WEBHOOK}).all()
     rows = sorted(rows, key=lambda r: (r.created_at, r.topic, r.source_id))
     return [Pending(r.topic, r.source_id, bytes(r.key) if r.key is not None else None, bytes(r.value))
             for r in rows]
 
 
 class OutboxSweep:
-    """Takes due, unproduced outbox rows under a lease (``take``) and marks them once sent (``done``)."""
+    """Takes due, unproduced outbox rows under a lease (``take``) and marks them once sent (``done``): the rows
+    for Kafka, or with ``webhooks`` the rows for watchlists' webhooks."""
 
-    def __init__(self, engine: Engine, lease_s: float, limit: int = 500):
+    def __init__(self, engine: Engine, lease_s: float, limit: int = 500, webhooks: bool = False):
         self.engine = engine
         self.lease_s = lease_s
         self.limit = limit
+        self.webhooks = webhooks
 
     def take(self) -> list[Pending]:
         with self.engine.begin() as conn:
             rows = conn.execute(text("""
                 update outbox o set due_at = now() + cast(:lease as interval)
                 from (select topic, source_id from outbox where produced_at is null and due_at <= now()
+                      and (topic = :webhook) = :webhooks
                       order by due_at, created_at limit :n for update skip locked) d
                 where o.topic = d.topic and o.source_id = d.source_id
                 returning o.topic, o.source_id, o.key, o.value, o.created_at"""),
-                {"lease": timedelta(seconds=self.lease_s), "n": self.limit}).all()
+                {"lease": timedelta(seconds=self.lease_s), "n": self.limit, "webhook": WEBHOOK,
+                 "webhooks": self.webhooks}).all()
         rows = sorted(rows, key=lambda r: (r.created_at, r.topic, r.source_id))
         return [Pending(r.topic, r.source_id, bytes(r.key) if r.key is not None else None, bytes(r.value))
                 for r in rows]

@@ -12,6 +12,7 @@ import faust
 from sqlalchemy import text
 
 from agents import errors, sensors
+from agents.alerts import routing
 from agents.alerts.delivery import AlertDelivery
 from agents.alerts.spikes import SpikeDetector
 from agents.alerts.webhook import Webhook
@@ -207,6 +208,15 @@ def build_app(settings: Settings) -> faust.App:
             await produce(outbox_topics[topic], [(p.key, p.value) for p in due if p.topic == topic], "outbox",
                           sensor, policy)
         await run(service_sink.retrying, sweep.done, due)
+
+    webhook_sweep = OutboxSweep(engine, settings.outbox_redeliver_after, webhooks=True)
+    watchlist_hooks = routing.Posters(sensor)
+
+    @app.timer(settings.outbox_sweep_interval)
+    async def send_watchlist_webhooks(app):
+        """The watchlists' webhooks (agents/alerts/routing.py): POSTs off the event loop, in the default pool."""
+        await asyncio.get_running_loop().run_in_executor(
+            None, service_sink.retrying, routing.send_due, engine, webhook_sweep, watchlist_hooks.post)
 
     @app.timer(600.0)
     async def prune_outbox(app):

@@ -330,5 +330,32 @@ class Story(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+
+class Watchlist(Base):
+    """Companies someone follows: one desk user's (``owner_id``) or, with no owner, shared by everyone."""
+
+    __tablename__ = "watchlists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("desk_users.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # where its companies' new alerts are POSTed (agents/alerts/routing.py), as ``slack`` or ``teams`` JSON
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_format: Mapped[str | None] = mapped_column(String(8))
+
+
+class WatchlistCompany(Base):
+    """A company on a watchlist (a company id of the company master; no foreign key, so re-importing the master
+    keeps the lists)."""
+
+    __tablename__ = "watchlist_companies"
+
+    watchlist_id: Mapped[int] = mapped_column(ForeignKey("watchlists.id", ondelete="CASCADE"), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
 Index("ix_article_keys_event_time", ArticleKey.event_time)
 Index("ix_outbox_due", OutboxRecord.due_at, postgresql_where=OutboxRecord.produced_at.is_(None))

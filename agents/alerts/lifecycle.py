@@ -88,15 +88,18 @@ STATUS_FILTERS = {
 
 # Statements joined from the fixed fragments above only: values always travel as bound parameters.
 SELECT_ONE = f"select {COLUMNS} from alerts where id = :id"
-SELECT_BY_STATUS = {status: f"select {COLUMNS} from alerts where {where} order by opened_at desc limit :limit"
+SELECT_BY_STATUS = {status: f"select {COLUMNS} from alerts where {where} "
+                            "and (cast(:keys as text[]) is null or key = any(cast(:keys as text[]))) "
+                            "order by opened_at desc limit :limit"
                     for status, where in STATUS_FILTERS.items()}
 
 
-def list_alerts(bind: Engine | Connection, status: str = "open", limit: int = 200) -> list:
+def list_alerts(bind: Engine | Connection, status: str = "open", limit: int = 200,
+                keys: list[str] | None = None) -> list:
     """Alert rows by lifecycle status, newest first: open (nobody has acknowledged it), acknowledged,
-    resolved, unresolved (open or acknowledged) or all."""
-    sql = text(SELECT_BY_STATUS[status])
+    resolved, unresolved (open or acknowledged) or all; only those of ``keys`` when given (a watchlist's)."""
+    sql, params = text(SELECT_BY_STATUS[status]), {"limit": limit, "keys": None if keys is None else list(keys)}
     if isinstance(bind, Engine):
         with bind.connect() as conn:
-            return list(conn.execute(sql, {"limit": limit}))
-    return list(bind.execute(sql, {"limit": limit}))
+            return list(conn.execute(sql, params))
+    return list(bind.execute(sql, params))

@@ -58,7 +58,7 @@ from scipy.stats import binom, norm
 from sqlalchemy import Engine, text
 
 from agents import sensors
-from agents.alerts import records
+from agents.alerts import records, routing
 from agents.alerts.records import AlertRecord
 from infra.settings import Settings
 
@@ -494,6 +494,7 @@ class SpikeDetector:
                 payload=payload)
             if not records.insert(conn, alert):
                 return "stale", None
+            routing.route(conn, alert)  # the watchlists' webhooks, sent from the outbox
             log.warning("ALERT %r: %r", alert.id, alert.summary)
             return action, alert
         return action, None

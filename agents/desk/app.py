@@ -24,7 +24,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp
 
 from agents.desk import deps, feedback
-from agents.desk.routers import alerts, auth, drafts, health
+from agents.desk.routers import alerts, auth, companies, drafts, health
 from agents.desk.security import Csrf
 from infra.settings import PROJECT_ROOT, Settings
 
@@ -134,7 +134,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Guard:
     share_state(app.state, settings, engine)
     app.add_exception_handler(deps.SignInRequired, deps.redirect_to_login)
     app.mount("/static", StaticFiles(directory=deps.HERE / "static"), name="static")
-    for router in (auth.router, drafts.router, alerts.router, health.router):
+    for router in (auth.router, drafts.router, alerts.router, companies.router, health.router):
         app.include_router(router)
     return Guard(behind_trusted_proxies(app, settings), settings.desk_max_body)
 

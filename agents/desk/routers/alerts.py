@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import Engine
 
 from agents.alerts import lifecycle, records
-from agents.desk import present, store
+from agents.desk import company_news, present, store, watchlists
 from agents.desk.charts import Chart, sentiment_chart
 from agents.desk.deps import EngineDep, FormCsrf, SignedIn, Writer, reading_caller, render
 from agents.desk.store import User
@@ -54,13 +54,20 @@ def shown(engine: Engine, row) -> dict:
 
 # -- pages ----------------------------------------------------------------------------------------------
 @router.get("/alerts", response_class=HTMLResponse)
-def alerts_page(request: Request, engine: EngineDep, user: SignedIn, status: str = "unresolved"):
+def alerts_page(request: Request, engine: EngineDep, user: SignedIn, status: str = "unresolved",
+                watchlist: str = ""):
+    """The alerts by status; with ``watchlist`` (an id; empty: every company), only its companies' alerts."""
     if status not in lifecycle.STATUS_FILTERS:
         status = "unresolved"
-    rows = lifecycle.list_alerts(engine, status, limit=100)
+    lists = watchlists.visible(engine, user)
+    chosen = next((w for w in lists if str(w.id) == watchlist.strip()), None)
+    if watchlist.strip() and chosen is None:
+        return render(request, "error.html", 404, user=user, error="No such watchlist.")
+    keys = None if chosen is None else [company_news.company_key(c) for c in chosen.company_ids]
+    rows = lifecycle.list_alerts(engine, status, limit=100, keys=keys)
     return render(request, "alerts.html", user=user, alerts=[shown(engine, r) for r in rows],
                   charts=charts_of(engine, rows), names={r.key: records.shown_name(r.key, r.payload) for r in rows},
-                  status=status, statuses=list(lifecycle.STATUS_FILTERS))
+                  status=status, statuses=list(lifecycle.STATUS_FILTERS), watchlists=lists, watchlist=chosen)
 
 
 def alert_form(request: Request, engine: Engine, user: User, csrf_ok: bool, alert_id: str,
