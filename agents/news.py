@@ -204,7 +204,8 @@ class NewsPipeline:
         for e in entities:
             rows.append((EntityMention.__table__, {
                 "article_id": event.id, "start": e.start, "end": e.end, "label": e.label, "text": e.text,
-                "score": e.score, "entity_key": entity_key(e.text, e.label),
+                "score": e.score, "entity_key": (COMPANY_PREFIX + e.company["id"] if getattr(e, "company", None)
+                                                 else entity_key(e.text, e.label)),
                 "sentiment_label": e.sentiment.label if getattr(e, "sentiment", None) is not None else None,
                 "sentiment_score": e.sentiment.score if getattr(e, "sentiment", None) is not None else None}))
         record = NewsEnriched(

@@ -152,10 +152,19 @@ def test_two_companies_in_one_headline_each_get_their_own_reading():
     assert {e["text"]: e["sentiment"]["label"] for e in record["entities"] if e["label"] == "ORG"} == orgs
 
 
+def test_the_served_trunk_reads_each_company_in_its_own_sentiment():
+    from models.analysis import Analyzer
+
+    analyzer = Analyzer.from_settings(Settings())
+    (_, entities), = analyzer.analyze_texts([TWO_COMPANIES])
+    orgs = [e for e in entities if e.label == "ORG"]
+    assert orgs and all(e.sentiment is not None and e.sentiment.label in LABELS for e in orgs)
+
+
 def test_a_trunk_without_the_head_gives_entities_no_sentiment():
     from models.analysis import Analyzer
 
-    analyzer = Analyzer.from_settings(Settings(trunk_model=str(ARTIFACTS / "trunk")))
+    analyzer = Analyzer.from_settings(Settings(trunk_model=str(ARTIFACTS / "trunk_distilled")))  # an older trunk
     (_, entities), = analyzer.analyze_texts([TWO_COMPANIES])
     assert entities and all(e.sentiment is None and "sentiment" not in e.as_dict() for e in entities)
 

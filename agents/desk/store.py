@@ -362,7 +362,6 @@ def conversation(engine: Engine, conversation_id: str, limit: int = 500) -> list
 
 
 # what a decision sets besides the status: who and when, the claim gone, the version moved
-_DECIDED = "decided_by = :by, decided_at = :at, claimed_by = null, claimed_at = null, version = version + 1"
 
 
 def _intent(value: str | None) -> str | None:
@@ -406,7 +405,8 @@ def approve(engine: Engine, message_id: str, user: User, text_: str | None = Non
             raise DecisionError(f"the reply is longer than {MAX_REPLY} characters", 422)
         edited = final != row.draft
         decided = now()
-        conn.execute(text(f"update reply_drafts set status = 'sent', {_DECIDED} where message_id = :id"),
+        conn.execute(text("update reply_drafts set status = 'sent', decided_by = :by, decided_at = :at, "
+                          "claimed_by = null, claimed_at = null, version = version + 1 where message_id = :id"),
                      {"id": message_id, "by": user.username, "at": decided})
         conn.execute(text(
             "insert into reply_reviews (message_id, action, final_text, reviewer, intent, corrected_intent, "
@@ -444,7 +444,8 @@ def reject(engine: Engine, message_id: str, user: User, reason: str, corrected_i
             raise DecisionError(f"the reply to message {message_id!r} was already sent", 409)
         _check_claim(row, user, version, claim_ttl)
         decided = now()
-        conn.execute(text(f"update reply_drafts set status = 'rejected', {_DECIDED} where message_id = :id"),
+        conn.execute(text("update reply_drafts set status = 'rejected', decided_by = :by, decided_at = :at, "
+                          "claimed_by = null, claimed_at = null, version = version + 1 where message_id = :id"),
                      {"id": message_id, "by": user.username, "at": decided})
         conn.execute(text(
             "insert into reply_reviews (message_id, action, reason, reviewer, intent, corrected_intent, reviewed_at) "
