@@ -173,8 +173,10 @@ def stories(engine: Engine, company_id: str, since: datetime, limit: int = MAX_S
     return out
 
 
+SELECT_ALERTS = f"select {lifecycle.COLUMNS} from alerts where key = :k order by opened_at desc limit :n"
+
+
 def alerts(engine: Engine, company_id: str, limit: int = MAX_ALERTS) -> list:
     """The company's alerts, newest first (rows as ``lifecycle.list_alerts`` gives them)."""
     with engine.connect() as conn:
-        return list(conn.execute(text(f"select {lifecycle.COLUMNS} from alerts where key = :k "
-                                      "order by opened_at desc limit :n"), {"k": company_key(company_id), "n": limit}))
+        return list(conn.execute(text(SELECT_ALERTS), {"k": company_key(company_id), "n": limit}))

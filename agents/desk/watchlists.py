@@ -91,11 +91,13 @@ def create(engine: Engine, user: User, name: str, shared: bool) -> int:
                                                    "by": user.username}).scalar_one()
 
 
+_LOCK_VISIBLE = f"select owner_id, created_by from watchlists w where w.id = :id and {_VISIBLE} for update"
+
+
 def _editable(conn, user: User, watchlist_id: int) -> None:
     """Lock the list for a change by ``user``: LookupError when they cannot see it, WatchlistError (403) when they
     may see but not edit it."""
-    row = conn.execute(text(f"select owner_id, created_by from watchlists w where w.id = :id and {_VISIBLE} "
-                            "for update"), {"id": watchlist_id, "user": user.id}).first()
+    row = conn.execute(text(_LOCK_VISIBLE), {"id": watchlist_id, "user": user.id}).first()
     if row is None:
         raise LookupError(f"no watchlist {watchlist_id}")
     if not may_edit(user, row.owner_id, row.created_by):
