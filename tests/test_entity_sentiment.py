@@ -336,3 +336,27 @@ def test_an_epoch_keeps_the_kept_rows_and_samples_the_rest():
     assert epoch_pool(100, 50, 200, random.Random(1)) == list(range(100))
     assert epoch_pool(1000, 50, 0, random.Random(1)) == list(range(1000))
     assert epoch_pool(1000, 300, 200, random.Random(1)) == list(range(300)), "never fewer than the kept rows"
+
+
+def test_semeval_headlines_a_model_trained_on_are_kept_apart(data_dir):
+    """FiQA-2018 shares headlines with SemEval-2017: the unseen part leaves them out, and the teacher's headline
+    training leaves every SemEval headline out."""
+    from models.training.train import headline_sentiment_sets, news_headline_sets
+
+    semeval = {datasets.headline_key(h.title) for h in datasets.semeval_headlines(data_dir)}
+    unseen = {datasets.headline_key(h.title) for h in datasets.unseen_semeval_headlines(data_dir)}
+    fiqa = {datasets.headline_key(h.title) for h in news_headline_sets(data_dir)["fiqa2018_task1 headlines"]}
+    assert semeval & fiqa, "the overlap this guards against is in the data"
+    assert unseen and unseen < semeval and not unseen & fiqa
+    teacher = {datasets.headline_key(h.title) for hs in headline_sentiment_sets(data_dir).values() for h in hs}
+    assert len(teacher) > 8000 and not teacher & semeval
+
+
+def test_the_sentiment_job_adds_the_headlines_only_when_asked(data_dir):
+    from models.training.train import headline_sentiment_sets, sentiment_job
+
+    plain = sentiment_job(data_dir, "", 64, twitter_fraction=0.0, fpb_repeat=1)
+    news = sentiment_job(data_dir, "", 64, twitter_fraction=0.0, fpb_repeat=1, headline_repeat=2)
+    agreeing = datasets.agreeing([h for hs in headline_sentiment_sets(data_dir).values() for h in hs])
+    assert len(news.train_features) == len(plain.train_features) + 2 * len(agreeing.texts)
+    assert any("news headlines" in s for s in news.sources) and not any("news headlines" in s for s in plain.sources)

@@ -98,7 +98,8 @@ def train(
                     "many times per epoch; 0 = no such head.")] = 0,
     headline_repeat: Annotated[int, typer.Option(
         min=0, help="trunk: news headlines (FiQA-2018's and the written training event headlines) join both "
-                    "sentiment heads, repeated this many times, every epoch; 0 = none.")] = 0,
+                    "sentiment heads, repeated this many times, every epoch; sentiment: those and SEntFiN's "
+                    "train part join the training texts; 0 = none.")] = 0,
     feedback: Annotated[bool, typer.Option(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
@@ -138,7 +139,7 @@ def train(
                             ("--entity-sentiment-repeat", entity_sentiment_repeat > 0),
                             ("--intent-repeat", intent_repeat != 2), ("--sample-rows", sample_rows > 0),
                             ("--headline-repeat", headline_repeat > 0)):
-        if changed and task is not TrainTask.trunk:
+        if changed and task is not TrainTask.trunk and not (option == "--headline-repeat" and task is TrainTask.sentiment):
             fail(f"{option} weighs one of the trunk's heads, not {task.value}", "pass it to `sentinel train trunk`")
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
@@ -164,7 +165,8 @@ def train(
             job, report = intent_job(folder, base, config.max_length, corrections)
             err.print(report.summary())
         elif task is TrainTask.sentiment:
-            job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat)
+            job = training.sentiment_job(folder, base, config.max_length, twitter_fraction, fpb_repeat,
+                                         headline_repeat)
         elif task is TrainTask.entities:
             job = training.entities_job(folder, base, config.max_length)
         elif task is TrainTask.customer_state:

@@ -219,6 +219,18 @@ def semeval_headlines(data: Path) -> list[EntityHeadline]:
     return _entity_headlines([(r["title"], r["company"], float(r["sentiment"])) for r in rows])
 
 
+def headline_key(title: str) -> str:
+    """A headline as compared across data sets: case-folded, white space collapsed."""
+    return " ".join(title.casefold().split())
+
+
+def unseen_semeval_headlines(data: Path) -> list[EntityHeadline]:
+    """SemEval-2017's headlines that are not also FiQA-2018 headlines (280 of FiQA's are): the part no model
+    that trained on FiQA's headlines has seen."""
+    fiqa = {headline_key(h.title) for h in fiqa_headlines(data)}
+    return [h for h in semeval_headlines(data) if headline_key(h.title) not in fiqa]
+
+
 def fiqa_headlines(data: Path) -> list[EntityHeadline]:
     """FiQA-2018 Task 1 headlines, the sentiment toward each located target."""
     rows = json.loads(_need(data / "fiqa2018_task1" / "task1_headline_ABSA_train.json").read_text(encoding="utf-8"))

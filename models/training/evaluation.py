@@ -55,9 +55,12 @@ def evaluate_sentiment(data: Path, settings: Settings, sentfin: bool = True) -> 
         # the part of it no trunk trains on (an entity-sentiment head trains on the rest)
         report["sentfin_single_entity_test"] = _classification("SEntFiN single-entity, test part", model,
                                                                datasets.sentfin_single_entity_test(data))
-    # real headlines no model trains or is selected on; then the written event headlines (the selection set)
+    # real headlines: all of SemEval-2017's, then the part that is not also in FiQA-2018 (which the served models
+    # train on: 280 of its headlines are SemEval's); then the written event headlines (the selection set)
     report["semeval2017_headlines"] = _classification(
         "SemEval-2017 headlines", model, datasets.agreeing(datasets.semeval_headlines(data)))
+    report["semeval2017_headlines_unseen"] = _classification(
+        "SemEval-2017 headlines not in FiQA", model, datasets.agreeing(datasets.unseen_semeval_headlines(data)))
     if EVENT_HEADLINES.is_file():
         report["event_headlines"] = _classification("event headlines", model, read_labelled_jsonl(EVENT_HEADLINES))
     return report
@@ -375,7 +378,8 @@ def evaluate_entity_sentiment(data: Path, settings: Settings,
               "entities_not_found_in_titles": splits["missing"],
               "sentfin_entity_test": {**part(every), "entities_per_second": per_second},
               "sentfin_entity_test_conflicting": part([k for k in every if test[k].conflicting])}
-    others = {"sentfin_entity_val": splits["val"], "semeval2017_headlines": datasets.semeval_headlines(data)}
+    others = {"sentfin_entity_val": splits["val"], "semeval2017_headlines": datasets.semeval_headlines(data),
+              "semeval2017_headlines_unseen": datasets.unseen_semeval_headlines(data)}
     if event_headlines is not None and event_headlines.is_file():
         others["event_headlines"] = datasets.written_event_headlines(event_headlines)
     for name, headlines in others.items():
@@ -410,6 +414,7 @@ def cascade_sets(data: Path, event_headlines: Path | None = EVENT_HEADLINES) -> 
             "twitter_valid": datasets.twitter_split(data, "valid"),
             "sentfin_single_entity_test": datasets.sentfin_single_entity_test(data)}
     sets["semeval2017_headlines"] = datasets.agreeing(datasets.semeval_headlines(data))
+    sets["semeval2017_headlines_unseen"] = datasets.agreeing(datasets.unseen_semeval_headlines(data))
     if event_headlines is not None and event_headlines.is_file():
         sets["event_headlines"] = read_labelled_jsonl(event_headlines)
     return sets

@@ -281,13 +281,22 @@ def _accuracy_validator(model_cls: type[BatchedModel], texts: list[str], gold: l
 
 
 def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fraction: float = 1.0,
-                  fpb_repeat: int = 1) -> TrainJob:
-    """FPB train (``fpb_repeat`` times) plus a fixed ``twitter_fraction`` of twitter-financial-news train."""
+                  fpb_repeat: int = 1, headline_repeat: int = 0) -> TrainJob:
+    """FPB train (``fpb_repeat`` times) plus a fixed ``twitter_fraction`` of twitter-financial-news train; with
+    ``headline_repeat``, also real and written news headlines (``headline_sentiment_sets``) that many times."""
     from models.sentiment import LABELS
 
     tokenizer = AutoTokenizer.from_pretrained(base_encoder_path(base_setting))
     fpb = datasets.fpb_splits(data)
     texts, labels = list(fpb["train"].texts) * fpb_repeat, list(fpb["train"].labels) * fpb_repeat
+    sources = _sentiment_sources(fpb_repeat, twitter_fraction)
+    if headline_repeat:
+        sets = headline_sentiment_sets(data)
+        news = datasets.agreeing([h for hs in sets.values() for h in hs])
+        texts += list(news.texts) * headline_repeat
+        labels += list(news.labels) * headline_repeat
+        sources.append(f"news headlines whose companies agree ({len(news.texts)}: "
+                       + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + f") x{headline_repeat}")
     if twitter_fraction > 0:
         tw = datasets.twitter_split(data, "train")
         keep = sorted(random.Random(datasets.SPLIT_SEED).sample(range(len(tw.texts)),
@@ -296,7 +305,7 @@ def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fracti
         labels += [tw.labels[i] for i in keep]
     return TrainJob("sentiment", LABELS, "sequence", False,
                     _sequence_features(tokenizer, texts, labels, LABELS, max_length),
-                    _sentiment_validator(fpb["val"]), "accuracy", _sentiment_sources(fpb_repeat, twitter_fraction))
+                    _sentiment_validator(fpb["val"]), "accuracy", sources)
 
 
 def _sentiment_sources(fpb_repeat: int, twitter_fraction: float) -> list[str]:
@@ -396,6 +405,16 @@ def news_headline_sets(data: Path) -> dict[str, list]:
     """The news headlines the sentiment heads may train on (``headline_repeat``), by source."""
     return {"fiqa2018_task1 headlines": datasets.fiqa_headlines(data),
             "written training event headlines": datasets.written_event_headlines(WRITTEN_EVENTS_TRAIN)}
+
+
+def headline_sentiment_sets(data: Path) -> dict[str, list]:
+    """The headlines a headline-level sentiment model (the teacher) trains on: ``news_headline_sets`` and
+    SEntFiN's entity-level train part (the trunk reads that part through its entity-sentiment head; its val and
+    test parts stay out). SemEval-2017's headlines stay out too: 280 of FiQA's are among them, and SemEval is
+    an evaluation set (``datasets.unseen_semeval_headlines``)."""
+    semeval = {datasets.headline_key(h.title) for h in datasets.semeval_headlines(data)}
+    sets = {**news_headline_sets(data), "sentfin_v1 train part": datasets.sentfin_entity_splits(data)["train"]}
+    return {name: [h for h in hs if datasets.headline_key(h.title) not in semeval] for name, hs in sets.items()}
 
 
 def epoch_pool(n: int, kept: int, sample_rows: int, rng: random.Random) -> list[int]:
