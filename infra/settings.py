@@ -225,7 +225,7 @@ class Settings(BaseSettings):
                                      "(with no conflict between their events: agents/alerts/story_events.py).",
     )
     story_cosine: float = Field(
-        0.86, gt=0, lt=1, description="Cosine of headline embeddings (the trunk's embedding head) that makes one story "
+        0.88, gt=0, lt=1, description="Cosine of headline embeddings (the trunk's embedding head) that makes one story "
                                      "(with no conflict between their events); chosen by `sentinel eval-stories`.",
     )
     alert_cooldown: float = Field(

@@ -95,7 +95,7 @@ def test_the_index_joins_paraphrases_by_cosine_and_keeps_opposite_events_apart()
                         T + timedelta(minutes=1), fake_unit(2, base, 0.9))
     assert para.story_id == first.story_id and abs(para.similarity - 0.9) < 1e-5
     # the same cosine below the threshold: a story of its own
-    far = index.assign("c", "Harrow Logistics chief executive quits amid accounting investigation probe",
+    far = index.assign("c", "Harrow Logistics shares slide as auditors flag gaps in its books",
                        T + timedelta(minutes=2), fake_unit(3, base, 0.5))
     assert far.story_id != first.story_id
     # an identical embedding and most words shared, but the opposite event: a story of its own
@@ -132,3 +132,37 @@ def test_checks_and_grouping_never_raise_and_a_headline_joins_its_own_reprint(a,
     if normalize(a):
         assert index.assign("b", a, T + timedelta(minutes=1), fake_unit(7)).story_id == first.story_id
         assert index.assign("c", f"UPDATE 1-{a}", T + timedelta(minutes=2), fake_unit(7)).story_id == first.story_id
+
+
+def test_words_that_say_the_same_thing_are_one_and_opposite_ones_are_not():
+    from agents.alerts.stories import normalize, shingles, jaccard
+    from agents.alerts.story_events import event_words
+
+    def words(h):
+        return event_words(normalize(h))
+
+    assert words("Boots to axe 4,000 jobs") == words("Boots to cut 4,000 jobs") == words("Boots trims 4,000 jobs")
+    assert words("U.S. deficit hits $864 bln") == words("US deficit hits $864 billion")
+    assert words("Eastfield Bank CEO steps down") == words("Eastfield Bank chief executive resigns")
+    assert words("Kestrel Paper to cut 300 jobs") != words("Kestrel Paper to add 300 jobs")
+    assert jaccard(shingles(normalize("Disney to shut Hong Kong Disneyland again")),
+                   shingles(normalize("Disney to close Hong Kong Disneyland again"))) == 1.0
+
+
+def test_the_first_move_on_an_axis_the_other_way_is_another_event():
+    # the same moves in another order: the multiset of moves cannot tell them apart
+    assert "direction" in conflicts("Dollar falls, euro hovers at four-month high",
+                                    "Dollar rises, euro slips from four-month high")
+    assert "direction" not in conflicts("Corvell Energy output up 4% in second quarter",
+                                        "Corvell Energy Q2 output rises 4 percent")
+
+
+def test_a_story_just_above_the_threshold_comes_back_from_the_index():
+    """MinHash only estimates Jaccard: the index is tuned below the threshold so the exact value decides."""
+    a, b = "Kestrel Paper wins contract from Brantwood Retail", "Kestrel Paper wins Brantwood Retail contract"
+    from agents.alerts.stories import normalize, shingles, jaccard
+
+    assert 0.6 <= jaccard(shingles(normalize(a)), shingles(normalize(b))) < 0.75
+    index = StoryIndex(threshold=0.6, horizon_s=48 * 3600)
+    first = index.assign("a", a, T)
+    assert index.assign("b", b, T + timedelta(minutes=1)).story_id == first.story_id

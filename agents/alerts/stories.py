@@ -8,7 +8,8 @@ Method:
   as `` - Reuters`` or `` | Bloomberg`` removed, exchange-ticker tags (``(NASDAQ: AAPL)``,
   ``$AAPL``) removed, case folded, punctuation turned into spaces.
 - Its shingles are the normalised words and word pairs (pairs keep the order, so "A beats B"
-  and "B beats A" differ); a headline in a script written without spaces (Chinese, Japanese,
+  and "B beats A" differ), words that say the same thing made one first (``story_events.event_words``:
+  "cuts", "trims" and "axes"; "bln" and "billion"); a headline in a script written without spaces (Chinese, Japanese,
   Thai ...) is one run of characters, so its shingles are its character pairs instead. A MinHash of the shingles (``datasketch``, 128 permutations, a
   fixed seed) goes into a MinHash LSH index tuned to ``story_threshold``.
 - The headline's embedding (the trunk's ``embedding`` head, unit length: from the pass that reads
@@ -49,11 +50,12 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 from sqlalchemy import Engine, text
 
-from agents.alerts.story_events import EventFacts, between, facts
+from agents.alerts.story_events import EventFacts, between, event_words, facts
 
 NUM_PERM = 128
 SEED = 16
 HEADLINE_CHARS = 300
+LSH_SLACK = 0.15
 
 _PREFIX = re.compile(
     r"^\s*(?:(?:corrected|refile|rpt|update(?:\s*\d+)?|brief|exclusive|wrapup(?:\s*\d+)?|factbox|analysis|"
@@ -120,6 +122,7 @@ def shingles(normalized: str) -> frozenset[str]:
     if unspaced(normalized):
         chars = "".join(words)
         return frozenset(chars[i:i + 2] for i in range(max(1, len(chars) - 1)))
+    words = event_words(normalized)
     return frozenset(words) | frozenset(f"{a} {b}" for a, b in zip(words, words[1:]))
 
 
@@ -208,11 +211,13 @@ def _listed(vector: np.ndarray | None) -> list[float] | None:
 class StoryIndex:
     """Story grouping, in memory and bounded; rebuilt from PostgreSQL after a restart."""
 
-    def __init__(self, threshold: float = 0.6, horizon_s: float = 48 * 3600.0, cosine: float = 0.86):
+    def __init__(self, threshold: float = 0.6, horizon_s: float = 48 * 3600.0, cosine: float = 0.88):
         self.threshold = threshold
         self.cosine = cosine
         self.horizon = timedelta(seconds=horizon_s)
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        # the index is tuned below the threshold: MinHash only estimates Jaccard, and a story just above the
+        # threshold must still come back as a candidate (the exact Jaccard decides)
+        self._lsh = MinHashLSH(threshold=max(0.05, threshold - LSH_SLACK), num_perm=NUM_PERM)
         self._matrix = EmbeddingMatrix()
         self._stories: dict[str, StoryEntry] = {}
         self._newest: datetime | None = None

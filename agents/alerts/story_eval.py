@@ -41,7 +41,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agents.alerts.stories import StoryIndex, jaccard, normalize, shingles
+from agents.alerts.stories import StoryIndex, jaccard, normalize
 from infra.settings import PROJECT_ROOT, Settings
 
 PAIRS = PROJECT_ROOT / "models" / "written" / "story_pairs.jsonl"
@@ -184,13 +184,19 @@ def _score_predicted(items: list[dict], predicted: dict) -> dict:
             "hard_negatives_merged": round(merged / len(negatives), 4) if negatives else 0.0}
 
 
+def plain_shingles(headline: str) -> frozenset[str]:
+    """The rule before's shingles: the normalised words as written and their pairs (no ``event_words``)."""
+    words = normalize(headline).split()
+    return frozenset(words) | frozenset(f"{a} {b}" for a, b in zip(words, words[1:]))
+
+
 def generated_before(items: list[dict], threshold: float) -> dict:
     """The rule before: the generated set grouped by exact Jaccard alone, in arrival order (the most similar
     earlier story at or above ``threshold``, else a story of its own)."""
     founders: list[tuple[str, frozenset]] = []
     predicted = {}
     for item in items:
-        sh = shingles(normalize(item["text"]))
+        sh = plain_shingles(item["text"])
         best = max(((jaccard(sh, f_sh), sid) for sid, f_sh in founders if sh and jaccard(sh, f_sh) >= threshold),
                    default=None)
         if best is None:
@@ -325,7 +331,7 @@ def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500,
               for name, part in parts.items()}
     jaccard_checks = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, {}))
                       for name, part in parts.items()}
-    before = {name: pair_scores(part, [jaccard(shingles(normalize(r["a"])), shingles(normalize(r["b"]))) >= 0.6
+    before = {name: pair_scores(part, [jaccard(plain_shingles(r["a"]), plain_shingles(r["b"])) >= 0.6
                                        for r in part]) for name, part in parts.items()}
     progress(f"the generated set ({len(items)} headlines) ...")
     kinds = Counter(i["kind"] for i in items)

@@ -7,7 +7,9 @@ that make the event, and names the ones in which two headlines disagree:
 - ``direction``: a word one headline has and the other lacks moves an axis (up/down, beat/miss,
   win/lose, approve/reject, buy/sell, open/close, profit/loss, appoint/resign, upgrade/downgrade)
   one way, and a word only the other has moves the same axis the other way. Words both share
-  cancel out, so "oil rises as OPEC cuts output" and "oil falls as OPEC cuts output" still differ.
+  cancel out, so "oil rises as OPEC cuts output" and "oil falls as OPEC cuts output" still differ; and
+  the first word that moves an axis moves it the other way in the other headline (the same moves in
+  another order: "dollar falls, euro hovers at high" and "dollar rises, euro slips from high").
 - ``negation``: one headline has a negation (not, no, fails to, denied, refuses ...) the other lacks.
 - ``number``: each holds a number the other does not (values compared after scale: "$1.1 billion",
   "1.1bn" and "$1,100 million" are one value). A number dropped by one copy is no conflict.
@@ -45,7 +47,8 @@ AXES: dict[str, tuple[str, str]] = {
         "outflows decline weaker pull pulls pulled"),
     "expectation": ("beat beats tops topped exceed exceeds exceeded surpass surpasses surpassed ahead",
                     "miss misses missed short trail trails lags"),
-    "contest": ("win wins won winning", "lose loses lost losing"),
+    "contest": ("win wins won winning awarded", "lose loses lost losing"),
+    "shares": ("buyback", "issue issues issued dilute dilutes diluted"),
     "approval": (
         "approve approves approved approval approvals clear clears cleared allow allows allowed permit permits "
         "permitted uphold upholds upheld unban unbans acquit acquits acquitted include includes included",
@@ -80,6 +83,7 @@ PHRASES = [
     (re.compile(r"\b(?:ahead of|above) (?:forecasts?|estimates?|expectations?)\b"), "beats forecasts"),
     (re.compile(r"\b(?:below|short of) (?:forecasts?|estimates?|expectations?)\b"), "misses forecasts"),
     (re.compile(r"\bbuy(?:s|ing)? back\b|\bbuybacks?\b"), "buyback"),
+    (re.compile(r"\bchief executive(?: officer)?\b"), "ceo"),
     (re.compile(r"\b(?:don|doesn|didn|isn|wasn|won|can|couldn|wouldn|aren|hasn|haven|hadn|shouldn) t\b"), "not"),
 ]
 NEGATIONS = frozenset("not no never without fail fails failed failing deny denies denied refuse refuses refused "
@@ -151,6 +155,7 @@ class EventFacts:
     name_order: tuple[str, ...]
     passive: bool
     roles: tuple[tuple[str, frozenset, frozenset], ...]  # (verb, words before it, words after it)
+    leads: tuple[tuple[str, int], ...] = ()  # per axis, the direction of the first word that moves it
 
 
 def _words(text: str) -> list[str]:
@@ -243,6 +248,37 @@ def _roles(words: list[str]) -> tuple[tuple[str, frozenset, frozenset], ...]:
     return tuple(out)
 
 
+_UNITS = {"bln": "billion", "bn": "billion", "mln": "million", "mn": "million", "pct": "percent"}
+_PAIRED = {("u", "s"): "us", ("u", "k"): "uk"}  # "U.S." and "U.K." once punctuation is gone
+_ADJECTIVES = {"british": "uk", "britain": "uk", "american": "us", "america": "us"}
+
+
+def event_words(normalized: str) -> list[str]:
+    """The words of a normalised headline with the words that say the same thing made one: a word that moves an
+    axis becomes the axis and its direction ("cuts", "trims" and "axes" are one word; so are "shuts" and
+    "closes"), phrases are rewritten first (``PHRASES``: "steps down" is "resigns"), and units, "U.S." and
+    country adjectives take one spelling; small words ("to", "of", "says") are left out. Stories compare these (``stories.shingles``): paraphrases share them,
+    and opposite verbs stay apart."""
+    words = _words(normalized)
+    out: list[str] = []
+    k = 0
+    while k < len(words):
+        w = words[k]
+        if (w, words[k + 1] if k + 1 < len(words) else "") in _PAIRED:
+            out.append(_PAIRED[(w, words[k + 1])])
+            k += 2
+            continue
+        axes = _WORD_AXES.get(w)
+        if w in _STOP and not axes:
+            pass
+        elif axes:
+            out.append("~" + "|".join(f"{axis}{sign:+d}" for axis, sign in sorted(axes)))
+        else:
+            out.append(_ADJECTIVES.get(w, _UNITS.get(w, w)))
+        k += 1
+    return out
+
+
 @lru_cache(maxsize=65536)
 def facts(headline: str) -> EventFacts:
     """The parts of ``headline`` that make its event: the headline as written (capitals and the punctuation of
@@ -250,6 +286,7 @@ def facts(headline: str) -> EventFacts:
     text = unicodedata.normalize("NFKC", headline or "")
     words = _words(text)
     moves: Counter = Counter()
+    leads: dict[str, int] = {}
     negations = 0
     for k, w in enumerate(words):
         negated = any(p in NEGATIONS for p in words[max(0, k - 2):k])
@@ -257,10 +294,11 @@ def facts(headline: str) -> EventFacts:
             negations += 1
         for axis, sign in _WORD_AXES.get(w, ()):
             moves[(axis, -sign if negated else sign)] += 1
+            leads.setdefault(axis, -sign if negated else sign)
     numbers, periods = _numbers_and_periods(text)
     names, order = _names(text)
     return EventFacts(tuple(words), moves, negations, numbers, periods, names, order,
-                      any(w in _PASSIVE for w in words), _roles(words))
+                      any(w in _PASSIVE for w in words), _roles(words), tuple(sorted(leads.items())))
 
 
 def _both_unmatched(a: frozenset, b: frozenset) -> bool:
@@ -282,7 +320,11 @@ def between(fa: EventFacts, fb: EventFacts) -> list[str]:
     """``conflicts`` of two headlines' facts."""
     found = []
     only_a, only_b = fa.moves - fb.moves, fb.moves - fa.moves
-    if any((axis, -sign) in only_b for axis, sign in only_a):
+    lead_b = dict(fb.leads)
+    # opposite moves that only one side has; or the first move on an axis the other way ("dollar falls, euro
+    # hovers at a high" and "dollar rises, euro slips from a high" have the same moves, in another order)
+    if any((axis, -sign) in only_b for axis, sign in only_a) or any(
+            lead_b.get(axis, sign) == -sign for axis, sign in fa.leads):
         found.append("direction")
     if (fa.negations > 0) != (fb.negations > 0):
         found.append("negation")
