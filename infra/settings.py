@@ -39,12 +39,12 @@ class Settings(BaseSettings):
                     "(the teacher's five parts are part of the install); off: the student alone.",
     )
     sentiment_cascade_margin: float = Field(
-        0.6, ge=0.0, le=1.0,
+        0.8, ge=0.0, le=1.0,
         description="The cascade's margin: a student reading with top minus second probability below it goes "
                     "to the teacher (docs/results/sentiment_cascade.json gives the curve).",
     )
     sentiment_cascade_model: str = Field(
-        str(ARTIFACTS / "sentiment_teacher"),
+        str(ARTIFACTS / "sentiment_teacher_news"),
         description="The cascade's teacher: a sentiment artefact folder (`sentinel train sentiment --teacher`).",
     )
     entity_model: str = Field(

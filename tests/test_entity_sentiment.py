@@ -200,9 +200,22 @@ def test_the_cascade_sends_exactly_the_texts_under_the_margin_to_the_teacher_in_
     assert teacher.asked == [["b", "c"]], "one batched call with the texts under the margin"
     assert [r.label for r in out] == ["negative", "positive", "positive", "positive", "positive"]
     assert [r.cascaded for r in out] == [False, True, True, False, False]
+    assert out[1].scores == {"negative": 0.2, "neutral": 0.175, "positive": 0.625}, "the mean of the two readings"
     assert out[0] is readings[0] and out[3] is readings[3]
     assert (cascade.seen, cascade.routed) == (5, 2)
     assert SentimentCascade(FakeTeacher(), 0.0).refine(texts, readings) == readings
+
+
+def test_a_teacher_less_sure_than_the_student_does_not_overturn_it():
+    class UnsureTeacher:
+        """FAKE teacher: leans positive, barely."""
+
+        def predict(self, texts):
+            return [_reading(0.45, 0.0, 0.55) for _ in texts]
+
+    student = _reading(0.62, 0.0, 0.38)  # margin 0.24: routed
+    (out,) = SentimentCascade(UnsureTeacher(), 0.3).refine(["a"], [student])
+    assert out.cascaded and out.label == "negative" and out.scores["negative"] == 0.535
 
 
 def test_the_cascade_runs_inside_the_students_own_call(monkeypatch):

@@ -466,7 +466,7 @@ def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = 
     teacher's readings and times are kept in CACHE_DIR/cascade_teacher_readings.json for the next student); at
     ``settings.sentiment_cascade_margin`` the cascade itself (``SentimentCascade``) is also run on FPB test,
     timed, and its labels checked against the computed ones."""
-    from models.sentiment import SentimentCascade, SentimentClassifier, margin
+    from models.sentiment import SentimentCascade, SentimentClassifier, combined, margin
 
     off = settings.model_copy(update={"sentiment_cascade": "off"})
     student = SentimentClassifier.from_settings(off)
@@ -482,7 +482,7 @@ def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = 
         rows = []
         for m in margins:
             routed = [x < m for x in margins_of]
-            labels = [t.label if r else s.label for s, t, r in zip(s_read, t_read, routed)]
+            labels = [combined(s, t).label if r else s.label for s, t, r in zip(s_read, t_read, routed)]
             share = sum(routed) / len(routed)
             rows.append({"margin": m, "routed": round(share, 4), **_scores(split.labels, labels),
                          "texts_per_second": round(len(labels) / (s_time + t_time * share), 1)})
