@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agents.alerts.stories import EmbeddingMatrix, StoryIndex, event_facts, normalize, strip_wire
@@ -166,3 +166,15 @@ def test_a_story_just_above_the_threshold_comes_back_from_the_index():
     index = StoryIndex(threshold=0.6, horizon_s=48 * 3600)
     first = index.assign("a", a, T)
     assert index.assign("b", b, T + timedelta(minutes=1)).story_id == first.story_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+@example("Kestrel Paper to cut 300 jobs, says the U.S. unit of its parent")
+def test_event_words_of_any_text_are_words_and_leave_small_words_out(text):
+    from agents.alerts.story_events import _STOP, event_words
+
+    words = event_words(normalize(text))
+    assert all(w and " " not in w for w in words)
+    assert not [w for w in words if w in _STOP]
+    assert event_words(normalize(text)) == words
