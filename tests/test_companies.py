@@ -248,3 +248,21 @@ def test_added_names_are_the_texts_own_words_and_never_overlap(text):
     assert all(text[e.start:e.end] == e.text and e.label == "ORG" for e in added)
     spans = sorted((e.start, e.end) for e in entities)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_a_shortened_name_replaces_the_part_the_entity_model_read():
+    from models.companies.linking import add_known_companies, attach_links, surface_names
+
+    u = universe()
+    thermo = next(c for c in u.companies.values() if c.name.startswith("Thermo Fisher"))
+    assert "Thermo Fisher" in surface_names(thermo), "a three-word name gives its first two"
+    text = "Thermo Fisher to buy Qiagen in $11.5 billion deal"
+    entities = _entities(text, ("Thermo", "ORG"))
+    added = add_known_companies(entities, text, u)
+    assert [(e.text, e.label) for e in entities][0] == ("Thermo Fisher", "ORG") and added
+    assert "Thermo" not in [e.text for e in entities], "the part the model read is replaced"
+    attach_links(entities, text, u)
+    assert entities[0].company["id"] == thermo.id
+    whole = _entities(text, ("Thermo Fisher", "ORG"))
+    assert [e.text for e in add_known_companies(whole, text, u)] == ["Qiagen"], \
+        "an entity that covers the name whole stays as it is"

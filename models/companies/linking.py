@@ -306,7 +306,10 @@ class Universe:
 
 def surface_names(company: Company) -> set[str]:
     """How a headline writes the company, case kept: its name without a leading "The" and trailing legal forms
-    ("The Walt Disney Company" -> "Walt Disney"), and its aliases; three characters or more."""
+    ("The Walt Disney Company" -> "Walt Disney"), and its aliases; three characters or more. A name of three or
+    more words also gives its first two when both are capitalised ("Thermo Fisher Scientific" -> "Thermo
+    Fisher"): headlines shorten names, and ``Universe.link`` links such a beginning only when it begins one
+    company's name alone (rule 4)."""
     out = set()
     for form in (company.name, *company.aliases):
         words = _PAREN.sub(" ", form).split()
@@ -317,15 +320,17 @@ def surface_names(company: Company) -> set[str]:
         name = " ".join(words).strip(" ,")
         if len(name) >= 3 and (name[0].isupper() or name[0].isdigit()):
             out.add(name)
+        if len(words) >= 3 and all(w[:1].isupper() for w in words[:2]):
+            out.add(" ".join(words[:2]).strip(" ,"))
     return out
 
 
 def add_known_companies(entities: list, text: str, universe: Universe) -> list:
     """The entity model's misses of the companies the universe knows ("Wirecard", "Disney" read as nothing or
-    as MISC): every place the text writes a company's name or alias, case-sensitively and as whole words, that
-    no ORG or TICKER entity covers and that links (``Universe.link``: namesakes and everyday words still need
-    their evidence) is added to ``entities`` as an ORG entity, in place, replacing the entities it overlaps;
-    returns the added ones."""
+    as MISC, "Thermo Fisher" read as ORG "Thermo"): every place the text writes a company's name or alias,
+    case-sensitively and as whole words, that no ORG or TICKER entity covers whole and that links
+    (``Universe.link``: namesakes and everyday words still need their evidence) is added to ``entities`` as an
+    ORG entity, in place, replacing the entities it overlaps; returns the added ones."""
     from models.entities import Entity
 
     if not len(universe) or not text:
@@ -333,8 +338,8 @@ def add_known_companies(entities: list, text: str, universe: Universe) -> list:
     added = []
     for m in universe.name_pattern().finditer(text):
         start, end = m.span()
-        if any(_field(e, "label") in ("ORG", "TICKER") and _field(e, "start") < end and start < _field(e, "end")
-               for e in entities + added):
+        if any(_field(e, "label") in ("ORG", "TICKER") and _field(e, "start") <= start and end <= _field(e, "end")
+               for e in entities) or any(a.start < end and start < a.end for a in added):
             continue
         link = universe.link(m.group(), "ORG", text, start)
         if link is not None:
