@@ -269,11 +269,9 @@ def event_words(normalized: str) -> list[str]:
             k += 2
             continue
         axes = _WORD_AXES.get(w)
-        if w in _STOP and not axes:
-            pass
-        elif axes:
+        if axes:
             out.append("~" + "|".join(f"{axis}{sign:+d}" for axis, sign in sorted(axes)))
-        else:
+        elif w not in _STOP:
             out.append(_ADJECTIVES.get(w, _UNITS.get(w, w)))
         k += 1
     return out

@@ -291,12 +291,10 @@ def sentiment_job(data: Path, base_setting: str, max_length: int, twitter_fracti
     texts, labels = list(fpb["train"].texts) * fpb_repeat, list(fpb["train"].labels) * fpb_repeat
     sources = _sentiment_sources(fpb_repeat, twitter_fraction)
     if headline_repeat:
-        sets = headline_sentiment_sets(data)
-        news = datasets.agreeing([h for hs in sets.values() for h in hs])
-        texts += list(news.texts) * headline_repeat
-        labels += list(news.labels) * headline_repeat
-        sources.append(f"news headlines whose companies agree ({len(news.texts)}: "
-                       + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + f") x{headline_repeat}")
+        news_texts, news_labels, source = headline_rows(headline_sentiment_sets(data), headline_repeat)
+        texts += news_texts
+        labels += news_labels
+        sources.append(source)
     if twitter_fraction > 0:
         tw = datasets.twitter_split(data, "train")
         keep = sorted(random.Random(datasets.SPLIT_SEED).sample(range(len(tw.texts)),
@@ -417,6 +415,15 @@ def headline_sentiment_sets(data: Path) -> dict[str, list]:
     return {name: [h for h in hs if datasets.headline_key(h.title) not in semeval] for name, hs in sets.items()}
 
 
+def headline_rows(sets: dict[str, list], repeat: int) -> tuple[list[str], list[str], str]:
+    """The headline-level rows of ``sets`` (the headlines whose companies agree, with that label), ``repeat``
+    times, and the line that names them among a model's training sources."""
+    split = datasets.agreeing([h for hs in sets.values() for h in hs])
+    source = (f"news headlines whose companies agree ({len(split.texts)}: "
+              + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + f") x{repeat}")
+    return list(split.texts) * repeat, list(split.labels) * repeat, source
+
+
 def epoch_pool(n: int, kept: int, sample_rows: int, rng: random.Random) -> list[int]:
     """The rows of a task one epoch trains on: all ``n`` without ``sample_rows``; else the first ``kept`` rows
     and a seeded sample of the rest, ``sample_rows`` in all (never fewer than ``kept``)."""
@@ -531,16 +538,13 @@ def trunk_tasks(data: Path, base_setting: str, intent_repeat: int = 2, limit: in
 
     fpb_repeat = 2  # as the separate sentiment model is trained (`sentinel train sentiment`): FPB twice, all of twitter
     news = news_headline_sets(data) if headline_repeat else {}
-    news_split = datasets.agreeing([h for hs in news.values() for h in hs])
-    news_texts, news_labels = list(news_split.texts) * headline_repeat, list(news_split.labels) * headline_repeat
+    news_texts, news_labels, news_source = headline_rows(news, headline_repeat)
     sentiment_texts = news_texts + list(fpb["train"].texts) * fpb_repeat + list(tw.texts)
     sentiment_rows = features(sentiment_texts, news_labels + list(fpb["train"].labels) * fpb_repeat + list(tw.labels),
                               SENTIMENT_LABELS)
     sentiment_sources = _sentiment_sources(fpb_repeat, 1.0)
     if news:
-        sentiment_sources.insert(0, f"news headlines whose companies agree ({len(news_split.texts)}: "
-                                    + ", ".join(f"{k} {len(v)}" for k, v in news.items())
-                                    + f") x{headline_repeat}, every epoch")
+        sentiment_sources.insert(0, f"{news_source}, every epoch")
     if soft_labels is not None:
         from models.training.distillation import read_teacher_labels
 
