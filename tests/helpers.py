@@ -1,8 +1,10 @@
-"""Test-only data: valid and hostile messages."""
+"""Test-only data (valid and hostile messages) and the helpers several test modules share."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from contextlib import contextmanager
 
 from infra.harness import (  # noqa: F401
     Services,
@@ -12,6 +14,8 @@ from infra.harness import (  # noqa: F401
     start_services,
     wait_until,
 )
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def news_values(events: list[dict]) -> list[bytes]:
@@ -142,3 +146,32 @@ def sweep_outbox(engine, bootstrap: str) -> int:
         producer.close(timeout=5)
     sweep.done(due)
     return len(due)
+
+
+def require_chromium() -> None:
+    """Skip the browser tests where Debian's headless Chromium and its chromedriver are not installed."""
+    import pytest
+
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
+
+
+@contextmanager
+def browser_desk_services(tmp_path_factory, name: str):
+    """What a browser test's desk runs on (skipped without Chromium): a fresh folder, the embedded PostgreSQL
+    and broker, an engine and the reviewer ``ann`` (password ``ann-password-1``); yields
+    ``(folder, services, engine, ann)`` and stops them all afterwards."""
+    from agents.desk import store
+    from infra.db import make_engine
+
+    require_chromium()
+    folder = tmp_path_factory.mktemp(name)
+    services = start_services(folder)
+    engine = make_engine(services.database_url)
+    try:
+        ann = store.User(store.add_user(engine, "ann", "ann-password-1", "agent"), "ann", "agent")
+        yield folder, services, engine, ann
+    finally:
+        engine.dispose()
+        services.broker.stop()
+        services.postgres.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -19,16 +18,20 @@ import pytest
 from sqlalchemy import text
 
 from agents.desk import store
-from infra.db import make_engine
 from infra.embedded import free_port
-from infra.harness import read_topic, start_services, wait_until
-from tests.helpers import sweep_outbox
+from infra.harness import read_topic, wait_until
 from infra.settings import PROJECT_ROOT
+from tests.helpers import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    browser_desk_services,
+    require_chromium,
+    sweep_outbox,
+)
 from tests.test_desk_api import HOSTILE, add_draft, add_spike_alert
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 AXE_JS = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 BOB = store.User(0, "bob", "agent")  # another reviewer, acting through the store as his desk would
 
@@ -63,8 +66,7 @@ def desk_server(services, folder):
 @contextmanager
 def chromium():
     """Debian's headless Chromium through its chromedriver (skips where they are not installed)."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
+    require_chromium()
     os.environ.setdefault("SE_AVOID_STATS", "true")  # Selenium Manager must not reach for the internet
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -85,34 +87,24 @@ def chromium():
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
     """Services, a user, three drafts and the desk in its own process; yields (url, services, engine)."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
-    folder = tmp_path_factory.mktemp("desk-browser")
-    services = start_services(folder)
-    engine = make_engine(services.database_url)
-    store.add_user(engine, "ann", "ann-password-1", "agent")
-    add_draft(engine, "web-1", "conv-web", text_="My new card has not arrived yet.")
-    add_draft(engine, "web-xss", "conv-xss", text_=f"Hello {HOSTILE}", draft=f"Dear customer {HOSTILE}")
-    add_draft(engine, "web-3", "conv-3", text_="How do I top up by bank transfer?")
-    # the queue's later tests: an escalated draft that waited less than the others, one on another channel
-    # that someone else is editing, and a spike alert with its stories
-    add_draft(engine, "web-esc", "conv-esc", text_="Someone took my card!", escalate=True,
-              intent="lost_or_stolen_card", score=0.99)
-    add_draft(engine, "web-app", "conv-app", text_="Is there a fee for top ups?", intent="top_up_fee")
-    with engine.begin() as conn:
-        conn.execute(text("update reply_drafts set created_at = now() - interval '40 minutes' "
-                          "where message_id <> 'web-esc'"))
-        conn.execute(text("update chat_messages set channel = 'app', customer_id = 'cust-42' where id = 'web-app'"))
-        conn.execute(text("update chat_messages set channel = 'web' where id <> 'web-app'"))
-    store.claim(engine, "web-app", BOB)
-    add_spike_alert(engine, "spike:web", "acme")
-    try:
+    with browser_desk_services(tmp_path_factory, "desk-browser") as (folder, services, engine, _):
+        add_draft(engine, "web-1", "conv-web", text_="My new card has not arrived yet.")
+        add_draft(engine, "web-xss", "conv-xss", text_=f"Hello {HOSTILE}", draft=f"Dear customer {HOSTILE}")
+        add_draft(engine, "web-3", "conv-3", text_="How do I top up by bank transfer?")
+        # the queue's later tests: an escalated draft that waited less than the others, one on another channel
+        # that someone else is editing, and a spike alert with its stories
+        add_draft(engine, "web-esc", "conv-esc", text_="Someone took my card!", escalate=True,
+                  intent="lost_or_stolen_card", score=0.99)
+        add_draft(engine, "web-app", "conv-app", text_="Is there a fee for top ups?", intent="top_up_fee")
+        with engine.begin() as conn:
+            conn.execute(text("update reply_drafts set created_at = now() - interval '40 minutes' "
+                              "where message_id <> 'web-esc'"))
+            conn.execute(text("update chat_messages set channel = 'app', customer_id = 'cust-42' where id = 'web-app'"))
+            conn.execute(text("update chat_messages set channel = 'web' where id <> 'web-app'"))
+        store.claim(engine, "web-app", BOB)
+        add_spike_alert(engine, "spike:web", "acme")
         with desk_server(services, folder) as url:
             yield url, services, engine
-    finally:
-        engine.dispose()
-        services.broker.stop()
-        services.postgres.stop()
 
 
 @pytest.fixture(scope="module")

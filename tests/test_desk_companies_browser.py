@@ -6,17 +6,12 @@ With SENTINEL_DESK_SCREENSHOTS=docs/screenshots set, the test saves the README's
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from agents.desk import store, watchlists
-from infra.db import make_engine
-from infra.harness import start_services
+from agents.desk import watchlists
+from tests.helpers import browser_desk_services
 from tests.test_desk_api import HOSTILE
 from tests.test_desk_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     chromium,
     desk_server,
     screenshot,
@@ -32,34 +27,24 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory):
     """Services, a user, two companies with a day of news, an alert and a watchlist; the desk in its own process."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
-    folder = tmp_path_factory.mktemp("desk-companies")
-    services = start_services(folder)
-    engine = make_engine(services.database_url)
-    ann = store.User(store.add_user(engine, "ann", "ann-password-1", "agent"), "ann", "agent")
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "insert into companies (id, name, tickers, source) values "
-            "('ACME', 'Acme Corp', '[{\"symbol\": \"ACME\", \"exchange\": \"NYSE\"}]', 'user'), "
-            "('BETA', 'Beta Bank', '[]', 'user')")
-    for i in range(12):  # a day of Acme news turning negative, a calm Beta
-        add_article(engine, f"acme-{i}", "ACME", 23 - 2 * i, i >= 8, title=f"Acme update {i}",
-                    url=f"https://news.example/acme/{i}", source=("Wire", "Daily", "Ledger")[i % 3])
-        add_article(engine, f"beta-{i}", "BETA", 22 - 2 * i, False, title=f"Beta notes {i}")  # the latest news
-    for i in range(6):  # the week before: mostly calm
-        add_article(engine, f"acme-old-{i}", "ACME", 30 + 24 * i, i == 0, title=f"Acme earlier {i}")
-    add_article(engine, "acme-hostile", "ACME", 0.1, True, title=HOSTILE, url="javascript:window.__pwned=3")
-    add_alert(engine, "spike:acme-web", "company:ACME")
-    watched = watchlists.create(engine, ann, "My companies", shared=False)
-    watchlists.add_company(engine, ann, watched, "ACME")
-    try:
+    with browser_desk_services(tmp_path_factory, "desk-companies") as (folder, services, engine, ann):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "insert into companies (id, name, tickers, source) values "
+                "('ACME', 'Acme Corp', '[{\"symbol\": \"ACME\", \"exchange\": \"NYSE\"}]', 'user'), "
+                "('BETA', 'Beta Bank', '[]', 'user')")
+        for i in range(12):  # a day of Acme news turning negative, a calm Beta
+            add_article(engine, f"acme-{i}", "ACME", 23 - 2 * i, i >= 8, title=f"Acme update {i}",
+                        url=f"https://news.example/acme/{i}", source=("Wire", "Daily", "Ledger")[i % 3])
+            add_article(engine, f"beta-{i}", "BETA", 22 - 2 * i, False, title=f"Beta notes {i}")  # the latest news
+        for i in range(6):  # the week before: mostly calm
+            add_article(engine, f"acme-old-{i}", "ACME", 30 + 24 * i, i == 0, title=f"Acme earlier {i}")
+        add_article(engine, "acme-hostile", "ACME", 0.1, True, title=HOSTILE, url="javascript:window.__pwned=3")
+        add_alert(engine, "spike:acme-web", "company:ACME")
+        watched = watchlists.create(engine, ann, "My companies", shared=False)
+        watchlists.add_company(engine, ann, watched, "ACME")
         with desk_server(services, folder) as url:
             yield url, engine
-    finally:
-        engine.dispose()
-        services.broker.stop()
-        services.postgres.stop()
 
 
 def test_companies_and_a_company_page_read_well_and_pass_axe(desk):
