@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 import time
+import unicodedata
+from datetime import UTC, datetime
 
 import pytest
 
@@ -144,9 +150,53 @@ def test_a_time_tag_carries_iso_and_a_readable_utc_fallback():
     assert "04:32 UTC" in str(time_tag("2026-12-07T05:32:00+01:00"))  # shown in UTC on the server
 
 
-@given(st.text(max_size=100))
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                    timezones=st.timezones(), allow_imaginary=False))
+def test_a_time_tag_holds_any_stored_moment_as_its_utc_iso_and_reads_it_in_utc(moment):
+    """The database hands the pages datetimes (not strings), in whatever zone the session has."""
+    tag = re.fullmatch(r'<time class="when" datetime="([^"]+)" title="\1">([^<]+)</time>', str(time_tag(moment)))
+    assert tag is not None, str(time_tag(moment))
+    iso, shown = tag.groups()
+    utc = moment.astimezone(UTC)  # compared in UTC: an ambiguous local time never equals another zone's (PEP 495)
+    assert datetime.fromisoformat(iso) == utc and iso.endswith("+00:00")  # the same instant, in UTC
+    assert datetime.strptime(shown, "%d %b %Y %H:%M UTC") == utc.replace(second=0, microsecond=0, tzinfo=None)
+
+
+# An HTML id that is also a CSS identifier as it stands: templates target it as hx-target="#claim-<id>".
+ID_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+# any code point, with lone surrogates (what JSON's "\ud800" decodes to) often rather than by rare chance
+# (a list joined: st.text would merge the two alphabets into one and draw surrogates as rarely as before)
+ANY_TEXT = st.lists(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=100).map("".join)
+
+
+@given(ANY_TEXT)
 def test_dom_ids_are_fixed_form_whatever_the_message_id(value):
-    assert dom_id(value).isalnum() and len(dom_id(value)) == 17
+    assert ID_TOKEN.fullmatch(dom_id(value)) and len(dom_id(value)) == 17
+    assert dom_id(value) == dom_id(value)
+
+
+# another message id close to one: ids are exact strings, so case, spaces and Unicode normal form tell them apart
+NEAR = [str.lower, str.upper, str.strip, lambda v: f"{v} ", lambda v: unicodedata.normalize("NFD", v),
+        lambda v: unicodedata.normalize("NFKC", v)]
+
+
+@given(st.text(max_size=100), st.text(max_size=100), st.sampled_from(NEAR))
+def test_distinct_message_ids_get_distinct_dom_ids(a, other, near):
+    for b in (other, near(a)):
+        if b != a:
+            assert dom_id(a) != dom_id(b), (a, b)
+
+
+def test_a_dom_id_is_the_same_in_every_process():
+    """A page and the fragments that later replace its parts (a claim, a decision) can come from different desk
+    processes, and tests find the ids in pages: the id must not depend on the process (as Python's hash() does)."""
+    ids = ["web-1", "conv 7/msg <8>", "Zoë's café"]
+    script = "import sys; from agents.desk.present import dom_id; print(*(dom_id(v) for v in sys.argv[1:]))"
+    runs = [subprocess.run([sys.executable, "-c", script, *ids], env={**os.environ, "PYTHONHASHSEED": seed},
+                           capture_output=True, text=True, check=True).stdout.split() for seed in ("1", "2")]
+    assert runs[0] == runs[1] == [dom_id(v) for v in ids]
 
 
 def test_the_statistics_read_as_one_sentence():
