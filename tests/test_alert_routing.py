@@ -1,22 +1,30 @@
 """Watchlists' webhooks on a real (embedded) PostgreSQL and a local HTTP endpoint: an alert's outbox rows are
 written with it, one per watchlist with a webhook that holds its company, in Slack- or Teams-compatible JSON with
 hostile text escaped; they are POSTed by their own sweep (never by the Kafka one), marked sent on a 2xx, and a
-failed POST is tried again once its lease ends (at least once)."""
+failed POST is tried again once its lease ends (at least once). The spike detector routes the alerts it opens, and
+the worker's timer sends the due rows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from sqlalchemy import text
 
+from agents import companies, worker
 from agents.alerts import records, routing
 from agents.alerts.records import AlertRecord
+from agents.backtest import DAY
 from agents.outbox import OutboxSweep
+from infra.settings import Settings
+from models.companies import Company, Ticker
+from tests.test_spikes_replay import Replay, burst, calm_day, clear
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +139,73 @@ def test_alerts_of_no_linked_company_or_a_removed_webhook_go_nowhere(db, endpoin
         conn.execute(text("update watchlists set webhook_url = null where id = :id"), {"id": wid})
     assert routing.send_due(db, OutboxSweep(db, 30, webhooks=True), routing.Posters().post) == (1, 0)
     assert endpoint.bodies == [] and webhook_rows(db)[0].produced_at is not None  # done, nobody told
+
+
+def test_an_alert_the_spike_detector_opens_for_a_watched_company_is_written_for_its_webhook(db, endpoint):
+    """``SpikeDetector`` opens the burst's alert and routes it in the same transaction: a watchlist holding the
+    company gets its outbox row (the news and detector are the spike replay's, with its fake analyzer)."""
+    clear(db)
+    companies.import_companies(db, [Company("HRWL", "Harwell Logistics", (Ticker("HRWL", "NYSE"),), source="user")])
+    watched = watchlist(db, "Logistics", ["HRWL"], f"http://127.0.0.1:{endpoint.server_port}/hook", "slack")
+    watchlist(db, "Elsewhere", ["ACME"], f"http://127.0.0.1:{endpoint.server_port}/other", "slack")
+    replay = Replay(db)
+    replay.pipeline.refresh_universe()  # the burst's $HRWL tags now link to the company: company:HRWL keys
+    replay.detector.companies = lambda: replay.pipeline.universe.companies  # as the worker wires it
+    events = calm_day(random.Random(16)) + burst(DAY + timedelta(hours=9))
+    replay.feed(sorted(events, key=lambda e: (e["published_at"], e["id"])), 64)
+    with db.connect() as conn:
+        opened = conn.execute(text("select id from alerts where key = 'company:HRWL'")).scalars().all()
+    assert len(opened) == 1 and [a.id for a in replay.alerts] == opened
+    assert [int(r.key) for r in webhook_rows(db)] == [watched]
+    assert routing.send_due(db, OutboxSweep(db, 30, webhooks=True), routing.Posters().post) == (1, 0)
+    ((path, sent),) = endpoint.bodies
+    assert path == "/hook" and sent["alert_id"] == opened[0] and "Harwell Logistics" in sent["text"]
+
+
+class FakeChatModelProcess:
+    """Stands in for the chat models' child process: the worker's wiring is under test, not its models."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def start(self) -> dict:
+        return {"models": [], "generator": "fake-generator"}
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_workers_timer_posts_the_due_webhook_rows(db, endpoint, monkeypatch):
+    """``build_app`` (the worker's wiring, chat agent only, its models faked and no broker asked for its cluster
+    id) registers a timer at the outbox sweep's interval; one run of it POSTs the due row and marks it sent."""
+    timers = {}
+    create_app = worker.create_app
+
+    def recording_create_app(settings):
+        app = create_app(settings)
+        register = app.timer
+
+        def timer(interval, **options):
+            def add(fun):
+                timers[fun.__name__] = (interval, fun)
+                return register(interval, **options)(fun)
+            return add
+
+        app.timer = timer
+        return app
+
+    monkeypatch.setattr(worker, "create_app", recording_create_app)
+    monkeypatch.setattr(worker, "ModelProcess", FakeChatModelProcess)
+    monkeypatch.setattr(worker, "cluster_id", lambda bootstrap: "fake-cluster")
+    settings = Settings(agents="chat", database_url=db.url.render_as_string(hide_password=False),
+                        kafka_bootstrap="127.0.0.1:9", auto_reply_min_score=0.9, outbox_sweep_interval=0.7)
+    app = worker.build_app(settings)
+    interval, send_watchlist_webhooks = timers["send_watchlist_webhooks"]
+    assert interval == settings.outbox_sweep_interval
+    watchlist(db, "Desk", ["ACME"], f"http://127.0.0.1:{endpoint.server_port}/hook", "teams")
+    open_alert(db, alert())
+    asyncio.run(send_watchlist_webhooks(app))
+    assert [(path, sent["@type"]) for path, sent in endpoint.bodies] == [("/hook", "MessageCard")]
+    assert webhook_rows(db)[0].produced_at is not None
+    asyncio.run(send_watchlist_webhooks(app))
+    assert len(endpoint.bodies) == 1  # sent once
