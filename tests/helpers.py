@@ -6,6 +6,8 @@ import json
 import shutil
 from contextlib import contextmanager
 
+import pytest
+
 from infra.harness import (  # noqa: F401
     Services,
     Worker,
@@ -150,8 +152,6 @@ def sweep_outbox(engine, bootstrap: str) -> int:
 
 def require_chromium() -> None:
     """Skip the browser tests where Debian's headless Chromium and its chromedriver are not installed."""
-    import pytest
-
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.skip("Debian's chromium and chromium-driver are not installed (make system-deps installs them)")
 
