@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     intent_model: str = Field(
         "", description="Chat intent model of its own (artefact folder, HF id or folder); empty = the trunk's head.",
     )
+    intent_teacher_model: str = Field(
+        str(ARTIFACTS / "intent_teacher"),
+        description="A second intent model read beside the served one on every chat message (an artefact folder: "
+                    "`sentinel train intent --teacher`); the intent is read from the mean of the two models' logits "
+                    "(docs/MODELS.md, auto-reply). Empty = the served intent model alone.",
+    )
     customer_state_model: str = Field(
         str(ARTIFACTS / "customer_state"),
         description="Chat customer-state model of its own (calm/frustrated/angry/leaving); empty = the trunk's head "

@@ -116,7 +116,7 @@ def model_digest(source: str | Path) -> str:
 @dataclass(frozen=True)
 class IntentCalibration:
     model: str  # the intent model as shown in reports
-    model_sha256: str  # ``model_digest`` of the folder the intent head comes from
+    model_sha256: str  # ``intent_model_digest``: the weights the intent scores come from
     temperature: float
     threshold: float | None  # on the calibrated score; None: no threshold met the target (never send)
     risk_target: float
@@ -149,6 +149,15 @@ def intent_model_source(settings) -> str:
     return settings.intent_model or settings.trunk_model
 
 
+def intent_model_digest(settings) -> str:
+    """What a calibration is tied to: ``model_digest`` of the served intent model, and with an intent teacher
+    (``SENTINEL_INTENT_TEACHER_MODEL``) of both, since the scores then come from the pair."""
+    digest = model_digest(intent_model_source(settings))
+    if not settings.intent_teacher_model:
+        return digest
+    return hashlib.sha256(f"{digest}+{model_digest(settings.intent_teacher_model)}".encode()).hexdigest()
+
+
 def calibration_for(settings) -> IntentCalibration | None:
     """The calibration ``SENTINEL_AUTO_REPLY_CALIBRATION`` names when it was fitted on the intent model these
     settings serve; None (logged) when there is none or it belongs to another model."""
@@ -156,8 +165,8 @@ def calibration_for(settings) -> IntentCalibration | None:
     if path is None or not Path(path).exists():
         return None
     calibration = IntentCalibration.read(path)
-    source = intent_model_source(settings)
-    if calibration.model_sha256 != model_digest(source):
+    if calibration.model_sha256 != intent_model_digest(settings):
+        source = " + ".join(filter(None, (intent_model_source(settings), settings.intent_teacher_model)))
         log.warning("the intent calibration %s was fitted on another model than %s: intent scores stay "
                     "uncalibrated; refit it with `sentinel eval-auto-reply --calibrate`", path, source)
         return None

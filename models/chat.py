@@ -108,7 +108,7 @@ class ChatModels:
         tasks = [self.trunk, *(m for name, m in (("sentiment", getattr(self.analyzer, "sentiment", None)),
                                                  ("entities", getattr(self.analyzer, "entities", None)),
                                                  ("customer_state", self.states)) if name not in read_by_trunk),
-                 self.intents]
+                 self.intents, getattr(self.intents, "teacher", None)]
         return [m for m in (*tasks, generator) if m is not None and hasattr(m, "timings")]
 
     def describe(self) -> dict:

@@ -149,7 +149,7 @@ def model_folder(tmp_path):
 
 def test_the_policy_sends_on_the_calibrated_score(tmp_path, model_folder):
     calibration_file(tmp_path, model_folder, temperature=0.5, threshold=0.97)
-    s = Settings(trunk_model=str(model_folder), intent_model="", auto_reply_calibration=tmp_path / "intent.json")
+    s = Settings(trunk_model=str(model_folder), intent_model="", intent_teacher_model="", auto_reply_calibration=tmp_path / "intent.json")
     policy = AutoReplyPolicy.from_settings(s)
     assert policy.min_score == 0.97
     classifier = IntentClassifier(FakeLoadedIntentModel())
@@ -166,10 +166,10 @@ def test_a_calibration_applies_only_to_its_own_model(tmp_path, model_folder):
     calibration_file(tmp_path, model_folder, threshold=0.97)
     path = tmp_path / "intent.json"
     (model_folder / "adapter_model.safetensors").write_bytes(b"retrained weights")  # another model now
-    s = Settings(trunk_model=str(model_folder), intent_model="", auto_reply_calibration=path)
+    s = Settings(trunk_model=str(model_folder), intent_model="", intent_teacher_model="", auto_reply_calibration=path)
     assert calibration_for(s) is None and default_threshold(s) == UNCALIBRATED
     calibration_file(tmp_path, model_folder, threshold=0.97)
-    s = Settings(trunk_model=str(model_folder), intent_model="", auto_reply_calibration=path)
+    s = Settings(trunk_model=str(model_folder), intent_model="", intent_teacher_model="", auto_reply_calibration=path)
     assert default_threshold(s) == 0.97
     assert default_threshold(s.model_copy(update={"auto_reply_min_score": 0.8})) == 0.8  # the setting wins
     calibration_file(tmp_path, model_folder, threshold=None)  # no threshold met the target: never
@@ -177,10 +177,59 @@ def test_a_calibration_applies_only_to_its_own_model(tmp_path, model_folder):
     assert default_threshold(s.model_copy(update={"auto_reply_calibration": tmp_path / "none.json"})) == UNCALIBRATED
 
 
-def test_the_committed_calibration_is_readable():
+class FakeIntentTeacher:
+    """Stands in for a second intent model: fixed logits for every text, the same labels."""
+
+    labels = FakeLoadedIntentModel.labels
+
+    def __init__(self, logits: list[float]):
+        self.logits = torch.tensor(logits)
+        self.read_texts: list[str] = []
+
+    def encode(self, texts):
+        self.read_texts += list(texts)
+        return list(texts)
+
+    def run(self, encoded):
+        return [self.logits for _ in encoded]
+
+
+def test_with_a_teacher_the_intent_is_read_from_the_mean_of_both_logits():
+    classifier = IntentClassifier(FakeLoadedIntentModel())
+    student = [torch.tensor([5.0, 1.0, -4.0])]  # sure of card_arrival
+    alone = classifier.decode(["where is my card"], [], student)[0]
+    classifier.teacher = FakeIntentTeacher([-1.0, 4.0, 0.0])  # sure of exchange_rate
+    paired = classifier.decode(["where is my card"], [], student)[0]
+    assert classifier.teacher.read_texts == ["where is my card"]  # the teacher read the same text
+    assert alone.label == "card_arrival" and paired.label == "exchange_rate"
+    expected = torch.softmax(torch.tensor([2.0, 2.5, -2.0]), dim=-1)
+    assert paired.score == pytest.approx(float(expected.max()), abs=1e-6)
+    assert paired.score < alone.score  # disagreement lowers the confidence auto-reply reads
+
+
+def test_a_calibration_for_the_student_alone_is_not_used_with_a_teacher(tmp_path, model_folder):
+    from models.calibration import intent_model_digest
+
+    teacher = tmp_path / "intent_teacher"
+    teacher.mkdir()
+    (teacher / "adapter_model.safetensors").write_bytes(b"fake teacher weights")
+    path = tmp_path / "intent.json"
+    calibration_file(tmp_path, model_folder, threshold=0.97)  # fitted on the student alone
+    alone = Settings(trunk_model=str(model_folder), intent_model="", intent_teacher_model="", auto_reply_calibration=path)
+    paired = alone.model_copy(update={"intent_teacher_model": str(teacher)})
+    assert calibration_for(alone) is not None and calibration_for(paired) is None
+    IntentCalibration(model="fake pair", model_sha256=intent_model_digest(paired), temperature=1.0, threshold=0.95,
+                      risk_target=0.005, delta=0.1, split="fake", n=1, command="none").write(path)
+    assert calibration_for(paired).threshold == 0.95 and calibration_for(alone) is None
+    (teacher / "adapter_model.safetensors").write_bytes(b"retrained teacher")  # the pair changed
+    assert calibration_for(paired) is None
+
+
+def test_the_committed_calibration_is_readable_and_fitted_on_the_served_intent_models():
     calibration = IntentCalibration.read(Settings().auto_reply_calibration)
     assert calibration.temperature > 0 and calibration.n > 0 and calibration.risk_target == 0.005
     assert "--calibrate" in calibration.command
+    assert calibration_for(Settings()) == calibration  # the default models' digest: refit after retraining either
 
 
 # -- per-intent thresholds from the desk's decisions ------------------------------------------------------

@@ -112,6 +112,18 @@ def test_curve_counts_sent_and_wrong():
     assert (at[0.5]["auto_sent"], at[0.99]["auto_sent"]) == (3, 0)
 
 
+def test_the_report_lists_the_wrong_intents_a_threshold_sends():
+    from agents.desk.evaluate_auto_reply import wrong_sent
+
+    rows = [{"text": "t1", "gold": "a", "intent": "b", "score": 0.93, "escalate": False},
+            {"text": "t2", "gold": "a", "intent": "c", "score": 0.97, "escalate": False},
+            {"text": "t3", "gold": "a", "intent": "b", "score": 0.99, "escalate": True},  # escalated: not sent
+            {"text": "t4", "gold": "a", "intent": "a", "score": 0.99, "escalate": False},  # right
+            {"text": "t5", "gold": "a", "intent": "b", "score": 0.80, "escalate": False}]  # under the threshold
+    assert [m["text"] for m in wrong_sent(rows, 0.9)] == ["t2", "t1"]
+    assert wrong_sent(rows, 0.9)[0] == {"text": "t2", "intent": "c", "gold": "a", "score": 0.97}
+
+
 # -- what the pages show: links, times, evidence ------------------------------------------------------------
 from hypothesis import given, strategies as st  # noqa: E402
 

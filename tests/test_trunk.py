@@ -72,7 +72,9 @@ def test_chat_reads_the_trunks_heads_in_one_pass_and_its_own_models_beside(heads
     models = ChatModels(Analyzer(heads["sentiment"], heads["entities"]), heads["intent"],
                         ReplyComposer(retriever, None), states)
     assert set(models.trunk.tasks) == {"sentiment", "entities", "intent"} and EMBEDDING in models.trunk.heads
-    assert models.timed() == [models.trunk, states, heads["intent"]]
+    teacher = heads["intent"].teacher  # the intent teacher reads beside the trunk, its timings apart
+    assert teacher is not None and teacher.task == "intent_teacher" and teacher.loaded.head is None
+    assert models.timed() == [models.trunk, states, heads["intent"], teacher]
     embedded = []
     monkeypatch.setattr(retriever, "embed", lambda texts: embedded.append(texts) or Retriever.embed(retriever, texts))
     seen, hook = _counting(models.trunk)

@@ -22,8 +22,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from agents.desk.auto_reply import AutoReplyPolicy, default_threshold
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
@@ -33,6 +31,7 @@ DELTA = 0.1  # the chance that the chosen threshold's true wrong share exceeds i
 CALIBRATION_SPLIT = "val"
 COMMAND = "sentinel eval-auto-reply --data ../shared/data --out docs/results/auto_reply.json --calibrate"
 BATCH = 256
+SHOWN_AT = 0.99  # the report lists the test messages this threshold sends with the wrong intent
 
 
 def curve(rows: list[dict], thresholds=THRESHOLDS, overrides: dict | None = None) -> list[dict]:
@@ -62,6 +61,14 @@ def choose_threshold(rows: list[dict], target: float, delta: float = DELTA) -> f
                                      target, delta, sendable=[not r["escalate"] for r in rows])
 
 
+def wrong_sent(rows: list[dict], threshold: float) -> list[dict]:
+    """The messages a threshold would send with the wrong intent, most confident first: what a reader checks
+    against the gold label."""
+    policy = AutoReplyPolicy(True, threshold, {})
+    wrong = [r for r in rows if policy.allows(r["intent"], r["score"], r["escalate"]) and r["intent"] != r["gold"]]
+    return [{k: r[k] for k in ("text", "intent", "gold", "score")} for r in sorted(wrong, key=lambda r: -r["score"])]
+
+
 def risk_curve(calibration_rows: list[dict], test_rows: list[dict], targets=RISK_TARGETS) -> list[dict]:
     """Per risk target: the threshold chosen on the calibration rows, and what it sends on both."""
     out = []
@@ -78,7 +85,7 @@ def shown_model(model: str) -> str:
     from infra.settings import PROJECT_ROOT
 
     root = str(PROJECT_ROOT) + "/"
-    return model[len(root):] if model.startswith(root) else model
+    return model.removeprefix(root)
 
 
 def progress(what: str, done: int, total: int) -> None:
@@ -86,30 +93,40 @@ def progress(what: str, done: int, total: int) -> None:
 
 
 def read_split(name: str, split, intents, sentiment, states, retriever) -> dict:
-    """What composing needs, once per text: raw intent logits, sentiment, customer state, retrieval embedding."""
+    """What composing needs, once per text: raw intent logits (and the intent teacher's, if served), sentiment,
+    customer state, retrieval embedding."""
     import torch
 
-    logits, sentiments, customer, queries = [], [], [], []
+    logits, teacher, sentiments, customer, queries = [], [], [], [], []
     for start in range(0, len(split.texts), BATCH):
         texts = split.texts[start:start + BATCH]
         logits += intents.run(intents.encode(texts))
+        if intents.teacher is not None:
+            teacher.append(intents.teacher_logits(texts))
         sentiments += sentiment.predict(texts)
         customer += states.predict(texts)
         queries.append(retriever.embed(texts))
         progress(f"banking77 {name}", start + len(texts), len(split.texts))
-    return {"texts": split.texts, "labels": split.labels, "logits": logits, "sentiments": sentiments,
+    return {"texts": split.texts, "labels": split.labels, "logits": torch.stack(logits).float(),
+            "teacher_logits": torch.cat(teacher) if teacher else None, "sentiments": sentiments,
             "states": customer, "queries": torch.cat(queries)}
+
+
+def served_logits(read: dict):
+    """The logits the served scores are a softmax of (at the temperature): the pair's mean with a teacher."""
+    teacher = read["teacher_logits"]
+    return read["logits"] if teacher is None else (read["logits"] + teacher) / 2
 
 
 def draft_rows(read: dict, intents, composer, temperature: float) -> list[dict]:
     """Drafts composed from intents decoded at ``temperature``: gold, intent, score, escalate per message."""
     intents.temperature = temperature
     texts = read["texts"]
-    decoded = intents.decode(texts, [], read["logits"])
+    decoded = intents.read(read["logits"], read["teacher_logits"])
     drafts = composer.compose(texts, decoded, read["sentiments"], [[] for _ in texts], states=read["states"],
                               queries=read["queries"])
-    return [{"gold": g, "intent": d.intent, "score": d.intent_score, "escalate": d.escalate}
-            for g, d in zip(read["labels"], drafts)]
+    return [{"text": t, "gold": g, "intent": d.intent, "score": d.intent_score, "escalate": d.escalate}
+            for t, g, d in zip(texts, read["labels"], drafts)]
 
 
 def fit(read: dict, labels: list[str], rows_at, settings, shown: str):
@@ -117,16 +134,15 @@ def fit(read: dict, labels: list[str], rows_at, settings, shown: str):
     from models.calibration import (
         IntentCalibration,
         fit_temperature,
-        intent_model_source,
-        model_digest,
+        intent_model_digest,
     )
 
     index = {label: i for i, label in enumerate(labels)}
-    logits = np.stack([row.numpy() for row in read["logits"]])
+    logits = served_logits(read).numpy()
     temperature = round(fit_temperature(logits, [index[g] for g in read["labels"]]), 4)
     threshold = choose_threshold(rows_at(temperature), RISK_TARGET)
     return IntentCalibration(
-        model=shown, model_sha256=model_digest(intent_model_source(settings)), temperature=temperature,
+        model=shown, model_sha256=intent_model_digest(settings), temperature=temperature,
         threshold=None if threshold is None else round(threshold, 6), risk_target=RISK_TARGET, delta=DELTA,
         split=f"banking77 {CALIBRATION_SPLIT} part (10% of train.csv, stratified, SPLIT_SEED)",
         n=len(read["labels"]), command=COMMAND)
@@ -151,6 +167,8 @@ def measure(data: Path, calibrate: bool = False) -> dict:
     retriever = Retriever.from_settings(settings)
     composer = ReplyComposer(retriever, None, EscalationPolicy.from_settings(settings))
     shown = shown_model(settings.intent_model or f"{settings.trunk_model} (head intent)")
+    if settings.intent_teacher_model:
+        shown += f" + {shown_model(settings.intent_teacher_model)} (mean logits)"
     started = time.perf_counter()
     read = {name: read_split(name, splits[name], intents, sentiment, states, retriever)
             for name in (CALIBRATION_SPLIT, "test")}
@@ -183,5 +201,6 @@ def measure(data: Path, calibrate: bool = False) -> dict:
         },
         "risk_targets": risk_curve(calibrated[CALIBRATION_SPLIT], calibrated["test"]),
         "risk_targets_uncalibrated": risk_curve(raw[CALIBRATION_SPLIT], raw["test"]),
+        "wrong_sent_at": {"threshold": SHOWN_AT, "messages": wrong_sent(test, SHOWN_AT)},
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -94,7 +94,10 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
     from models.intent import IntentClassifier
 
     model = IntentClassifier.from_settings(settings)
-    return {"task": "intent", "model": _task_model(settings, "intent_model", "intent"),
+    shown = _task_model(settings, "intent_model", "intent")
+    if settings.intent_teacher_model:
+        shown += f" + {_shown_path(settings.intent_teacher_model)} (mean logits)"
+    return {"task": "intent", "model": shown,
             "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"],
                                              sentiment=False)}
 

@@ -1,0 +1,62 @@
+"""Chat's speed with the intent teacher (``SENTINEL_INTENT_TEACHER_MODEL``: a second intent model reads every
+message) against the served trunk alone: ``ChatModels.infer`` (sentiment, entities, intent, customer state,
+the draft from templates), one batch of ``n`` banking77 test messages, fp32, in alternating rounds (median), so
+the ratio is measured in one run.
+
+Run: ``python -m bench.chat_intent [--rounds 7] [--n 32]``; writes docs/bench/chat_intent.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+from bench.common import print_table, save
+from infra.progress import progress
+from infra.settings import get_settings
+
+
+def main(rounds: int = 7, n: int = 32) -> dict:
+    from models.chat import load_models
+    from models.training.datasets import SPLIT_SEED, banking77_splits
+
+    settings = get_settings().model_copy(update={"dtype": "float32", "chat_opening": "template"})
+    if not settings.intent_teacher_model:
+        raise SystemExit("SENTINEL_INTENT_TEACHER_MODEL is empty: set it to the intent teacher's folder to compare")
+    test = banking77_splits(settings.data_dir)["test"]
+    texts = [test.texts[i] for i in random.Random(SPLIT_SEED + 1).sample(range(len(test.texts)), n)]
+    configs = {"trunk alone": load_models(settings.model_copy(update={"intent_teacher_model": ""})),
+               "with the intent teacher": load_models(settings)}
+    tokenizer = configs["trunk alone"].intents.loaded.tokenizer
+    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    result = {"inputs": n, "batch_size": n, "rounds": rounds, "dtype": "float32",
+              "mean_tokens": round(sum(lengths) / n, 1), "max_tokens": max(lengths),
+              "intent_teacher": settings.intent_teacher_model.rsplit("/", 1)[-1]}
+    for models in configs.values():
+        models.infer(texts)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    with progress() as bar:
+        task = bar.add_task("rounds", total=rounds, info="")
+        for _ in range(rounds):
+            for name, models in configs.items():
+                start = time.perf_counter()
+                models.infer(texts)
+                times[name].append(time.perf_counter() - start)
+            bar.update(task, advance=1)
+    rates = {name: n / statistics.median(t) for name, t in times.items()}
+    result |= {"trunk_alone_per_s": round(rates["trunk alone"], 1),
+               "with_teacher_per_s": round(rates["with the intent teacher"], 1),
+               "ratio_with_teacher_to_alone": round(rates["with the intent teacher"] / rates["trunk alone"], 3)}
+    print_table("chat messages/s, with the intent teacher against the trunk alone", result)
+    save("chat_intent", result)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=32)
+    args = parser.parse_args()
+    main(args.rounds, args.n)
