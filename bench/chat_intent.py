@@ -1,7 +1,8 @@
-"""Chat's speed with the intent teacher (``SENTINEL_INTENT_TEACHER_MODEL``: a second intent model reads every
-message) against the served trunk alone: ``ChatModels.infer`` (sentiment, entities, intent, customer state,
-the draft from templates), one batch of ``n`` banking77 test messages, fp32, in alternating rounds (median), so
-the ratio is measured in one run.
+"""Chat's speed as served (the intent teacher, ``SENTINEL_INTENT_TEACHER_MODEL``, reads every message; sentiment
+without the news cascade) against the trunk alone and against chat as served before (no intent teacher, the
+sentiment cascade on): ``ChatModels.infer`` (sentiment, entities, intent, customer state, the draft from
+templates), one batch of ``n`` banking77 test messages, fp32, in alternating rounds (median), so the ratios are
+measured in one run.
 
 Run: ``python -m bench.chat_intent [--rounds 7] [--n 32]``; writes docs/bench/chat_intent.json.
 """
@@ -27,8 +28,13 @@ def main(rounds: int = 7, n: int = 32) -> dict:
         raise SystemExit("SENTINEL_INTENT_TEACHER_MODEL is empty: set it to the intent teacher's folder to compare")
     test = banking77_splits(settings.data_dir)["test"]
     texts = [test.texts[i] for i in random.Random(SPLIT_SEED + 1).sample(range(len(test.texts)), n)]
-    configs = {"trunk alone": load_models(settings.model_copy(update={"intent_teacher_model": ""})),
-               "with the intent teacher": load_models(settings)}
+    from models.sentiment import SentimentCascade
+
+    alone = settings.model_copy(update={"intent_teacher_model": ""})
+    before = load_models(alone)
+    before.analyzer.sentiment.cascade = SentimentCascade.from_settings(settings)  # what chat read with before
+    configs = {"trunk alone": load_models(alone), "with the intent teacher": load_models(settings),
+               "before: the sentiment cascade": before}
     tokenizer = configs["trunk alone"].intents.loaded.tokenizer
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     result = {"inputs": n, "batch_size": n, "rounds": rounds, "dtype": "float32",
@@ -48,8 +54,11 @@ def main(rounds: int = 7, n: int = 32) -> dict:
     rates = {name: n / statistics.median(t) for name, t in times.items()}
     result |= {"trunk_alone_per_s": round(rates["trunk alone"], 1),
                "with_teacher_per_s": round(rates["with the intent teacher"], 1),
-               "ratio_with_teacher_to_alone": round(rates["with the intent teacher"] / rates["trunk alone"], 3)}
-    print_table("chat messages/s, with the intent teacher against the trunk alone", result)
+               "before_per_s": round(rates["before: the sentiment cascade"], 1),
+               "ratio_with_teacher_to_alone": round(rates["with the intent teacher"] / rates["trunk alone"], 3),
+               "ratio_with_teacher_to_before": round(rates["with the intent teacher"]
+                                                     / rates["before: the sentiment cascade"], 3)}
+    print_table("chat messages/s: as served (the intent teacher) against the trunk alone and chat before", result)
     save("chat_intent", result)
     return result
 

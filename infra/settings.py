@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     )
     sentiment_cascade: str = Field(
         "on", pattern="^(on|off)$",
-        description="on: texts whose sentiment margin (top minus second probability) is under "
-                    "SENTINEL_SENTIMENT_CASCADE_MARGIN are read again by the teacher, in the same call "
+        description="on: news texts whose sentiment margin (top minus second probability) is under "
+                    "SENTINEL_SENTIMENT_CASCADE_MARGIN are read again by the teacher, in the same call; chat's "
+                    "sentiment is the trunk's head alone "
                     "(the teacher's five parts are part of the install); off: the student alone.",
     )
     sentiment_cascade_margin: float = Field(

@@ -117,12 +117,19 @@ class ChatModels:
                 "models": [m.describe() for m in self.timed()]}
 
 
+def chat_analyzer(settings) -> Analyzer:
+    """Sentiment and entities of customer messages: the trunk's heads without the sentiment cascade. Its teacher was
+    chosen on news headlines (docs/MODELS.md) and decides nothing in chat (escalation reads the customer's state), so
+    chat's one teacher is the intent teacher, which is measured there."""
+    return Analyzer.from_settings(settings.model_copy(update={"sentiment_cascade": "off"}))
+
+
 def load_models(settings) -> ChatModels:
     """Chat's models from the settings, warmed up (the model process's factory)."""
     from models.generator import ReplyGenerator
     from models.knowledge import Retriever
 
-    analyzer = Analyzer.from_settings(settings)
+    analyzer = chat_analyzer(settings)
     analyzer.warm_up()
     intents = IntentClassifier.from_settings(settings)
     intents.warm_up()

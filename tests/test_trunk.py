@@ -203,3 +203,14 @@ def test_the_trunk_in_bfloat16_reads_what_it_reads_in_float32(heads):
             assert [r.label for r in a[name]] == [r.label for r in b[name]], name
     assert b[EMBEDDING].dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(a[EMBEDDING], b[EMBEDDING]).min() > 0.99
+
+
+def test_chat_reads_sentiment_without_the_news_cascade():
+    """The sentiment cascade's teacher was chosen on news headlines: chat's customer messages are read by the
+    trunk's head alone, and chat's one teacher is the intent teacher."""
+    from models.chat import chat_analyzer
+
+    s = get_settings()
+    assert s.sentiment_cascade == "on"  # news keeps it
+    analyzer = chat_analyzer(s)
+    assert analyzer.sentiment.cascade is None and analyzer.sentiment.loaded.head == "sentiment"

@@ -142,8 +142,7 @@ def load_escalation_set(path: Path = ESCALATION_SET) -> list[dict]:
 def evaluate_escalation(data: Path, settings: Settings) -> dict:
     """Escalation precision and recall on the fixed escalation set, with the chat models as the worker runs
     them (intent with context, customer state, repeated contact), the generator left out (it decides nothing)."""
-    from models.chat import ChatInput, ChatModels
-    from models.analysis import Analyzer
+    from models.chat import ChatInput, ChatModels, chat_analyzer
     from models.customer_state import CustomerStateClassifier
     from models.escalation import EscalationPolicy
     from models.intent import IntentClassifier
@@ -151,7 +150,7 @@ def evaluate_escalation(data: Path, settings: Settings) -> dict:
     from models.replies import ReplyComposer
 
     rows = load_escalation_set()
-    models = ChatModels(Analyzer.from_settings(settings), IntentClassifier.from_settings(settings),
+    models = ChatModels(chat_analyzer(settings), IntentClassifier.from_settings(settings),
                         ReplyComposer(Retriever.from_settings(settings), None, EscalationPolicy.from_settings(settings)),
                         CustomerStateClassifier.from_settings(settings))
     inputs = [ChatInput(r["text"], tuple(r["context"])) for r in rows]
@@ -240,7 +239,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     """Drafts for a fixed sample of banking77 test messages: intent, grounding, safety, length."""
     import random
 
-    from models.analysis import Analyzer
+    from models.chat import chat_analyzer
     from models.generator import ReplyGenerator
     from models.intent import IntentClassifier
     from models.knowledge import Retriever
@@ -255,7 +254,7 @@ def evaluate_replies(data: Path, settings: Settings, n: int = 100) -> dict:
     retriever = Retriever.from_settings(settings)
     composer = ReplyComposer(retriever, ReplyGenerator.from_settings(settings), EscalationPolicy.from_settings(settings),
                              settings.chat_opening)
-    analyzer = Analyzer.from_settings(settings)
+    analyzer = chat_analyzer(settings)
     intents = IntentClassifier.from_settings(settings)
 
     def draft_chunk(chunk: list[str]) -> list:
