@@ -21,6 +21,7 @@ from infra.settings import get_settings
 
 def main(rounds: int = 7, n: int = 32) -> dict:
     from models.chat import load_models
+    from models.sentiment import SentimentCascade
     from models.training.datasets import SPLIT_SEED, banking77_splits
 
     settings = get_settings().model_copy(update={"dtype": "float32", "chat_opening": "template"})
@@ -28,8 +29,6 @@ def main(rounds: int = 7, n: int = 32) -> dict:
         raise SystemExit("SENTINEL_INTENT_TEACHER_MODEL is empty: set it to the intent teacher's folder to compare")
     test = banking77_splits(settings.data_dir)["test"]
     texts = [test.texts[i] for i in random.Random(SPLIT_SEED + 1).sample(range(len(test.texts)), n)]
-    from models.sentiment import SentimentCascade
-
     alone = settings.model_copy(update={"intent_teacher_model": ""})
     before = load_models(alone)
     before.analyzer.sentiment.cascade = SentimentCascade.from_settings(settings)  # what chat read with before
