@@ -81,3 +81,22 @@ def test_headlines_in_unspaced_scripts_group_by_character_pairs():
     assert index.assign("zh-2", zh + "（路透社）", T + timedelta(minutes=5)).story_id == first_zh
     # another event about the same company stays apart
     assert index.assign("ja-3", "トヨタ、米国工場で大規模リコール 10万台対象", T).story_id not in (first_ja, first_zh)
+
+
+def test_the_labelled_pair_set_keeps_its_split_rule_and_its_batches_score_apart():
+    """The held-out part of ``story_pairs.jsonl`` stays held out: a pair's part follows its base headline's
+    SHA-256, and the test part's later batch is scored on its own (models/written/README.md)."""
+    import hashlib
+    from collections import Counter
+
+    from agents.alerts.story_eval import PAIRS, pair_scores, read_pairs
+
+    rows = read_pairs(PAIRS)
+    for r in rows:
+        even = int(hashlib.sha256(r["a"].encode()).hexdigest(), 16) % 2 == 0
+        assert (r["part"] == "tune") == even, r["id"]
+    groups = Counter((r["group"], r["label"]) for r in rows)
+    assert all(n == 1 for n in groups.values())  # one same and one other-event headline per base
+    assert {r.get("batch", 1) for r in rows if r["part"] == "test"} == {1, 2}
+    scored = pair_scores(rows[:2], [True, True])
+    assert (scored["precision"], scored["recall"], scored["hard_negatives_merged"]) == (0.5, 1.0, 1.0)

@@ -149,6 +149,33 @@ def test_words_that_say_the_same_thing_are_one_and_opposite_ones_are_not():
                    shingles(normalize("Disney to close Hong Kong Disneyland again"))) == 1.0
 
 
+def test_verbs_that_create_delay_accept_withdraw_or_stay_move_their_axis():
+    for a, b in [
+        ("Tamsin Foods to cut 800 roles", "Tamsin Foods to create 800 roles"),
+        ("Westmere Airlines delays Lisbon flights", "Westmere Airlines resumes Lisbon flights"),
+        ("Harrow Logistics to reject state loan", "Harrow Logistics to accept state loan"),
+        ("Watchdog files complaint against Orbis Capital", "Watchdog withdraws complaint against Orbis Capital"),
+        ("Index adds Quarry Tech", "Index removes Quarry Tech"),
+        ("Ashby Motors extends plant shutdown", "Ashby Motors ends plant shutdown"),
+        ("Gorse Mining CEO quits after audit", "Gorse Mining CEO stays after audit"),
+        ("Ministry eases export curbs", "Ministry tightens export curbs"),
+    ]:
+        assert "direction" in told_apart(a, b), (a, b)
+        assert "direction" in told_apart(b, a), (b, a)
+
+
+def test_wire_synonyms_and_falling_short_read_as_one_word():
+    from agents.alerts.story_events import event_words
+
+    def words(h):
+        return event_words(normalize(h))
+
+    assert words("UK watchdog opens probe into Orbis") == words("UK regulator opens investigation into Orbis")
+    assert words("Ashby Motors profit falls short of estimates") == words("Ashby Motors profit misses estimates")
+    assert words("Norvale Pharma turns down offer") == words("Norvale Pharma rejects offer")
+    assert words("Corvell Energy profit tops estimates") == words("Corvell Energy profit beats estimates")
+
+
 def test_the_first_move_on_an_axis_the_other_way_is_another_event():
     # the same moves in another order: the multiset of moves cannot tell them apart
     assert "direction" in conflicts("Dollar falls, euro hovers at four-month high",

@@ -286,6 +286,8 @@ def markdown(report: dict) -> str:
              "| method, part | pairwise precision | pairwise recall | hard negatives merged | same / different pairs |",
              "|---|---|---|---|---|",
              _row(f"embedding + checks (cosine {p['cosine']}), **test**", p["test"]),
+             *(_row(f"embedding + checks (cosine {p['cosine']}), test, batch {b}", s)
+               for b, s in p.get("test_by_batch", {}).items()),
              _row(f"embedding + checks (cosine {p['cosine']}), tuning", p["tune"]),
              _row("Jaccard + checks (no embedding), test", p["jaccard_checks"]["test"]),
              _row("before: exact Jaccard >= 0.6, no checks, test", p["before"]["test"]), "",
@@ -329,6 +331,12 @@ def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500,
     cosine = choose_cosine(sweep, before_generated["precision"])
     scored = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, embeddings))
               for name, part in parts.items()}
+    # the test part by batch: a later batch was written after the word lists it measures (models/written/README.md)
+    by_batch: dict[str, list[dict]] = defaultdict(list)
+    for r in parts["test"]:
+        by_batch[str(r.get("batch", 1))].append(r)
+    scored["test_by_batch"] = {b: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, embeddings))
+                               for b, part in sorted(by_batch.items())} if len(by_batch) > 1 else {}
     jaccard_checks = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, {}))
                       for name, part in parts.items()}
     before = {name: pair_scores(part, [jaccard(plain_shingles(r["a"]), plain_shingles(r["b"])) >= 0.6

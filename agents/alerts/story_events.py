@@ -38,20 +38,23 @@ AXES: dict[str, tuple[str, str]] = {
         "soar soars soared rally rallies rallied rebound rebounds rebounded higher high increase increases increased "
         "increasing increase boost boosts boosted lift lifts lifted raise raises raised raising hike hikes hiked grow "
         "grows grew growth expand expands expanded expansion widen widens widened wider double doubles doubled add "
-        "adds added adding hire hires hired hiring inflow inflows extend extends extended",
+        "adds added adding hire hires hired hiring inflow inflows extend extends extended create creates created creating faster accelerate "
+        "accelerates accelerated tighten tightens tightened",
         "fall falls fell fallen falling down drop drops dropped decline declines declined slump slumps slumped "
         "plunge plunges plunged tumble tumbles tumbled sink sinks sank slide slides slid slip slips slipped lower "
         "lowers lowered low decrease decreases decreased cut cuts cutting reduce reduces reduced reduction trim trims "
         "trimmed slash slashes slashed shrink shrinks shrank narrow narrows narrowed narrower halve halves halved "
         "half ease eases eased fire fires fired firing layoff layoffs laid lay shed sheds axe axes axed outflow "
-        "outflows decline weaker pull pulls pulled"),
-    "expectation": ("beat beats tops topped exceed exceeds exceeded surpass surpasses surpassed ahead",
+        "outflows decline weaker pull pulls pulled remove removes removed purge purges purged eliminate "
+        "eliminates eliminated relax relaxes relaxed loosen loosens loosened slow slows slowed slowing slower"),
+    "expectation": ("beat beats top tops topped exceed exceeds exceeded surpass surpasses surpassed ahead",
                     "miss misses missed short trail trails lags"),
     "contest": ("win wins won winning awarded", "lose loses lost losing"),
     "shares": ("buyback", "issue issues issued dilute dilutes diluted"),
     "approval": (
         "approve approves approved approval approvals clear clears cleared allow allows allowed permit permits "
-        "permitted uphold upholds upheld unban unbans acquit acquits acquitted include includes included",
+        "permitted uphold upholds upheld unban unbans acquit acquits acquitted include includes included accept accepts "
+        "accepted",
         "reject rejects rejected deny denies denied block blocks blocked ban bans banned bar bars barred veto "
         "vetoes vetoed overturn overturns overturned blame blames blamed accuse accuses accused prohibit prohibits "
         "exclude excludes excluded"),
@@ -60,12 +63,13 @@ AXES: dict[str, tuple[str, str]] = {
     "operation": (
         "open opens opened opening reopen reopens reopened launch launches launched start starts started resume "
         "resumes resumed restart restarts restarted restore restores restored enter enters entered expand expands "
-        "expanded",
+        "expanded extend extends extended continue continues continued keep keeps kept file files filed filing",
         "close closes closed closing shut shuts shutting halt halts halted stop stops stopped suspend suspends "
         "suspended exit exits exited end ends ended scrap scraps scrapped drop drops dropped withdraw withdraws "
-        "pull pulls pulled"),
+        "withdrew withdrawn pull pulls pulled delay delays delayed postpone postpones postponed defer defers "
+        "deferred"),
     "result": ("profit profits profitable gain gains", "loss losses"),
-    "post": ("appoint appoints appointed names named promote promotes promoted",
+    "post": ("appoint appoints appointed names named promote promotes promoted stay stays stayed",
              "resign resigns resigned quit quits leave leaves ousted"),
     "rating": ("upgrade upgrades upgraded", "downgrade downgrades downgraded"),
     "outlook": ("bullish optimistic strong stronger top", "bearish pessimistic weak bottom"),
@@ -80,9 +84,11 @@ PHRASES = [
     (re.compile(r"\b(?:scrap|scraps|scrapped|abandon|abandons|abandoned|drop|drops|dropped|shelve|shelves|shelved)"
                 r" (?:(?:its|the|a) )?plans? to\b|\bcall(?:s|ed)? off\b"), "not"),
     (re.compile(r"\bvot(?:e|es|ed|ing) against\b"), "vote not"),
+    (re.compile(r"\bf(?:all|alls|ell|alling) short\b"), "misses"),
     (re.compile(r"\b(?:ahead of|above) (?:forecasts?|estimates?|expectations?)\b"), "beats forecasts"),
     (re.compile(r"\b(?:below|short of) (?:forecasts?|estimates?|expectations?)\b"), "misses forecasts"),
     (re.compile(r"\bbuy(?:s|ing)? back\b|\bbuybacks?\b"), "buyback"),
+    (re.compile(r"\bturn(?:s|ed|ing)? down\b"), "rejects"),
     (re.compile(r"\bchief executive(?: officer)?\b"), "ceo"),
     (re.compile(r"\b(?:don|doesn|didn|isn|wasn|won|can|couldn|wouldn|aren|hasn|haven|hadn|shouldn) t\b"), "not"),
 ]
@@ -251,13 +257,18 @@ def _roles(words: list[str]) -> tuple[tuple[str, frozenset, frozenset], ...]:
 _UNITS = {"bln": "billion", "bn": "billion", "mln": "million", "mn": "million", "pct": "percent"}
 _PAIRED = {("u", "s"): "us", ("u", "k"): "uk"}  # "U.S." and "U.K." once punctuation is gone
 _ADJECTIVES = {"british": "uk", "britain": "uk", "american": "us", "america": "us"}
+# Nouns the wires use for one another ("UK watchdog" / "UK regulator", "probe" / "investigation").
+_SYNONYMS = {"regulator": "watchdog", "regulators": "watchdogs", "investigation": "probe", "inquiry": "probe",
+             "investigations": "probes", "inquiries": "probes"}
+_ONE_SPELLING = {**_UNITS, **_ADJECTIVES, **_SYNONYMS}
 
 
 def event_words(normalized: str) -> list[str]:
     """The words of a normalised headline with the words that say the same thing made one: a word that moves an
     axis becomes the axis and its direction ("cuts", "trims" and "axes" are one word; so are "shuts" and
-    "closes"), phrases are rewritten first (``PHRASES``: "steps down" is "resigns"), and units, "U.S." and
-    country adjectives take one spelling; small words ("to", "of", "says") are left out. Stories compare these (``stories.shingles``): paraphrases share them,
+    "closes"), phrases are rewritten first (``PHRASES``: "steps down" is "resigns"), and units, "U.S.", country
+    adjectives and a few nouns the wires swap (``_SYNONYMS``) take one spelling; small words ("to", "of", "says")
+    are left out. Stories compare these (``stories.shingles``): paraphrases share them,
     and opposite verbs stay apart."""
     words = _words(normalized)
     out: list[str] = []
@@ -272,7 +283,7 @@ def event_words(normalized: str) -> list[str]:
         if axes:
             out.append("~" + "|".join(f"{axis}{sign:+d}" for axis, sign in sorted(axes)))
         elif w not in _STOP:
-            out.append(_ADJECTIVES.get(w, _UNITS.get(w, w)))
+            out.append(_ONE_SPELLING.get(w, w))
         k += 1
     return out
 
