@@ -56,20 +56,14 @@ class User:
     role: str
 
 
-@dataclass
-class Outbound:
-    message_id: str
-    conversation_id: str
-    text: str
-    sent_by: str
-    auto: bool
-    edited: bool
+class Outbound(OutboundReply):
+    """A stored outbound reply: its ``chat.outbound`` fields and whether the outbox has produced it."""
+
     produced: bool
 
     def record(self) -> OutboundReply:
         """The ``chat.outbound`` record."""
-        return OutboundReply(message_id=self.message_id, conversation_id=self.conversation_id, text=self.text,
-                             sent_by=self.sent_by, auto=self.auto, edited=self.edited)
+        return OutboundReply(**self.model_dump(exclude={"produced"}))
 
 
 def now() -> datetime:
@@ -456,8 +450,8 @@ def reject(engine: Engine, message_id: str, user: User, reason: str, corrected_i
 
 
 def _outbound(row) -> Outbound:
-    return Outbound(row.message_id, row.conversation_id, row.text, row.sent_by, row.auto, row.edited,
-                    row.produced_at is not None)
+    return Outbound(message_id=row.message_id, conversation_id=row.conversation_id, text=row.text,
+                    sent_by=row.sent_by, auto=row.auto, edited=row.edited, produced=row.produced_at is not None)
 
 
 # -- charts -------------------------------------------------------------------------------------------
