@@ -343,3 +343,8 @@ def shown(settings: Settings, name: str) -> str:
 
         return redact(value)
     return str(value)
+
+
+def project_relative(path: str) -> str:
+    """A path inside the project as a path relative to it (reports and docs are committed); others as given."""
+    return path.removeprefix(str(PROJECT_ROOT) + "/")

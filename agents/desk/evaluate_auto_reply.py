@@ -80,14 +80,6 @@ def risk_curve(calibration_rows: list[dict], test_rows: list[dict], targets=RISK
     return out
 
 
-def shown_model(model: str) -> str:
-    """A model inside the project as its relative path (the report is committed)."""
-    from infra.settings import PROJECT_ROOT
-
-    root = str(PROJECT_ROOT) + "/"
-    return model.removeprefix(root)
-
-
 def progress(what: str, done: int, total: int) -> None:
     print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
 
@@ -149,7 +141,7 @@ def fit(read: dict, labels: list[str], rows_at, settings, shown: str):
 
 
 def measure(data: Path, calibrate: bool = False) -> dict:
-    from infra.settings import Settings
+    from infra.settings import Settings, project_relative
     from models.calibration import calibration_for
     from models.customer_state import CustomerStateClassifier
     from models.escalation import EscalationPolicy
@@ -158,6 +150,7 @@ def measure(data: Path, calibrate: bool = False) -> dict:
     from models.replies import ReplyComposer
     from models.sentiment import SentimentClassifier
     from models.training import datasets
+    from models.training.evaluation import intent_model_name
 
     settings = Settings()
     splits = datasets.banking77_splits(data)
@@ -166,9 +159,7 @@ def measure(data: Path, calibrate: bool = False) -> dict:
     states = CustomerStateClassifier.from_settings(settings)
     retriever = Retriever.from_settings(settings)
     composer = ReplyComposer(retriever, None, EscalationPolicy.from_settings(settings))
-    shown = shown_model(settings.intent_model or f"{settings.trunk_model} (head intent)")
-    if settings.intent_teacher_model:
-        shown += f" + {shown_model(settings.intent_teacher_model)} (mean logits)"
+    shown = intent_model_name(settings)
     started = time.perf_counter()
     read = {name: read_split(name, splits[name], intents, sentiment, states, retriever)
             for name in (CALIBRATION_SPLIT, "test")}
@@ -190,7 +181,7 @@ def measure(data: Path, calibrate: bool = False) -> dict:
         "data": "banking77 test", "n": n, "model": shown,
         "intent_accuracy": round(sum(r["intent"] == r["gold"] for r in test) / n, 4),
         "escalated": sum(r["escalate"] for r in test),
-        "calibration": {**asdict(fitted), "file": shown_model(str(settings.auto_reply_calibration)),
+        "calibration": {**asdict(fitted), "file": project_relative(str(settings.auto_reply_calibration)),
                         "served": served is not None},
         "default_threshold": None if math.isinf(threshold) else threshold, "default_temperature": temperature,
         "at_default": curve(test, (threshold,))[0] | {"threshold": None if math.isinf(threshold) else threshold},

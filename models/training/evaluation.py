@@ -11,7 +11,7 @@ from rich.table import Table
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from infra.progress import console, progress
-from infra.settings import PROJECT_ROOT, Settings, get_settings
+from infra.settings import PROJECT_ROOT, Settings, get_settings, project_relative
 from models.training import datasets
 
 EVENT_HEADLINES = PROJECT_ROOT / "models" / "written" / "event_headlines.jsonl"  # labelled event headlines
@@ -94,10 +94,7 @@ def evaluate_intent(data: Path, settings: Settings) -> dict:
     from models.intent import IntentClassifier
 
     model = IntentClassifier.from_settings(settings)
-    shown = _task_model(settings, "intent_model", "intent")
-    if settings.intent_teacher_model:
-        shown += f" + {_shown_path(settings.intent_teacher_model)} (mean logits)"
-    return {"task": "intent", "model": shown,
+    return {"task": "intent", "model": intent_model_name(settings),
             "banking77_test": _classification("banking77 test", model, datasets.banking77_splits(data)["test"],
                                              sentiment=False)}
 
@@ -200,7 +197,7 @@ def run(task: str, data: Path, model: str | None = None, event_headlines: Path |
                   "customer-state": evaluate_customer_state, "replies": evaluate_replies,
                   "entity-sentiment": evaluate_entity_sentiment,
                   "headline-entities": evaluate_headline_entities}[task](data, settings)
-    report["model"] = _shown_path(str(report["model"]))
+    report["model"] = project_relative(str(report["model"]))
     if task != "replies":  # the encoders' number format (the generator keeps its own)
         from models.runtime import dtype_name
 
@@ -213,10 +210,12 @@ def _task_model(settings: Settings, field: str, head: str) -> str:
     return getattr(settings, field) or f"{settings.trunk_model} (head {head})"
 
 
-def _shown_path(model: str) -> str:
-    """A model folder inside the project as a path relative to it (reports are committed)."""
-    root = str(PROJECT_ROOT) + "/"
-    return model[len(root):] if model.startswith(root) else model
+def intent_model_name(settings: Settings) -> str:
+    """What reads chat intents, for reports: the intent model (or the trunk's head), and the teacher beside it."""
+    name = project_relative(_task_model(settings, "intent_model", "intent"))
+    if settings.intent_teacher_model:
+        name += f" + {project_relative(settings.intent_teacher_model)} (mean logits)"
+    return name
 
 
 def print_report(report: dict) -> None:
@@ -474,7 +473,7 @@ def evaluate_cascade(data: Path, settings: Settings, margins: Sequence[float] = 
     student = SentimentClassifier.from_settings(off)
     teacher = SentimentCascade.from_settings(settings).teacher
     report = {"task": "sentiment-cascade", "model": _task_model(settings, "sentiment_model", "sentiment"),
-              "teacher": _shown_path(settings.sentiment_cascade_model), "margins": list(margins), "sets": {}}
+              "teacher": project_relative(settings.sentiment_cascade_model), "margins": list(margins), "sets": {}}
     cache = _TeacherCache(settings.cache_dir / "cascade_teacher_readings.json", teacher.loaded.version)
     for name, split in cascade_sets(data, event_headlines).items():
         s_read, s_time = _timed_readings(f"{name}: student", student, split.texts)
