@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
 
 import torch
 from rich.table import Table
 from transformers import AutoModel, AutoTokenizer
 
-from bench.common import headlines, save
-from infra.progress import console, progress
+from bench.common import alternating_rates, headlines, save
+from infra.progress import console
 from infra.settings import ARTIFACTS, get_settings
 from models.analysis import Analyzer
 from models.encoder import base_encoder_path
@@ -82,16 +80,7 @@ def main(rounds: int = 7, n: int = 64) -> dict:
     }
     for fn in runs.values():
         fn()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    with progress() as bar:
-        task = bar.add_task("rounds", total=rounds, info="")
-        for _ in range(rounds):
-            for name, fn in runs.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-            bar.update(task, advance=1)
-    rates = {k: n / statistics.median(v) for k, v in times.items()}
+    rates = alternating_rates(runs, n, rounds)
     result = {
         "inputs": n, "batch_size": n, "rounds": rounds,
         "mean_tokens": round(sum(tokens) / n, 1), "max_tokens": max(tokens),

@@ -11,11 +11,8 @@ Run: ``python -m bench.cascade [--rounds 7] [--n 64] [--margin M]``; writes docs
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-from bench.common import headlines, print_table, save
-from infra.progress import progress
+from bench.common import alternating_rates, headlines, print_table, save
 from infra.settings import get_settings
 from models.analysis import Analyzer
 
@@ -45,16 +42,8 @@ def main(rounds: int = 7, n: int = 64, margin: float | None = None) -> dict:
         for analyzer in (student, served):
             analyzer.analyze_texts(texts)
         cascade.seen = cascade.routed = 0
-        times: dict[str, list[float]] = {"student": [], "served": []}
-        with progress() as bar:
-            task = bar.add_task(f"{set_name}: rounds", total=rounds, info="")
-            for _ in range(rounds):
-                for name, analyzer in (("student", student), ("served", served)):
-                    start = time.perf_counter()
-                    analyzer.analyze_texts(texts)
-                    times[name].append(time.perf_counter() - start)
-                bar.update(task, advance=1)
-        rates = {k: n / statistics.median(v) for k, v in times.items()}
+        rates = alternating_rates({"student": lambda: student.analyze_texts(texts),
+                                   "served": lambda: served.analyze_texts(texts)}, n, rounds, f"{set_name}: rounds")
         result |= {f"{set_name}_routed": round(cascade.routed / max(cascade.seen, 1), 4),
                    f"{set_name}_student_per_s": round(rates["student"], 1),
                    f"{set_name}_served_per_s": round(rates["served"], 1),

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import time
 
-from bench.common import print_table, save
-from infra.progress import progress
+from bench.common import alternating_rates, print_table, save
 from infra.settings import get_settings
 
 
@@ -41,16 +38,8 @@ def main(rounds: int = 7, n: int = 32) -> dict:
               "intent_teacher": settings.intent_teacher_model.rsplit("/", 1)[-1]}
     for models in configs.values():
         models.infer(texts)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    with progress() as bar:
-        task = bar.add_task("rounds", total=rounds, info="")
-        for _ in range(rounds):
-            for name, models in configs.items():
-                start = time.perf_counter()
-                models.infer(texts)
-                times[name].append(time.perf_counter() - start)
-            bar.update(task, advance=1)
-    rates = {name: n / statistics.median(t) for name, t in times.items()}
+    rates = alternating_rates({name: (lambda m=models: m.infer(texts)) for name, models in configs.items()},
+                              n, rounds)
     result |= {"trunk_alone_per_s": round(rates["trunk alone"], 1),
                "with_teacher_per_s": round(rates["with the intent teacher"], 1),
                "before_per_s": round(rates["before: the sentiment cascade"], 1),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,3 +67,21 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank; NaN for no values."""
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+
+
+def alternating_rates(runs: dict[str, Callable[[], object]], n: int, rounds: int, what: str = "rounds"
+                      ) -> dict[str, float]:
+    """Items per second of each run (``n`` items a call): ``rounds`` rounds that call every run once in turn, so a
+    noisy machine slows them alike and their ratios hold; each run's median round. Call each once before (warm-up)."""
+    from infra.progress import progress
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with progress() as bar:
+        task = bar.add_task(what, total=rounds, info="")
+        for _ in range(rounds):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+            bar.update(task, advance=1)
+    return {name: n / statistics.median(t) for name, t in times.items()}
