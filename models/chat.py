@@ -12,6 +12,8 @@ confident of the two readings wins (figures in ``agents/conversation.py``, where
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -23,6 +25,9 @@ from models.replies import ReplyComposer
 from models.trunk import EMBEDDING, shared_trunk
 
 ALONE_DECIDES_FROM = 0.95  # the intent model's probability from which a message alone decides its intent
+# Texts whose intent, read alone, is kept for the messages after them: a conversation's earlier messages were
+# read when they came, so their intents are looked up, not read again (each context text is a full model call).
+INTENTS_KEPT = 4096
 RUNNER_UP_FROM = 0.2  # an earlier message's runner-up intent from this probability counts as its subject too
 
 
@@ -68,6 +73,8 @@ class ChatModels:
         self.trunk = shared_trunk(tasks, every=False)
         if self.trunk is not None:
             self.trunk.task = "chat_trunk"  # its timings apart from news's trunk on the dashboards
+        self._intents_read: OrderedDict[str, object] = OrderedDict()  # text -> its intent read alone (LRU)
+        self._intents_lock = threading.Lock()
 
     def infer(self, inputs: list[str | ChatInput]) -> list[tuple]:
         """Per message (a text, or a ``ChatInput`` with its conversation's earlier texts, which the intent
@@ -80,7 +87,9 @@ class ChatModels:
             analysed = list(zip(read["sentiment"], read["entities"]))
         else:
             analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
-        intents = intents_with_context(self.intents, texts, contexts, alone=read.get("intent"))
+        alone = read.get("intent") or self.intents.predict(texts)
+        self._keep_intents(texts, alone)
+        intents = intents_with_context(self.intents, texts, contexts, alone=alone)
         states = read.get("customer_state") or (self.states.predict(texts) if self.states is not None else None)
         queries = read.get(EMBEDDING)
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
@@ -92,13 +101,28 @@ class ChatModels:
     def earlier_intents(self, contexts: list) -> list[list[tuple[str, ...]]]:
         """The likely intents of every earlier message of each context (its intent, and the runners-up
         from ``RUNNER_UP_FROM``: a follow-up such as "any update? still can't use my card" is often read
-        alone as a neighbouring intent), each distinct text read once."""
+        alone as a neighbouring intent), each distinct text read once, and not at all when its intent is kept
+        from an earlier call (``INTENTS_KEPT``)."""
         distinct = list(dict.fromkeys(t for context in contexts for t in context))
         if not distinct:
             return [[] for _ in contexts]
-        read = {t: (i.label, *(n for n, s in i.alternatives if s >= RUNNER_UP_FROM))
-                for t, i in zip(distinct, self.intents.predict(distinct))}
+        with self._intents_lock:
+            known = {t: self._intents_read[t] for t in distinct if t in self._intents_read}
+        unread = [t for t in distinct if t not in known]
+        if unread:
+            fresh = self.intents.predict(unread)
+            self._keep_intents(unread, fresh)
+            known.update(zip(unread, fresh))
+        read = {t: (i.label, *(n for n, s in i.alternatives if s >= RUNNER_UP_FROM)) for t, i in known.items()}
         return [[read[t] for t in context] for context in contexts]
+
+    def _keep_intents(self, texts: Sequence[str], intents: Sequence) -> None:
+        with self._intents_lock:
+            for t, i in zip(texts, intents):
+                self._intents_read[t] = i
+                self._intents_read.move_to_end(t)
+            while len(self._intents_read) > INTENTS_KEPT:
+                self._intents_read.popitem(last=False)
 
     def timed(self) -> list:
         """The models whose per-phase timings are exported."""
