@@ -13,10 +13,11 @@ pytestmark = pytest.mark.integration
 HRWL = "company:" + BURST_COMPANY[1]  # the demo universe (agents/demo/companies.csv) links every form of the name
 
 
-def stream(burst: bool, prefix: str) -> list[dict]:
+def stream(burst: bool, prefix: str, n: int = 3000) -> list[dict]:
     # 3,000 calm headlines over 24 companies, 12 s apart in event time (10 hours);
-    # the burst: 30 bad headlines about one company, 40 s apart, from the middle on.
-    return generate(n=3000, seed=31, burst_at=1500 if burst else None, burst_size=30, spacing_s=12.0,
+    # the burst: 30 bad headlines about one company, 40 s apart, from the 1,500th on. The restart tests stop
+    # 500 headlines (1.7 hours) after it: what they check happens during the burst and just after.
+    return generate(n=n, seed=31, burst_at=1500 if burst else None, burst_size=30, spacing_s=12.0,
                     burst_spacing_s=40.0, prefix=prefix)
 
 
@@ -82,7 +83,7 @@ def test_calm_stream_raises_no_alert(services, tmp_path):
 
 
 def test_restart_during_burst_still_one_alert(services, tmp_path):
-    events = stream(True, "rst")
+    events = stream(True, "rst", n=2000)
     alerts = run(services, tmp_path, events, kill_during_burst=True)
     assert_one_burst_alert(alerts, events)
 
@@ -93,7 +94,7 @@ def test_an_alert_survives_a_crash_between_its_commit_and_its_produce(services, 
     from agents.companies import import_demo
 
     import_demo(services.database_url)  # as `sentinel demo` does before its worker starts
-    events = stream(True, "obx")
+    events = stream(True, "obx", n=2000)
     crashing = Worker(services, tmp_path, SENTINEL_AGENTS="news", SENTINEL_FAILPOINT="alert_stored").start()
     produce(services.bootstrap, "news", news_values(events))
     wait_until(lambda: crashing.process.poll() is not None, timeout=600, message="the worker to hit its failpoint")
