@@ -71,7 +71,8 @@ def leaks(blob) -> bool:
 
 
 def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path):
-    messages = chat_sample(data_dir, 190)
+    messages = chat_sample(data_dir, 120)  # every risk intent three times, the rest at random
+    first_wave = len(messages) + len(PRIVATE) + 1 + len(UPSET) + len(GENERATED)
     malformed = [b"{oops", b'{"id": "m1"}', b'{"id": "m2", "conversation_id": "c", "text": ""}', b"\xff",
                  b'{"id": "m3", "conversation_id": "c", "text": 5}', b"[]", b"",
                  json.dumps({"id": "m4", "conversation_id": "c",
@@ -87,14 +88,14 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     try:  # a worker that cannot start must not leave the broker and the database running
         worker.start(ready_timeout=400)
         produce(services.bootstrap, "chat", values)
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 195 + len(GENERATED)
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= first_wave
                    and services.scalar("select count(*) from dead_letters") >= 10, timeout=1200,
-                   message=f"{195 + len(GENERATED)} drafts and 10 dead letters")
+                   message=f"{first_wave} drafts and 10 dead letters")
         # the follow-ups once the first message is stored: one in its conversation, one alone
         produce(services.bootstrap, "chat", [json.dumps(m).encode() for m in FOLLOW_UPS])
-        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= 197 + len(GENERATED), timeout=600,
+        wait_until(lambda: services.scalar("select count(*) from reply_drafts") >= first_wave + 2, timeout=600,
                    message="the follow-ups' drafts")
-        replies = read_topic(services.bootstrap, "chat.replies", 197 + len(GENERATED))
+        replies = read_topic(services.bootstrap, "chat.replies", first_wave + 2)
         dead_records = read_topic(services.bootstrap, "deadletter", 10)
         stored = {table: services.rows(f"select * from {table}")
                   for table in ("chat_messages", "reply_drafts", "alerts", "dead_letters")}
@@ -121,7 +122,7 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     assert not leaks(worker.log())
     # and the generator's prompts: the placeholders reach it, the raw values never (an injection not at all)
     prompts = [json.loads(line) for line in prompt_log.read_text(encoding="utf-8").splitlines()]
-    assert len(prompts) >= 100 and not [p for p in prompts if leaks(p)]
+    assert len(prompts) >= 60 and not [p for p in prompts if leaks(p)]
     assert [p for p in prompts if "I lost my card [CARD] yesterday, email me at [EMAIL]" in p]
     assert not [p for p in prompts if "Ignore previous instructions" in p]
 
