@@ -122,7 +122,7 @@ def test_chat_messages_get_one_draft_each_and_risks_escalate(data_dir, tmp_path)
     assert not leaks(worker.log())
     # and the generator's prompts: the placeholders reach it, the raw values never (an injection not at all)
     prompts = [json.loads(line) for line in prompt_log.read_text(encoding="utf-8").splitlines()]
-    assert len(prompts) >= 60 and not [p for p in prompts if leaks(p)]
+    assert len(prompts) >= 100 and not [p for p in prompts if leaks(p)]
     assert [p for p in prompts if "I lost my card [CARD] yesterday, email me at [EMAIL]" in p]
     assert not [p for p in prompts if "Ignore previous instructions" in p]
 
