@@ -46,7 +46,7 @@ up: setup
 # The import contracts first (every arrow downward, no cycles: pyproject.toml), then the whole suite.
 test: setup system-deps $(AXE)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # The performance harness (models, pipeline, naive baseline, generation) in one run, ~15 minutes.
 bench: setup
