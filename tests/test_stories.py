@@ -89,7 +89,7 @@ def test_the_labelled_pair_set_keeps_its_split_rule_and_its_batches_score_apart(
     import hashlib
     from collections import Counter
 
-    from agents.alerts.story_eval import PAIRS, pair_scores, read_pairs
+    from agents.alerts.story_eval import PAIRS, batch_scores, pair_scores, read_pairs
 
     rows = read_pairs(PAIRS)
     for r in rows:
@@ -100,3 +100,6 @@ def test_the_labelled_pair_set_keeps_its_split_rule_and_its_batches_score_apart(
     assert {r.get("batch", 1) for r in rows if r["part"] == "test"} == {1, 2}
     scored = pair_scores(rows[:2], [True, True])
     assert (scored["precision"], scored["recall"], scored["hard_negatives_merged"]) == (0.5, 1.0, 1.0)
+    by_batch = batch_scores([rows[0], {**rows[1], "batch": 2}], [True, True])
+    assert (by_batch["1"]["recall"], by_batch["2"]["hard_negatives_merged"]) == (1.0, 1.0)
+    assert batch_scores(rows[:2], [True, True]) == {}  # one batch: nothing apart

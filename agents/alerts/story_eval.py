@@ -244,6 +244,17 @@ def pair_scores(rows: list[dict], grouped: list[bool]) -> dict:
             "merged": [r["id"] for r, g in zip(rows, grouped) if r["label"] == "different" and g]}
 
 
+def batch_scores(rows: list[dict], grouped: list[bool]) -> dict[str, dict]:
+    """``pair_scores`` of each batch of a part (``"batch"``; absent: 1), empty for a part of one batch: a later
+    batch was written after the word lists it measures (models/written/README.md)."""
+    batches: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for r, g in zip(rows, grouped):
+        batch_rows, batch_grouped = batches[str(r.get("batch", 1))]
+        batch_rows.append(r)
+        batch_grouped.append(g)
+    return {b: pair_scores(*batch) for b, batch in sorted(batches.items())} if len(batches) > 1 else {}
+
+
 def choose_cosine(sweep: list[dict], floor: float) -> float:
     """Among the cosines whose tuning scores meet the bars and whose generated-set precision is at least
     ``floor`` (the rule before's: real headlines of other stories are not grouped more often than before), the
@@ -287,8 +298,10 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|",
              _row(f"embedding + checks (cosine {p['cosine']}), **test**", p["test"]),
              *(_row(f"embedding + checks (cosine {p['cosine']}), test, batch {b}", s)
-               for b, s in p.get("test_by_batch", {}).items()),
+               for b, s in p["by_batch"]["test"].items()),
              _row(f"embedding + checks (cosine {p['cosine']}), tuning", p["tune"]),
+             *(_row(f"embedding + checks (cosine {p['cosine']}), tuning, batch {b}", s)
+               for b, s in p["by_batch"]["tune"].items()),
              _row("Jaccard + checks (no embedding), test", p["jaccard_checks"]["test"]),
              _row("before: exact Jaccard >= 0.6, no checks, test", p["before"]["test"]), "",
              "Grouped by kind on the test part (same-story kinds: grouped is right; the others: grouped is wrong): "
@@ -329,14 +342,9 @@ def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500,
     sweep = [{"cosine": c, **pair_scores(parts["tune"], grouped_pairs(parts["tune"], jac, c, horizon, embeddings)),
               "generated_precision": score(items, jac, horizon, c, embeddings)["precision"]} for c in COSINES]
     cosine = choose_cosine(sweep, before_generated["precision"])
-    scored = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, embeddings))
-              for name, part in parts.items()}
-    # the test part by batch: a later batch was written after the word lists it measures (models/written/README.md)
-    by_batch: dict[str, list[dict]] = defaultdict(list)
-    for r in parts["test"]:
-        by_batch[str(r.get("batch", 1))].append(r)
-    scored["test_by_batch"] = {b: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, embeddings))
-                               for b, part in sorted(by_batch.items())} if len(by_batch) > 1 else {}
+    grouped = {name: grouped_pairs(part, jac, cosine, horizon, embeddings) for name, part in parts.items()}
+    scored = {name: pair_scores(part, grouped[name]) for name, part in parts.items()}
+    scored["by_batch"] = {name: batch_scores(part, grouped[name]) for name, part in parts.items()}
     jaccard_checks = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, {}))
                       for name, part in parts.items()}
     before = {name: pair_scores(part, [jaccard(plain_shingles(r["a"]), plain_shingles(r["b"])) >= 0.6

@@ -38,8 +38,8 @@ AXES: dict[str, tuple[str, str]] = {
         "soar soars soared rally rallies rallied rebound rebounds rebounded higher high increase increases increased "
         "increasing increase boost boosts boosted lift lifts lifted raise raises raised raising hike hikes hiked grow "
         "grows grew growth expand expands expanded expansion widen widens widened wider double doubles doubled add "
-        "adds added adding hire hires hired hiring inflow inflows extend extends extended create creates created creating faster accelerate "
-        "accelerates accelerated tighten tightens tightened",
+        "adds added adding hire hires hired hiring inflow inflows extend extends extended create creates created "
+        "creating faster accelerate accelerates accelerated tighten tightens tightened",
         "fall falls fell fallen falling down drop drops dropped decline declines declined slump slumps slumped "
         "plunge plunges plunged tumble tumbles tumbled sink sinks sank slide slides slid slip slips slipped lower "
         "lowers lowered low decrease decreases decreased cut cuts cutting reduce reduces reduced reduction trim trims "
@@ -53,8 +53,8 @@ AXES: dict[str, tuple[str, str]] = {
     "shares": ("buyback", "issue issues issued dilute dilutes diluted"),
     "approval": (
         "approve approves approved approval approvals clear clears cleared allow allows allowed permit permits "
-        "permitted uphold upholds upheld unban unbans acquit acquits acquitted include includes included accept accepts "
-        "accepted",
+        "permitted uphold upholds upheld unban unbans acquit acquits acquitted include includes included accept "
+        "accepts accepted",
         "reject rejects rejected deny denies denied block blocks blocked ban bans banned bar bars barred veto "
         "vetoes vetoed overturn overturns overturned blame blames blamed accuse accuses accused prohibit prohibits "
         "exclude excludes excluded"),
