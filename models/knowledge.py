@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoTokenizer
-
 from infra.settings import Settings, get_settings
-from models.encoder import base_encoder_path
-from models.runtime import collate, pick_device, plan_batches, to_device
+from models.sentences import SentenceEncoder
 
 SHIPPED = Path(__file__).resolve().parent / "knowledge" / "bank_answers.jsonl"
 
@@ -57,42 +54,21 @@ def load_entries(path: Path = SHIPPED) -> list[Entry]:
     return entries
 
 
-def sentence_embeddings(tokenizer, encoder, device: torch.device, texts: list[str], max_length: int = 128
-                        ) -> torch.Tensor:
-    """Unit-length mean-pooled embeddings of ``texts``, computed in length-sorted batches."""
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    out = torch.empty(len(texts), encoder.config.hidden_size)
-    for batch_ids in plan_batches([len(x) for x in ids], 64, 8192):
-        batch = to_device(collate([{"input_ids": ids[i]} for i in batch_ids]), device)
-        with torch.inference_mode():
-            states = encoder(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        out[batch_ids] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
-    return out
-
-
 class Retriever:
-    def __init__(self, entries: list[Entry], tokenizer, encoder, device: torch.device, max_length: int = 128):
+    def __init__(self, entries: list[Entry], sentences: SentenceEncoder):
         self.entries = entries
-        self.tokenizer = tokenizer
-        self.encoder = encoder
-        self.device = device
-        self.max_length = max_length
+        self.sentences = sentences
         self.by_intent = {e.intent: e for e in entries if e.intent}
         self.index = self.embed([f"{e.question} {e.answer}" for e in entries])
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Retriever":
         s = settings or get_settings()
-        base = base_encoder_path(s.base_encoder)
-        device = pick_device(s.device)
-        encoder = AutoModel.from_pretrained(base, add_pooling_layer=False).to(device).eval()
         entries = load_entries(Path(s.knowledge_base) if s.knowledge_base else SHIPPED)
-        return cls(entries, AutoTokenizer.from_pretrained(base), encoder, device)
+        return cls(entries, SentenceEncoder.from_settings(s))
 
     def embed(self, texts: list[str]) -> torch.Tensor:
-        return sentence_embeddings(self.tokenizer, self.encoder, self.device, texts, self.max_length)
+        return self.sentences.embed(texts)
 
     def search(self, texts: list[str], k: int = 3, embeddings: torch.Tensor | None = None
                ) -> list[list[tuple[Entry, float]]]:

@@ -612,7 +612,7 @@ def _base_embedder(base: str) -> Callable[[list[str]], list[torch.Tensor]]:
     """The knowledge retriever's embedding (the base encoder, mean pooled, unit length) of texts."""
     from transformers import AutoModel
 
-    from models.knowledge import sentence_embeddings
+    from models.sentences import sentence_embeddings
 
     encoder = AutoModel.from_pretrained(base, add_pooling_layer=False).eval()
     tokenizer = AutoTokenizer.from_pretrained(base)
