@@ -232,8 +232,14 @@ class Settings(BaseSettings):
                                      "(with no conflict between their events: agents/alerts/story_events.py).",
     )
     story_cosine: float = Field(
-        0.88, gt=0, lt=1, description="Cosine of headline embeddings (the trunk's embedding head) that makes one story "
+        0.88, gt=0, lt=1, description="Cosine of headline embeddings (SENTINEL_STORY_EMBEDDING) that makes one story "
                                      "(with no conflict between their events); chosen by `sentinel eval-stories`.",
+    )
+    story_embedding: str = Field(
+        "base", pattern="^(base|trunk)$",
+        description="Where a headline's story embedding comes from: base (the base encoder's own sentence embedding, "
+                    "one short extra pass per headline; reads paraphrases better) or trunk (the trunk's embedding "
+                    "head: free for a headline without a body); docs/MODELS.md, \"Stories\".",
     )
     alert_cooldown: float = Field(
         3600.0, ge=0, description="Seconds of event time after an episode closes before the key can alert again."

@@ -9,6 +9,7 @@ from pathlib import Path
 from infra.settings import Settings, get_settings
 from models.entities import EntityRecognizer
 from models.runtime import model_thread_pool, use_threads
+from models.sentences import SentenceEncoder
 from models.sentiment import SentimentClassifier
 from models.trunk import EMBEDDING, ENTITY_SENTIMENT, shared_trunk
 
@@ -44,9 +45,11 @@ class Analyzer:
     consumer or database thread stalled the whole team (see docs/BENCHMARKS.md).
     """
 
-    def __init__(self, sentiment: SentimentClassifier, entities: EntityRecognizer, threads_per_task: int = 0):
+    def __init__(self, sentiment: SentimentClassifier, entities: EntityRecognizer, threads_per_task: int = 0,
+                 headlines: SentenceEncoder | None = None):
         self.sentiment = sentiment
         self.entities = entities
+        self.headlines = headlines  # the story embedding's encoder; None: the trunk's embedding head
         self.trunk = shared_trunk({"sentiment": sentiment, "entities": entities})
         self._lanes = model_thread_pool(2, threads_per_task, "task") if threads_per_task else None
 
@@ -57,7 +60,8 @@ class Analyzer:
         threads = use_threads(s.torch_threads)
         side_by_side = s.parallel_tasks == "on" or (
             s.parallel_tasks == "auto" and sentiment.device.type == "cpu" and threads >= 2)
-        return cls(sentiment, entities, max(1, threads // 2) if side_by_side else 0)
+        headlines = SentenceEncoder.from_settings(s) if s.story_embedding == "base" else None
+        return cls(sentiment, entities, max(1, threads // 2) if side_by_side else 0, headlines)
 
     def timed(self) -> list:
         """The models whose per-phase timings are exported: the trunk, or the two task models."""
@@ -74,22 +78,29 @@ class Analyzer:
             self.sentiment.warm_up()
             self.entities.warm_up()
         self.analyze_texts(["Warm-up sentence for the task threads."])
+        if self.headlines is not None:
+            self.headlines.embed(["Warm-up headline"])
 
     @property
     def embeds(self) -> bool:
-        """Whether ``analyze_texts`` can read embeddings: the trunk has an embedding head."""
-        return self.trunk is not None and EMBEDDING in self.trunk.heads
+        """Whether ``analyze_texts`` can read embeddings: from the base encoder, or the trunk's embedding head."""
+        return self.headlines is not None or (self.trunk is not None and EMBEDDING in self.trunk.heads)
 
     def analyze_texts(self, texts: list[str], side_by_side: bool = True,
                       headline_ends: list[int] | None = None) -> list[tuple]:
         """(sentiment, entities) per text; ``side_by_side=False`` runs the tasks in the calling thread.
 
         ``headline_ends``: (sentiment, entities, embedding) per text instead, the embedding (a unit tensor, or
-        None when the trunk has no embedding head) of the text's first ``headline_ends[i]`` characters. A text
-        that is all headline gets it from the same pass; the others from a second pass over their headlines
-        alone: pooled over the headline inside the whole text, the embedding drifts too far from the headline's
-        own (median cosine 0.87 on Reuters headlines with their descriptions) for the story threshold, which is
-        chosen on headlines alone (docs/MODELS.md, "Stories")."""
+        None when there is none to read) of the text's first ``headline_ends[i]`` characters: by default the
+        base encoder's own, from a short pass over the headlines (``SENTINEL_STORY_EMBEDDING=base``). With the
+        trunk's embedding head instead, a text that is all headline gets it from the same pass; the others from
+        a second pass over their headlines alone: pooled over the headline inside the whole text, the embedding
+        drifts too far from the headline's own (median cosine 0.87 on Reuters headlines with their
+        descriptions) for the story threshold, which is chosen on headlines alone (docs/MODELS.md, "Stories")."""
+        if headline_ends is not None and self.headlines is not None:
+            read = self.analyze_texts(texts, side_by_side)
+            own = self.headlines.embed([t[:end] for t, end in zip(texts, headline_ends)])
+            return [(*pair, embedding) for pair, embedding in zip(read, own)]
         if self.trunk is not None:
             return self._read_trunk(texts, side_by_side, headline_ends if self.embeds else None, headline_ends)
         if self._lanes is None or not side_by_side:

@@ -108,17 +108,34 @@ def test_analyze_cli_reports_bad_input(tmp_path):
     assert "line 1 is not JSON" in proc.stderr and "what to do" in proc.stderr
 
 
-def test_headline_embeddings_are_the_headlines_own_whatever_the_body(analyzer):
+@pytest.mark.parametrize("source", ["base", "trunk"])
+def test_headline_embeddings_are_the_headlines_own_whatever_the_body(analyzer, source):
+    """Stories read the headline's own embedding: the base encoder's (served) or the trunk's embedding head."""
     from agents.alerts.stories import headline_end
+    from models.sentences import SentenceEncoder
     from models.trunk import EMBEDDING
     from schemas.events import NewsEvent
 
+    headlines = SentenceEncoder.from_settings() if source == "base" else None
+    reader = Analyzer(analyzer.sentiment, analyzer.entities, headlines=headlines)
     events = [NewsEvent(id="1", title="Kestrel Paper to cut 300 jobs", text="The mill in Ohio closes in May."),
               NewsEvent(id="2", title="Kestrel Paper to cut 300 jobs", text="Unions said they would fight it."),
               NewsEvent(id="3", title="Kestrel Paper to cut 300 jobs", text="")]
-    read = analyzer.analyze_texts([e.content for e in events], headline_ends=[headline_end(e.title, e.content)
-                                                                               for e in events])
-    alone = analyzer.trunk.read([events[0].title], [EMBEDDING])[EMBEDDING][0]
+    read = reader.analyze_texts([e.content for e in events], headline_ends=[headline_end(e.title, e.content)
+                                                                             for e in events])
+    head = analyzer.trunk.read([events[0].title], [EMBEDDING])[EMBEDDING][0]
+    alone = headlines.embed([events[0].title])[0] if headlines is not None else head
     for sentiment, entities, embedding in read:
         assert float(embedding @ alone) > 0.999
-    assert [r[:2] for r in read] == analyzer.analyze_texts([e.content for e in events])
+    if headlines is not None:  # the two sources differ: the head only approximates the base encoder's space
+        assert float(read[0][2] @ head) < 0.99
+    assert [r[:2] for r in read] == reader.analyze_texts([e.content for e in events])
+
+
+def test_the_served_analyzer_reads_story_embeddings_from_the_base_encoder():
+    from infra.settings import Settings
+    from models.sentences import SentenceEncoder
+
+    served = Analyzer.from_settings(Settings(sentiment_cascade="off"))
+    assert served.embeds and served.headlines is SentenceEncoder.from_settings()
+    assert Analyzer.from_settings(Settings(sentiment_cascade="off", story_embedding="trunk")).headlines is None
