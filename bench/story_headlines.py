@@ -3,7 +3,8 @@
 For the first ``--n`` Reuters headlines of ``news_headlines/`` with their descriptions (title and body, as
 the news agent reads them): the cosine between the embedding head pooled over the headline's tokens inside
 the whole text (the same pass) and the headline's own embedding (a pass over the headline alone), and the
-time of the article pass against the extra headline pass (one thread, twice).
+time of the article pass against the extra headline pass, through the trunk's embedding head and through the
+base encoder (``SENTINEL_STORY_EMBEDDING=trunk|base``), in one run (one thread, twice).
 
 Run: ``OMP_NUM_THREADS=1 python -m bench.story_headlines --data ../shared/data [--n 256]``.
 """
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 
 from models.analysis import Analyzer
 from models.encoder import encode_texts
+from models.sentences import SentenceEncoder
 from models.trunk import EMBEDDING, head_module, token_range
 from schemas.events import NewsEvent
 
@@ -56,7 +58,9 @@ def main() -> None:
     cos = (torch.stack(inside) * alone).sum(-1)
     print(f"{len(events)} headlines pooled inside their article vs alone: median cosine {cos.median():.3f}, "
           f"minimum {cos.min():.3f}, below 0.86: {float((cos < 0.86).float().mean()):.0%}")
+    base = SentenceEncoder.from_settings()
     analyzer.analyze_texts(contents[:8], side_by_side=False)
+    base.embed(titles[:8])
     for _ in range(2):
         started = time.perf_counter()
         analyzer.analyze_texts(contents, side_by_side=False)
@@ -64,7 +68,11 @@ def main() -> None:
         started = time.perf_counter()
         trunk.read(titles, [EMBEDDING])
         headline = time.perf_counter() - started
-        print(f"article pass {article:.2f} s, headline pass {headline:.2f} s: +{headline / article:.0%}")
+        started = time.perf_counter()
+        base.embed(titles)
+        own = time.perf_counter() - started
+        print(f"article pass {article:.2f} s; headline pass through the trunk's embedding head {headline:.2f} s "
+              f"(+{headline / article:.0%}), through the base encoder {own:.2f} s (+{own / article:.0%})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ headline pairs labelled the same story (reprints, wire prefixes and suffixes, pa
 different stories (hard negatives: opposite verbs, other numbers, periods, names, swapped roles,
 negation), split once into a tuning part and a held-out test part by base headline. Each pair goes
 through a fresh ``StoryIndex`` (the first headline founds a story; grouped: the second joins it), with
-the headlines' embeddings from the trunk's ``embedding`` head, as the news agent reads them. Reported
+the headlines' embeddings as the news agent reads them (``SENTINEL_STORY_EMBEDDING``: the base encoder's
+own, or the trunk's ``embedding`` head; the other source is measured beside it the same way). Reported
 per part: pairwise precision and recall over the same-story pairs, the share of hard negatives merged,
 and per kind. The cosine threshold is chosen without the test part: among ``COSINES`` whose tuning
 precision is at least ``MIN_PRECISION``, hard-negative merge rate at most ``MAX_MERGED``, and whose
@@ -47,6 +48,8 @@ from infra.settings import PROJECT_ROOT, Settings
 PAIRS = PROJECT_ROOT / "models" / "written" / "story_pairs.jsonl"
 COSINES = [0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.95]
 MIN_PRECISION, MAX_MERGED = 0.98, 0.05
+SOURCES = {"base": "the base encoder's own sentence embedding", "trunk": "the trunk's embedding head"}
+SHORT = {"base": "base embedding", "trunk": "trunk embedding head"}
 
 FILES = {"reuters_headlines.csv": "Headlines", "cnbc_headlines.csv": "Headlines", "guardian_headlines.csv": "Headlines",
          "fnspid_nasdaq_headlines_a.csv": "Headline", "fnspid_nasdaq_headlines_aa.csv": "Headline",
@@ -266,10 +269,16 @@ def choose_cosine(sweep: list[dict], floor: float) -> float:
     return max(passing, key=lambda r: (r["recall"], r["cosine"]))["cosine"]
 
 
-def headline_embeddings(texts: list[str]) -> dict:
-    """Each headline's unit embedding from the trunk's embedding head (a headline alone: the whole text)."""
+def headline_embeddings(texts: list[str], source: str = "base") -> dict:
+    """Each headline's unit embedding (a headline alone: the whole text), from the base encoder (``base``) or
+    the trunk's embedding head (``trunk``), as ``SENTINEL_STORY_EMBEDDING`` says."""
     from models.trunk import EMBEDDING, Trunk, load_trunk
 
+    if source == "base":
+        from models.sentences import SentenceEncoder
+
+        texts = sorted(set(texts))
+        return dict(zip(texts, SentenceEncoder.from_settings().embed(texts)))
     loaded = load_trunk()
     if EMBEDDING not in loaded.meta.get("heads", {}):
         raise ValueError(f"the trunk at {loaded.source} has no embedding head; stories need one to be measured")
@@ -287,82 +296,109 @@ def _row(label: str, s: dict) -> str:
             f"{s['same_pairs']} / {s['hard_negatives']} |")
 
 
+def _part_rows(label: str, m: dict, bold: bool = False) -> list[str]:
+    """The test part, its batches, the tuning part and its batches, at ``m``'s cosine."""
+    test = "**test**" if bold else "test"
+    return [_row(f"{label} (cosine {m['cosine']}), {test}", m["test"]),
+            *(_row(f"{label} (cosine {m['cosine']}), test, batch {b}", s) for b, s in m["by_batch"]["test"].items()),
+            _row(f"{label} (cosine {m['cosine']}), tuning", m["tune"]),
+            *(_row(f"{label} (cosine {m['cosine']}), tuning, batch {b}", s) for b, s in m["by_batch"]["tune"].items())]
+
+
 def markdown(report: dict) -> str:
-    p = report["pairs"]
+    p, served = report["pairs"], report.get("embedding", "trunk")
+    label = f"{SHORT[served]} + checks"
+    others = report.get("other_embeddings", {})
     lines = [f"Pair set: `{p['file']}`, {p['tune']['pairs']} tuning pairs and {p['test']['pairs']} held-out test "
-             f"pairs. Cosine chosen without the test part: **{p['cosine']}** (the most tuning recall, then the "
+             f"pairs. Served embedding: {SOURCES[served]} (`SENTINEL_STORY_EMBEDDING={served}`). Cosine chosen "
+             f"without the test part: **{p['cosine']}** (the most tuning recall, then the "
              f"highest cosine, among those with tuning precision >= {MIN_PRECISION}, hard negatives merged <= "
              f"{MAX_MERGED:.0%}, and precision on the generated set at least the rule before's, "
-             f"{report['generated']['before']['precision']:.3f}). Command: `{report['command']}`.", "",
+             f"{report['generated']['before']['precision']:.3f}; each source's cosine chosen so). "
+             f"Command: `{report['command']}`.", "",
              "| method, part | pairwise precision | pairwise recall | hard negatives merged | same / different pairs |",
              "|---|---|---|---|---|",
-             _row(f"embedding + checks (cosine {p['cosine']}), **test**", p["test"]),
-             *(_row(f"embedding + checks (cosine {p['cosine']}), test, batch {b}", s)
-               for b, s in p["by_batch"]["test"].items()),
-             _row(f"embedding + checks (cosine {p['cosine']}), tuning", p["tune"]),
-             *(_row(f"embedding + checks (cosine {p['cosine']}), tuning, batch {b}", s)
-               for b, s in p["by_batch"]["tune"].items()),
+             *_part_rows(label, p, bold=True),
+             *(row for source, m in others.items() for row in _part_rows(f"{SHORT[source]} + checks", m)),
              _row("Jaccard + checks (no embedding), test", p["jaccard_checks"]["test"]),
              _row("before: exact Jaccard >= 0.6, no checks, test", p["before"]["test"]), "",
              "Grouped by kind on the test part (same-story kinds: grouped is right; the others: grouped is wrong): "
-             + ", ".join(f"{k} {v}" for k, v in p["test"]["grouped_by_kind"].items()) + ".", "",
-             "Tuning sweep (cosine: precision / recall / hard negatives merged on the tuning pairs; precision on "
-             "the generated set): " + "; ".join(
-                 f"{r['cosine']}: {r['precision']:.3f} / {r['recall']:.3f} / {r['hard_negatives_merged']:.1%}; "
-                 f"{r['generated_precision']:.3f}" for r in p["sweep"]) + ".", ""]
+             + ", ".join(f"{k} {v}" for k, v in p["test"]["grouped_by_kind"].items()) + ".", ""]
+    for source, m in (("served", p), *others.items()):
+        lines += [f"Tuning sweep, {SHORT.get(source, SHORT[served])} (cosine: precision / recall / hard negatives "
+                  "merged on the tuning pairs; precision on the generated set): " + "; ".join(
+                      f"{r['cosine']}: {r['precision']:.3f} / {r['recall']:.3f} / {r['hard_negatives_merged']:.1%}; "
+                      f"{r['generated_precision']:.3f}" for r in m["sweep"]) + ".", ""]
     g = report["generated"]
     lines += [f"Generated set: {g['items']} headlines in {g['stories']} stories ({g['bases']} bases from "
               f"`news_headlines/`, {g['copies']} generated copies, {g['hard_negatives']} generated hard negatives), "
-              f"seed {g['seed']}, at the chosen cosine and Jaccard {g['threshold']}:", "",
+              f"seed {g['seed']}, at each source's chosen cosine and Jaccard {g['threshold']}:", "",
               "| method | pairwise precision | pairwise recall | F1 | hard negatives merged |", "|---|---|---|---|---|"]
-    for name, r in (("embedding + checks", g["embedding_checks"]), ("before: Jaccard, no checks", g["before"])):
+    rows = [(f"{label} (cosine {p['cosine']})", g["embedding_checks"]),
+            *((f"{SHORT[source]} + checks (cosine {m['cosine']})", m["generated"]) for source, m in others.items()),
+            ("before: Jaccard, no checks", g["before"])]
+    for name, r in rows:
         lines.append(f"| {name} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
                      f"{r['hard_negatives_merged']:.1%} |")
-    lines += ["", "Copies joined to their base (embedding + checks), by kind: " + ", ".join(
+    lines += ["", f"Copies joined to their base ({label}), by kind: " + ", ".join(
         f"{k} {v:.1%}" for k, v in g["embedding_checks"]["copies_joined"].items()) + "."]
     return "\n".join(lines)
+
+
+def measure_embedding(parts: dict, items: list[dict], embeddings: dict, jac: float, horizon: float,
+                      floor: float) -> dict:
+    """One embedding source: the cosine sweep on the tuning part and the generated set, the chosen cosine, the
+    parts' scores at it (and by batch) and the generated set's."""
+    sweep = [{"cosine": c, **pair_scores(parts["tune"], grouped_pairs(parts["tune"], jac, c, horizon, embeddings)),
+              "generated_precision": score(items, jac, horizon, c, embeddings)["precision"]} for c in COSINES]
+    cosine = choose_cosine(sweep, floor)
+    grouped = {name: grouped_pairs(part, jac, cosine, horizon, embeddings) for name, part in parts.items()}
+    scored = {name: pair_scores(part, grouped[name]) for name, part in parts.items()}
+    return {"cosine": cosine, "sweep": sweep, **scored,
+            "by_batch": {name: batch_scores(part, grouped[name]) for name, part in parts.items()},
+            "generated": score(items, jac, horizon, cosine, embeddings)}
 
 
 def evaluate_stories(data: Path, seed: int = 16, bases: int = 1500,
                      out: Path = PROJECT_ROOT / "docs" / "results" / "stories.json",
                      models_doc: Path = PROJECT_ROOT / "docs" / "MODELS.md", pairs_file: Path = PAIRS,
                      progress=print) -> str:
-    """Score the pair set (cosine chosen without its test part) and the generated set; write ``out`` and the
-    section in ``models_doc``; return the section."""
+    """Score the pair set (cosine chosen without its test part) and the generated set, with the served embedding
+    source and the other one; write ``out`` and the section in ``models_doc``; return the section."""
     settings = Settings()
     rows = read_pairs(pairs_file)
     items = build_set(data, seed, bases)
-    progress(f"embedding {len({r[k] for r in rows for k in 'ab'} | {i['text'] for i in items})} headlines "
-             "with the trunk ...")
-    embeddings = headline_embeddings([r[k] for r in rows for k in "ab"] + [i["text"] for i in items])
+    texts = [r[k] for r in rows for k in "ab"] + [i["text"] for i in items]
     parts = {name: [r for r in rows if r["part"] == name] for name in ("tune", "test")}
     horizon, jac = settings.story_horizon, settings.story_threshold
-    progress("sweeping the cosine threshold on the tuning part and the generated set ...")
     before_generated = _score_predicted(items, generated_before(items, 0.6))
-    sweep = [{"cosine": c, **pair_scores(parts["tune"], grouped_pairs(parts["tune"], jac, c, horizon, embeddings)),
-              "generated_precision": score(items, jac, horizon, c, embeddings)["precision"]} for c in COSINES]
-    cosine = choose_cosine(sweep, before_generated["precision"])
-    grouped = {name: grouped_pairs(part, jac, cosine, horizon, embeddings) for name, part in parts.items()}
-    scored = {name: pair_scores(part, grouped[name]) for name, part in parts.items()}
-    scored["by_batch"] = {name: batch_scores(part, grouped[name]) for name, part in parts.items()}
+    measured = {}
+    for source in (settings.story_embedding, *(s for s in SOURCES if s != settings.story_embedding)):
+        progress(f"embedding {len(set(texts))} headlines ({SOURCES[source]}); sweeping the cosine threshold on the "
+                 "tuning part and the generated set ...")
+        measured[source] = measure_embedding(parts, items, headline_embeddings(texts, source), jac, horizon,
+                                             before_generated["precision"])
+    served = measured.pop(settings.story_embedding)
+    cosine = served["cosine"]
     jaccard_checks = {name: pair_scores(part, grouped_pairs(part, jac, cosine, horizon, {}))
                       for name, part in parts.items()}
     before = {name: pair_scores(part, [jaccard(plain_shingles(r["a"]), plain_shingles(r["b"])) >= 0.6
                                        for r in part]) for name, part in parts.items()}
-    progress(f"the generated set ({len(items)} headlines) ...")
     kinds = Counter(i["kind"] for i in items)
     generated = {"seed": seed, "items": len(items), "stories": len({i["story"] for i in items}),
                  "bases": kinds["base"], "hard_negatives": kinds["hard_negative"],
                  "copies": len(items) - kinds["base"] - kinds["hard_negative"], "threshold": jac,
-                 "embedding_checks": score(items, jac, horizon, cosine, embeddings), "before": before_generated}
+                 "embedding_checks": served.pop("generated"), "before": before_generated}
     resolved = pairs_file.resolve()
     shown = resolved.relative_to(PROJECT_ROOT) if resolved.is_relative_to(PROJECT_ROOT) else pairs_file.name
     report = {"command": f"sentinel eval-stories --data ../shared/data --seed {seed} --bases {bases}",
-              "method": "cosine of the trunk's headline embeddings or Jaccard of shingles, and no conflict between "
-                        "the headlines' events (agents/alerts/story_events.py)",
-              "pairs": {"file": str(shown), "cosine": cosine, "jaccard": jac, "sweep": sweep,
-                        **scored, "jaccard_checks": jaccard_checks, "before": before},
-              "generated": generated}
+              "method": f"cosine of the headlines' embeddings ({SOURCES[settings.story_embedding]}) or Jaccard of "
+                        "shingles, and no conflict between the headlines' events (agents/alerts/story_events.py)",
+              "embedding": settings.story_embedding,
+              "pairs": {"file": str(shown), "jaccard": jac, **served, "jaccard_checks": jaccard_checks,
+                        "before": before},
+              "generated": generated,
+              "other_embeddings": measured}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
