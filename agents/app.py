@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import faust
+from mode.utils.queues import FlowControlQueue
 
 from agents import errors, sensors
 from agents.errors import Action, Stage
@@ -25,6 +27,19 @@ class App(faust.App):
         return Transport(self.conf.broker_consumer, self)
 
 
+def max_poll_records(stream_buffer: int, partitions: int) -> int:
+    """The most records one fetch may bring, so that one slow agent never stops the others.
+
+    All agents share one consumer and one delivery loop. Faust stops fetching a partition once its agent's
+    buffer holds ``stream_buffer / 1.25`` events (mode's ``FlowControlQueue.pressure_high_ratio``), but
+    delivers what was already fetched, and a record that finds its buffer full blocks the loop, and with it
+    every agent: the news waited minutes behind a chat backlog (``tests/test_agents_apart.py``). Each of an
+    agent's partitions may bring one more fetch before it is stopped, so one fetch gets the room above that
+    mark shared by the partitions."""
+    room = stream_buffer - math.ceil(stream_buffer / FlowControlQueue.pressure_high_ratio)
+    return max(1, room // partitions)
+
+
 def create_app(settings: Settings | None = None) -> faust.App:
     s = settings or get_settings()
     if not s.kafka_bootstrap:
@@ -42,6 +57,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_commit_interval=s.commit_interval,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=s.stream_buffer,
+        broker_max_poll_records=s.max_poll_records or max_poll_records(s.stream_buffer, s.topic_partitions),
         topic_partitions=s.topic_partitions,
         topic_replication_factor=s.topic_replication,
         producer_acks=-1,

@@ -3,6 +3,7 @@ the embedded broker and database, real worker processes, produce and read helper
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -202,3 +203,27 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0)
     finally:
         consumer.close()
     return records
+
+
+def news_behind_chat(services: Services, data: Path, chat: int, news: int, timeout: float = 600.0) -> dict:
+    """News produced behind a chat backlog, to a started worker that runs both agents: ``chat`` banking77 test
+    messages at once, then, once chat has stored its first draft, ``news`` Reuters headlines with their
+    descriptions (``data``: the shared data folder). Returns the seconds from the news produce until every
+    article is stored (``seconds``) and the chat messages still waiting then (``chat_waiting``)."""
+    with open(data / "banking77" / "test.csv", encoding="utf-8", newline="") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    with open(data / "news_headlines" / "reuters_headlines.csv", encoding="utf-8-sig", newline="") as f:
+        rows = [r for _, r in zip(range(news), csv.DictReader(f))]
+    produce(services.bootstrap, "chat", [json.dumps({
+        "id": f"chat-{i:06d}", "conversation_id": f"conv-{i:06d}", "customer_id": f"c{i}", "channel": "app",
+        "text": texts[i % len(texts)]}).encode() for i in range(chat)])
+    wait_until(lambda: services.scalar("select count(*) from reply_drafts") > 0, timeout=timeout, interval=0.2,
+               message="chat working through its backlog")
+    started = time.monotonic()
+    produce(services.bootstrap, "news", [json.dumps({"id": f"news-{i:06d}", "title": r["Headlines"],
+                                                     "text": r["Description"], "source": "reuters"}).encode()
+                                         for i, r in enumerate(rows)])
+    wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(rows), timeout=timeout,
+               interval=0.2, message="every news article stored")
+    seconds = time.monotonic() - started
+    return {"seconds": round(seconds, 2), "chat_waiting": chat - services.scalar("select count(*) from reply_drafts")}

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     stream_buffer: int = Field(
         1024, ge=16, description="Events buffered per partition before consumption pauses (bounds memory)."
     )
+    max_poll_records: int = Field(
+        0, ge=0,
+        description="Most records one Kafka fetch brings; 0: as many as fit above the buffer's pause mark, shared "
+                    "by the partitions (agents/app.py), so that a slow agent never stops the others.",
+    )
     cluster_check_interval: float = Field(
         5.0, gt=0, description="Seconds between checks that the Kafka cluster is still the one the worker started on."
     )
