@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from models.analysis import Analyzer
 from models.customer_state import CustomerStateClassifier
-from models.escalation import EscalationPolicy
+from models.escalation import INJECTION, EscalationPolicy
 from models.intent import IntentClassifier
 from models.replies import ReplyComposer
 from models.trunk import EMBEDDING, shared_trunk
@@ -89,7 +89,10 @@ class ChatModels:
             analysed = self.analyzer.analyze_texts(texts, side_by_side=False)
         alone = read.get("intent") or self.intents.predict(texts)
         self._keep_intents(texts, alone)
-        intents = intents_with_context(self.intents, texts, contexts, alone=alone)
+        # A message that tries to instruct the assistant goes to a person whatever its intent
+        # (models/escalation.py): reading it again with its context would change nothing it gets.
+        asking = [() if INJECTION.search(t) else c for t, c in zip(texts, contexts)]
+        intents = intents_with_context(self.intents, texts, asking, alone=alone)
         states = read.get("customer_state") or (self.states.predict(texts) if self.states is not None else None)
         queries = read.get(EMBEDDING)
         drafts = self.composer.compose(texts, intents, [a[0] for a in analysed], [a[1] for a in analysed],
