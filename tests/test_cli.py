@@ -57,6 +57,17 @@ def test_train_trunk_with_missing_soft_labels(tmp_path):
     assert_one_line_error(done, elapsed)
 
 
+def test_train_entity_head_from_a_folder_that_is_no_trunk(tmp_path):
+    done, elapsed = sentinel(tmp_path, "train", "entity-head", "--data", str(tmp_path), "--init", str(tmp_path))
+    assert_one_line_error(done, elapsed, "is not a Sentinel artefact folder")
+
+
+def test_train_entity_head_without_conll(tmp_path):
+    done, elapsed = sentinel(tmp_path, "train", "entity-head", "--data", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert_one_line_error(done, elapsed, "conll2003")
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 def test_worker_with_the_database_unreachable(tmp_path):
     done, elapsed = sentinel(tmp_path, "worker", DATABASE_URL=UNREACHABLE_DB, KAFKA_BOOTSTRAP=UNREACHABLE_KAFKA)
     assert_one_line_error(done, elapsed, "cannot reach the database")

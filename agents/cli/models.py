@@ -29,6 +29,7 @@ class TrainTask(str, Enum):
     intent = "intent"
     customer_state = "customer-state"
     trunk = "trunk"
+    entity_head = "entity-head"
 
 
 class EvalTask(str, Enum):
@@ -48,6 +49,7 @@ DEFAULTS = {
     TrainTask.intent: dict(epochs=5, lr=1e-3, max_length=64),
     TrainTask.customer_state: dict(epochs=3, lr=1e-3, max_length=64),
     TrainTask.trunk: dict(epochs=2, lr=8e-4, max_length=64, rank=32),
+    TrainTask.entity_head: dict(epochs=4, lr=1e-3, max_length=128),
 }
 
 
@@ -67,7 +69,7 @@ def train(
         help="sentiment: times the FPB train part is repeated per epoch (weighs it against twitter's larger set).")] = 2,
     balance: Annotated[bool, typer.Option(
         help="Weight the loss by inverse square-root class frequency (sequence tasks).")] = False,
-    init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Warm start from this artefact (a second training stage); entity-head: the trunk to start from.")] = None,
     average_from: Annotated[int, typer.Option(
         help="From this epoch on, also average the weights (SWA, 4 snapshots an epoch); the average competes "
              "with each epoch on validation. 0 = off.")] = 0,
@@ -104,7 +106,10 @@ def train(
         "--feedback", help="intent: also train on the intents corrected in the desk (reply_reviews in DATABASE_URL "
                            "or the running stack's database), each text once.")] = False,
 ) -> None:
-    """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch."""
+    """Fine-tune a task model (LoRA + head) on the base encoder; keeps the best validation epoch.
+
+    entity-head: train only the entity head of the trunk in --init (default: the served trunk) again, on its frozen
+    token states, with real headlines added; written to --out (default: --init itself)."""
     from models.training import train as training
     from models.training.datasets import DataMissing
 
@@ -144,6 +149,20 @@ def train(
     if feedback and task is not TrainTask.intent:
         fail(f"--feedback is for the intent model, not {task.value}", "run `sentinel train intent --feedback`")
     corrections = _desk_corrections() if feedback else None
+    if task is TrainTask.entity_head:
+        from models.training.entity_head import train_entity_head
+
+        trunk = init or Path(get_settings().trunk_model)
+        if not (trunk / "sentinel.json").is_file():
+            fail(f"{trunk} is not a trunk artefact folder", "point --init at a folder written by `sentinel train trunk`")
+        try:
+            record = train_entity_head(folder, trunk, out or trunk, epochs, config.lr, seed)
+        except DataMissing as exc:
+            fail(str(exc), "point --data at the shared data folder that holds CoNLL-2003 and news_headlines")
+        except ValueError as exc:
+            fail(str(exc), "point --init at a trunk trained with an entity head (`sentinel train trunk`)")
+        err.print(f"entity head written to {out or trunk}: {record['trained_on']}")
+        return
     if task is TrainTask.trunk:
         try:
             if soft_labels is not None and not soft_labels.is_file():
