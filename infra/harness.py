@@ -20,6 +20,7 @@ from infra.db import make_engine, migrate
 from infra.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from infra.kafka import ensure_topics, topic_specs
 from infra.settings import PROJECT_ROOT
+from schemas import topics
 
 
 @dataclass
@@ -214,15 +215,15 @@ def news_behind_chat(services: Services, data: Path, chat: int, news: int, timeo
         texts = [r["text"] for r in csv.DictReader(f)]
     with open(data / "news_headlines" / "reuters_headlines.csv", encoding="utf-8-sig", newline="") as f:
         rows = [r for _, r in zip(range(news), csv.DictReader(f))]
-    produce(services.bootstrap, "chat", [json.dumps({
+    produce(services.bootstrap, topics.CHAT.name, [json.dumps({
         "id": f"chat-{i:06d}", "conversation_id": f"conv-{i:06d}", "customer_id": f"c{i}", "channel": "app",
         "text": texts[i % len(texts)]}).encode() for i in range(chat)])
     wait_until(lambda: services.scalar("select count(*) from reply_drafts") > 0, timeout=timeout, interval=0.2,
                message="chat working through its backlog")
     started = time.monotonic()
-    produce(services.bootstrap, "news", [json.dumps({"id": f"news-{i:06d}", "title": r["Headlines"],
-                                                     "text": r["Description"], "source": "reuters"}).encode()
-                                         for i, r in enumerate(rows)])
+    produce(services.bootstrap, topics.NEWS.name, [json.dumps({
+        "id": f"news-{i:06d}", "title": r["Headlines"], "text": r["Description"], "source": "reuters"}).encode()
+        for i, r in enumerate(rows)])
     wait_until(lambda: services.scalar("select count(*) from news_articles") >= len(rows), timeout=timeout,
                interval=0.2, message="every news article stored")
     seconds = time.monotonic() - started
