@@ -11,7 +11,16 @@ from torch import nn
 
 from infra.settings import get_settings
 from models.encoder import IGNORE
-from models.training.entity_head import ADAPTER, HEAD_KEYS, HeadRows, fit_head, recognizer_of, write_head
+from models.training.entity_head import (
+    ADAPTER,
+    HEAD_KEYS,
+    TRUNK_HEAD,
+    HeadRows,
+    fit_head,
+    recognizer_of,
+    start_head,
+    write_head,
+)
 from models.training.headline_orgs import load_headline_orgs
 
 
@@ -37,6 +46,21 @@ def test_write_head_replaces_the_entity_head_and_nothing_else(tmp_path):
     # the trunk it started from is left as it was
     assert (tmp_path / "in" / "sentinel.json").read_text() == (Path(served) / "sentinel.json").read_text()
     assert torch.equal(load_file(str(tmp_path / "in" / ADAPTER))[HEAD_KEYS[0]], before[HEAD_KEYS[0]])
+
+
+def test_training_starts_from_the_trunks_own_head_however_often_it_runs(tmp_path):
+    trunk = shutil.copytree(get_settings().trunk_model, tmp_path / "trunk")
+    (trunk / TRUNK_HEAD).unlink(missing_ok=True)  # as `sentinel train trunk` leaves it
+    own = load_file(str(trunk / ADAPTER))
+    first, second = nn.Linear(384, 9), nn.Linear(384, 9)
+    write_head(trunk, trunk, first, {})
+    kept = load_file(str(trunk / TRUNK_HEAD))
+    assert all(torch.equal(kept[k], own[k]) for k in HEAD_KEYS), "the trunk's own head is kept the first time"
+    write_head(trunk, trunk, second, {})
+    assert all(torch.equal(load_file(str(trunk / TRUNK_HEAD))[k], own[k]) for k in HEAD_KEYS), "and never replaced"
+    assert torch.equal(load_file(str(trunk / ADAPTER))[HEAD_KEYS[0]], second.weight.detach())
+    start = start_head(trunk, second)
+    assert torch.equal(start.weight, own[HEAD_KEYS[0]].float()) and torch.equal(start.bias, own[HEAD_KEYS[1]].float())
 
 
 def test_a_labelled_headline_teaches_its_org_spans_and_leaves_other_types_out_of_the_loss(rows):
@@ -71,3 +95,6 @@ def test_the_served_trunk_carries_the_retrained_entity_head():
     meta = json.loads((Path(get_settings().trunk_model) / "sentinel.json").read_text())
     assert meta["entity_head"]["command"] == "sentinel train entity-head"
     assert meta["entity_head"]["trained_on"]["headline_orgs_train"] == len(load_headline_orgs(split="train"))
+    own = load_file(str(Path(get_settings().trunk_model) / TRUNK_HEAD))
+    served = load_file(str(Path(get_settings().trunk_model) / ADAPTER))
+    assert not torch.equal(own[HEAD_KEYS[0]], served[HEAD_KEYS[0]]), "the served head is the retrained one"

@@ -38,6 +38,9 @@ from models.trunk import ENTITY_SENTIMENT, Trunk, head_module
 
 HEADLINE_WEIGHT = 1.0  # the labelled headlines against CoNLL's sentences (chosen by cross-validation)
 ADAPTER = "adapter_model.safetensors"
+# The entity head as `sentinel train trunk` wrote it, kept beside the adapter the first time the head is replaced:
+# training always starts from it, so the command gives the same head however often it runs.
+TRUNK_HEAD = "entity_head_from_trunk.safetensors"
 HEAD_KEYS = tuple(f"base_model.model.{head_module('entities')}.{p}" for p in ("weight", "bias"))
 
 
@@ -48,7 +51,8 @@ class HeadRows:
         self.recognizer = recognizer
         self.trunk = Trunk(recognizer.loaded, {"entities": recognizer}, trace=False)
         self.index = {label: k for k, label in enumerate(recognizer.labels)}
-        self.head = getattr(recognizer.loaded.model, head_module("entities"))
+        self.head = start_head(Path(recognizer.loaded.source),
+                               getattr(recognizer.loaded.model, head_module("entities")))
 
     def states(self, features: list[dict]) -> list[torch.Tensor]:
         """Per feature, its words' states (``_first`` rows of the last hidden layer)."""
@@ -85,6 +89,18 @@ class HeadRows:
         return states, labels
 
 
+def start_head(trunk: Path, served: nn.Module) -> nn.Linear:
+    """The head training starts from: the trunk's own (``TRUNK_HEAD``) when the served one was replaced, else the
+    served one; float32, on the CPU."""
+    layer = nn.Linear(served.in_features, served.out_features)
+    saved = trunk / TRUNK_HEAD
+    weights = load_file(str(saved)) if saved.is_file() else {HEAD_KEYS[0]: served.weight, HEAD_KEYS[1]: served.bias}
+    with torch.no_grad():
+        layer.weight.copy_(weights[HEAD_KEYS[0]].float())
+        layer.bias.copy_(weights[HEAD_KEYS[1]].float())
+    return layer.eval()
+
+
 def fit_head(start: nn.Linear, parts: Sequence[tuple[list[torch.Tensor], list[torch.Tensor], float]],
              epochs: int, lr: float, seed: int, batch: int = 2048) -> nn.Linear:
     """A copy of ``start`` trained on ``parts`` (word states, labels, weight), weighted cross-entropy."""
@@ -115,9 +131,11 @@ def write_head(trunk: Path, out: Path, layer: nn.Linear, record: dict) -> None:
     if out.resolve() != trunk.resolve():
         shutil.copytree(trunk, out, dirs_exist_ok=True)
     tensors = load_file(str(out / ADAPTER))
+    if not all(key in tensors for key in HEAD_KEYS):
+        raise ValueError(f"{trunk} has no entity head ({HEAD_KEYS[0]})")
+    if not (out / TRUNK_HEAD).is_file():
+        save_file({key: tensors[key] for key in HEAD_KEYS}, str(out / TRUNK_HEAD), metadata={"format": "pt"})
     for key, value in zip(HEAD_KEYS, (layer.weight, layer.bias)):
-        if key not in tensors:
-            raise ValueError(f"{trunk} has no {key}: not a trunk with an entity head")
         tensors[key] = value.detach().to(tensors[key].dtype).contiguous()
     save_file(tensors, str(out / ADAPTER), metadata={"format": "pt"})
     meta_path = out / "sentinel.json"
