@@ -21,7 +21,7 @@ from agents.pipeline import Built, Received
 from infra.settings import Settings
 from models.analysis import Analyzer
 from agents.alerts.spikes import COMPANY_PREFIX
-from models.companies.linking import Universe, add_known_companies, attach_links
+from models.companies.linking import Universe, attach_links, correct_mentions
 from models.entity_keys import NOT_COMPANIES, KeyResolver, entity_key
 from schemas import topics
 from schemas.events import NewsEvent, parse_news
@@ -171,7 +171,7 @@ class NewsPipeline:
 
     def build(self, m: Received, event: NewsEvent, result) -> Built:
         sentiment, entities, *embedding = result  # no embedding: stories compare by Jaccard only
-        add_known_companies(entities, event.content, self.universe)  # the entity model's misses it knows
+        correct_mentions(entities, event.content, self.universe)  # index names; the model's misses it knows
         attach_links(entities, event.content, self.universe)
         scores = sentiment.scores
         event_time, trusted = self.event_time(m, event)

@@ -3,7 +3,7 @@
 
 For each weight, each fold's head is trained on CoNLL-2003 train and the other three folds, and reads its own fold;
 the four folds' readings are scored together (all 200 training headlines, each read by a head that did not train on
-it), for the head alone and as served (with the company names the universe knows, ``add_known_companies``). CoNLL-2003
+it), for the head alone and as served (index names marked and the company names the universe knows added, ``correct_mentions``). CoNLL-2003
 valid F1 is the head trained on the whole training part. The held-out test part is not read.
 
 Run (a few minutes on 2 CPU cores, most of it reading CoNLL with the trunk):
@@ -23,7 +23,7 @@ from seqeval.scheme import IOB2
 from infra.progress import console
 from infra.settings import get_settings
 from models.companies import default_universe
-from models.companies.linking import Universe, add_known_companies
+from models.companies.linking import Universe, correct_mentions
 from models.encoder import encode_texts
 from models.entities import _iob
 from models.training import datasets
@@ -63,7 +63,7 @@ def main() -> None:
         head = recognizer.decode([texts[k] for k in picked], [features[k] for k in picked], logits)
         served = [list(found) for found in head]
         for k, found in zip(picked, served):
-            add_known_companies(found, texts[k], universe)
+            correct_mentions(found, texts[k], universe)
         return head, served
 
     def conll_valid_f1(layer) -> float:

@@ -156,14 +156,14 @@ class Analyzer:
     def analyze(self, items: Iterable[tuple[str, str]], chunk: int = 256, universe=None) -> Iterator[dict]:
         """Records of ``sentinel analyze``; with a company ``universe`` (``models.companies.linking``), every ORG
         and TICKER entity carries its ``company``."""
-        from models.companies.linking import Universe, add_known_companies, attach_links
+        from models.companies.linking import Universe, attach_links, correct_mentions
 
         universe = universe or Universe([])
         items = list(items)
         for start in range(0, len(items), chunk):
             part = items[start : start + chunk]
             for (item_id, text), (sentiment, entities) in zip(part, self.analyze_texts([t for _, t in part])):
-                add_known_companies(entities, text, universe)
+                correct_mentions(entities, text, universe)
                 attach_links(entities, text, universe)
                 yield {"id": item_id, "text": text, "sentiment": sentiment.as_dict(),
                        "entities": [e.as_dict() for e in entities]}

@@ -266,3 +266,57 @@ def test_a_shortened_name_replaces_the_part_the_entity_model_read():
     whole = _entities(text, ("Thermo Fisher", "ORG"))
     assert [e.text for e in add_known_companies(whole, text, u)] == ["Qiagen"], \
         "an entity that covers the name whole stays as it is"
+
+
+def test_an_index_name_is_no_company_and_its_parts_link_nothing():
+    from models.companies.linking import attach_links, correct_mentions
+
+    text = "S&P 500 and Dow Jones end lower as Ford slips"
+    entities = _entities(text, ("S&P", "ORG"), ("Dow", "ORG"), ("Ford", "ORG"))
+    correct_mentions(entities, text, universe())
+    assert [(e.text, e.label) for e in entities] == [("S&P 500", "MISC"), ("Dow Jones", "MISC"), ("Ford", "ORG")]
+    attach_links(entities, text, universe())
+    assert entities[2].company is not None and not any(getattr(e, "company", None) for e in entities[:2])
+    # the company itself, named as a company, still links
+    text = "S&P cuts Ford to junk"
+    entities = _entities(text, ("S&P", "ORG"), ("Ford", "ORG"))
+    correct_mentions(entities, text, universe())
+    assert [(e.text, e.label) for e in entities] == [("S&P", "ORG"), ("Ford", "ORG")]
+    assert attach_links(entities, text, universe())[0].company.name == "S&P Global"
+
+
+def test_the_company_master_adds_no_company_inside_an_index_name():
+    from models.companies.linking import correct_mentions
+
+    for text in ("Stocks making the biggest moves: S&P 500 futures rise", "DAX and CAC 40 close higher"):
+        entities: list = []
+        correct_mentions(entities, text, universe())
+        assert all(e.label != "ORG" for e in entities), (text, entities)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.text(max_size=60), st.sampled_from(["S&P 500", "Nasdaq 100", "FTSE 100", "Dow Jones", "s&p500"]),
+       st.text(max_size=60))
+@example("Shares of ", "S&P 500", " and Apple rose")
+def test_after_correction_no_org_lies_in_an_index_name_and_nothing_overlaps(before, index, after):
+    from models.companies.linking import correct_mentions, index_spans
+    from models.entities import Entity
+
+    text = before + " " + index + " " + after
+    at = len(before) + 1
+    entities = [Entity(text[at:at + 3], "ORG", at, at + 3, 0.9)]  # the model's ORG inside the index name
+    correct_mentions(entities, text, universe())
+    spans = index_spans(text)
+    assert any(a <= at and at + len(index) <= b for a, b in spans)
+    assert not any(e.label in ("ORG", "TICKER") and any(a <= e.start and e.end <= b for a, b in spans)
+                   for e in entities)
+    assert all(text[e.start:e.end] == e.text for e in entities)
+    ordered = sorted((e.start, e.end) for e in entities)
+    assert all(x[1] <= y[0] for x, y in zip(ordered, ordered[1:]))
+
+
+def test_a_mention_is_no_evidence_for_itself():
+    u = universe()
+    # "bank" is a context word of the banks; the mention "Bank" must not vouch for Bank of America by itself
+    assert u.link("Bank", "ORG", "Bank stocks have become 'awful investments', Jim Cramer says", 0) is None
+    assert u.link("Bank of America", "ORG", "Bank of America beats estimates", 0).company.name == "Bank of America"

@@ -244,3 +244,17 @@ def default_universe(aliases_path: Path = ALIASES_FILE) -> list[Company]:
         company = out[cid]
         out[cid] = replace(company, aliases=company.aliases + aliases, industries=company.industries + context)
     return list(out.values())
+
+
+# Index names news writes that pytickersymbols does not list (its own 20 come first: ``market_index_names``).
+MORE_INDICES = ("Nasdaq Composite", "Russell 2000", "Russell 1000", "Stoxx 600", "STOXX Europe 600", "FTSE 250",
+                "Hang Seng", "S&P/TSX", "Dow Jones Industrial Average", "Shanghai Composite", "Kospi", "Sensex",
+                "Nifty 50", "CSI 300", "ASX 200", "Topix")
+
+
+def market_index_names() -> tuple[str, ...]:
+    """Stock market index names as news writes them ("S&P 500", "CAC 40", "Dow Jones"), longest first."""
+    from pytickersymbols import PyTickerSymbols
+
+    names = {name.replace("_", " ") for name in PyTickerSymbols().get_all_indices()} | set(MORE_INDICES)
+    return tuple(sorted(names, key=len, reverse=True))

@@ -32,6 +32,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
@@ -207,7 +208,10 @@ class Universe:
         full = self.official.get(company_id, "")
         if full != mention_key and " " + full + " " in folded:
             return True
-        return any(" " + w + " " in folded for w in self.context.get(company_id, ()))
+        # the mention's own words are no evidence for it: "Bank" of "Bank stocks" is not Bank of America by its
+        # context word "bank"
+        rest = folded.replace(" " + mention_key + " ", " ", 1)
+        return any(" " + w + " " in rest for w in self.context.get(company_id, ()))
 
     # -- linking -------------------------------------------------------------------------------------------
     def link_ticker(self, symbol: str, exchange: str | None) -> Link | None:
@@ -323,6 +327,47 @@ def surface_names(company: Company) -> set[str]:
         if len(words) >= 3 and all(w[:1].isupper() for w in words[:2]):
             out.add(" ".join(words[:2]).strip(" ,"))
     return out
+
+
+@lru_cache(maxsize=1)
+def _index_pattern() -> re.Pattern:
+    from models.companies import market_index_names
+
+    # case-insensitive, whole words, any spacing ("S&P500", "Nasdaq  100")
+    names = [r"\s*".join(map(re.escape, name.split())) for name in market_index_names()]
+    return re.compile(r"(?i)(?<![\w&])(?:" + "|".join(names) + r")(?![\w&])")
+
+
+def index_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` names a stock market index ("S&P 500", "Dow Jones", "FTSE 100")."""
+    return [m.span() for m in _index_pattern().finditer(text or "")]
+
+
+def mark_indices(entities: list, text: str) -> list:
+    """An index is no company: the ORG and TICKER entities inside a market index's name ("S&P" of "S&P 500",
+    which links S&P Global; "FTSE" of "FTSE 100") become one MISC entity over the name, in place, so an index's
+    news neither links a company nor counts as a company's key; returns the new ones."""
+    from models.entities import Entity
+
+    marked = []
+    for start, end in index_spans(text):
+        inside = [e for e in entities if _field(e, "label") in ("ORG", "TICKER")
+                  and start <= _field(e, "start") and _field(e, "end") <= end]
+        if inside:
+            marked.append(Entity(text[start:end], "MISC", start, end, max(_field(e, "score") or 0.0 for e in inside)))
+            entities[:] = [e for e in entities if not any(e is x for x in inside)
+                           and not (start < _field(e, "end") and _field(e, "start") < end)]
+    if marked:
+        entities[:] = sorted(entities + marked, key=lambda e: _field(e, "start"))
+    return marked
+
+
+def correct_mentions(entities: list, text: str, universe: Universe) -> list:
+    """What the company master corrects in the entity model's output, in place (as served): index names are not
+    companies (``mark_indices``), and the companies it knows that the model missed are added
+    (``add_known_companies``); returns the added companies."""
+    mark_indices(entities, text)
+    return add_known_companies(entities, text, universe)
 
 
 def add_known_companies(entities: list, text: str, universe: Universe) -> list:

@@ -613,10 +613,37 @@ def linking_report(rows: Sequence[dict], link) -> dict:
             "listed_linked_right": round(right / listed, 4) if listed else None}
 
 
+def served_linking_report(rows: Sequence[dict], entities: Sequence[Sequence], link) -> dict:
+    """The linker end to end, on the mentions as served (``entities``: the model's ORG and TICKER spans after
+    ``correct_mentions``): of the mentions it links, those over a gold ORG span linked to that span's company are
+    right; a link to another company, or over no gold span at all (an index, a show, a person), is wrong. Wrong
+    links are counted over the gold mentions too, the bar's measure, with examples."""
+    from models.training.headline_orgs import _overlaps
+
+    right = wrong = linked = 0
+    examples = []
+    for r, found in zip(rows, entities):
+        said = [e for e in found if e.label in ORG_LIKE]
+        for e, company in zip(said, link(r["text"], said) if said else []):
+            if company is None:
+                continue
+            linked += 1
+            gold = [o for o in r["orgs"] if _overlaps((o["start"], o["end"]), (e.start, e.end))]
+            if gold and any(_is_gold(company, o["company"]) for o in gold):
+                right += 1
+            else:
+                wrong += 1
+                examples.append((e.text, f"{r['id']}: {r['text']} -> {company.name}"))
+    mentions = sum(len(r["orgs"]) for r in rows)
+    return {"mentions": mentions, "linked": linked, "linked_right": round(right / linked, 4) if linked else None,
+            "wrong_links": wrong, "wrong_links_over_mentions": round(wrong / mentions, 4) if mentions else None,
+            "top_wrong_links": _most_common(examples)}
+
+
 def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
     """ORG mentions in real Reuters and CNBC headlines (``models/written/news_headline_orgs.jsonl``): the served
     entity model's ORG and TICKER spans, with the company names the default universe knows added as served
-    (``add_known_companies``; the head alone under ``entity_head_<part>``), against the labels, strict and by overlap, on the held-out test part (the
+    (``correct_mentions``; the head alone under ``entity_head_<part>``), against the labels, strict and by overlap, on the held-out test part (the
     figure) and on the training part; and the entity linker's accuracy on the gold ORG spans."""
     from models.entities import EntityRecognizer
     from models.training.headline_orgs import HEADLINE_ORGS, load_headline_orgs
@@ -625,7 +652,7 @@ def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
     report = {"task": "headline-entities", "model": _task_model(settings, "entity_model", "entities"),
               "set": "models/written/news_headline_orgs.jsonl (models/written/README.md)", "labels": list(ORG_LIKE)}
     from models.companies import default_universe
-    from models.companies.linking import Universe, add_known_companies
+    from models.companies.linking import Universe, correct_mentions
 
     universe = Universe(default_universe())
     link = _linker()
@@ -635,7 +662,7 @@ def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
         report[f"entity_head_{split}"] = {k: v for k, v in org_span_report(rows, entities).items()
                                           if k in ("n", "gold", "predicted", "strict", "overlap")}
         for r, found in zip(rows, entities):  # as served: the company names the universe knows join the head's
-            add_known_companies(found, r["text"], universe)
+            correct_mentions(found, r["text"], universe)
         report[f"headlines_{split}"] = org_span_report(rows, entities)
         for source in sorted({r["source"] for r in rows}):
             picked = [k for k, r in enumerate(rows) if r["source"] == source]
@@ -643,6 +670,7 @@ def evaluate_headline_entities(data: Path, settings: Settings) -> dict:
             report[f"headlines_{split}"][f"by_source:{source}"] = {
                 k: part[k] for k in ("n", "gold", "predicted", "strict", "overlap")}
         report[f"linking_{split}"] = linking_report(rows, link)
+        report[f"served_linking_{split}"] = served_linking_report(rows, entities, link)
     return report
 
 
@@ -663,3 +691,6 @@ def print_headline_entities(report: dict) -> None:
     for title, key in (("most common misses", "top_misses"), ("most common false positives", "top_false_positives")):
         console.print(f"test part, {title}: " + ", ".join(f"{m['text']} ({m['count']})" for m in test[key][:10]))
     console.print(f"linking (test part): {report['linking_test']}")
+    served = {k: v for k, v in report["served_linking_test"].items() if k != "top_wrong_links"}
+    console.print(f"linking as served (test part): {served}; wrong: "
+                  + ", ".join(f"{m['text']} ({m['count']})" for m in report["served_linking_test"]["top_wrong_links"]))
