@@ -286,11 +286,19 @@ def test_an_index_name_is_no_company_and_its_parts_link_nothing():
 
 
 def test_the_company_master_adds_no_company_inside_an_index_name():
+    from dataclasses import replace
+
     from models.companies.linking import correct_mentions
 
-    for text in ("Stocks making the biggest moves: S&P 500 futures rise", "DAX and CAC 40 close higher"):
+    # a user's universe may alias S&P Global as "S&P" and the LSE group as "FTSE": still no company in an index
+    companies = [replace(c, aliases=c.aliases + ({"S&P Global": ("S&P",), "London Stock Exchange Group": ("FTSE",)}
+                                                   .get(c.name, ())))
+                 for c in default_universe()]
+    aliased = Universe(companies)
+    assert "S&P" in [e.text for e in correct_mentions([], "S&P downgrades Ford", aliased)], "the alias works"
+    for text in ("Stocks making the biggest moves: S&P 500 futures rise", "FTSE 100 and CAC 40 close higher"):
         entities: list = []
-        correct_mentions(entities, text, universe())
+        assert correct_mentions(entities, text, aliased) == [], text
         assert all(e.label != "ORG" for e in entities), (text, entities)
 
 

@@ -363,11 +363,13 @@ def mark_indices(entities: list, text: str) -> list:
 
 
 def correct_mentions(entities: list, text: str, universe: Universe) -> list:
-    """What the company master corrects in the entity model's output, in place (as served): index names are not
-    companies (``mark_indices``), and the companies it knows that the model missed are added
-    (``add_known_companies``); returns the added companies."""
+    """What the company master corrects in the entity model's output, in place (as served): the companies it knows
+    that the model missed are added (``add_known_companies``), then index names are not companies
+    (``mark_indices``: after, so a universe whose alias is an index's first word, "S&P" of S&P Global, adds no
+    company inside "S&P 500"); returns the added companies that stay."""
+    added = add_known_companies(entities, text, universe)
     mark_indices(entities, text)
-    return add_known_companies(entities, text, universe)
+    return [a for a in added if any(e is a for e in entities)]
 
 
 def add_known_companies(entities: list, text: str, universe: Universe) -> list:
