@@ -120,3 +120,20 @@ def test_the_served_headline_embedding_groups_the_tuning_pairs_at_the_chosen_cos
                                              settings.story_horizon, embeddings))
     assert scored["precision"] >= MIN_PRECISION and scored["hard_negatives_merged"] <= MAX_MERGED, scored
     assert scored["recall"] >= 0.95, scored
+
+
+def test_a_headline_of_a_known_story_id_joins_it_even_past_the_storys_first_seen_horizon():
+    # a story's id is its founding headline and the horizon-long time slice it came in; a reprint earlier than the
+    # founder moves the story's first_seen back, so the same headline later in the slice is more than a horizon
+    # from first_seen: it must join its story, not found a second one under the same id (a replay after a crash
+    # did, and the LSH index refused the duplicate key: every such article went to the dead letters)
+    hour = 3600
+    index = StoryIndex(threshold=0.5, horizon_s=hour)
+    slice_start = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+    headline = "Kestrel Paper to cut 300 jobs at its Ohio mill"
+    first = index.assign("a1", headline, slice_start + timedelta(minutes=5))
+    earlier = index.assign("a2", "Kestrel Paper to cut 300 jobs at Ohio mill", slice_start - timedelta(minutes=50))
+    assert earlier.story_id == first.story_id
+    again = index.assign("a1", headline, slice_start + timedelta(minutes=58))  # the founder replayed
+    assert again.story_id == first.story_id and not again.new
+    assert len(index) == 1

@@ -264,8 +264,10 @@ class StoryIndex:
         with self._lock:
             best: tuple | None = None
             known = self._stories.get(founder_id)
-            if known is not None and (mh is None or abs(event_time - known.first_seen) <= self.horizon):
-                best = ((-1.0, known.first_seen, known.id), known, 1.0)  # the same headline (or a replayed one)
+            if known is not None:
+                # the same headline in the same time slice (or a replayed one): its story, even where an earlier
+                # reprint moved the story's first_seen back more than a horizon (its id cannot found a second one)
+                best = ((-1.0, known.first_seen, known.id), known, 1.0)
             elif mh is not None:
                 candidates = set(self._lsh.query(mh))
                 if vector is not None:
